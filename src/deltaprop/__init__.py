@@ -1,0 +1,16 @@
+"""deltaprop: error backpropagation exactly as the derivations write it.
+
+The core imports with NumPy alone.  Start with :mod:`deltaprop.equations` (the
+equations, one function each) and :mod:`deltaprop.backprop` (the drivers).
+"""
+
+from . import activations, equations, losses
+from .backprop import Gradients, Trace, backward, forward, gradients, loss_value, predict, step
+from .network import Network
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Network", "Trace", "Gradients", "forward", "backward", "gradients", "loss_value",
+    "predict", "step", "activations", "losses", "equations", "__version__",
+]

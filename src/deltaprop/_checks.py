@@ -1,0 +1,71 @@
+"""Input validation shared by every entry point: clear errors that name the argument."""
+
+from __future__ import annotations
+
+from . import _backend
+
+
+def _lazy(x) -> bool:
+    return type(x).__module__.startswith("dask")
+
+
+def _finite(x, xp, name):
+    if _lazy(x):
+        return  # never force a lazy array here
+    if not bool(xp.all(xp.isfinite(x))):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+def check_x(net, x, xp):
+    """x: (m, n_0), or (K, m, n_0) for a stack; cast to the network's dtype."""
+    n0 = net.sizes[0]
+    if not hasattr(x, "shape"):
+        raise TypeError(f"x must be an array, got {type(x).__name__}")
+    lead = () if net.K is None else (net.K,)
+    if x.ndim not in (2, 2 + len(lead)) or x.shape[-1] != n0 or \
+            (x.ndim == 3 and tuple(x.shape[:1]) != lead):
+        want = f"(m, {n0})" + ("" if not lead else f" or ({net.K}, m, {n0})")
+        raise ValueError(f"x has shape {tuple(x.shape)}; expected {want}")
+    if x.shape[-2] == 0:
+        raise ValueError("x is an empty batch (m = 0 samples)")
+    if x.dtype != net.dtype:
+        if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
+                or x.dtype == xp.bool):
+            raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+        x = xp.astype(x, net.dtype)
+    _finite(x, xp, "x")
+    return x
+
+
+def check_y(net, loss, y, m, xp):
+    """y: (m, n_L) targets (or stacked); integer labels (m,) for softmax cross-entropy."""
+    nL = net.sizes[-1]
+    if not hasattr(y, "shape"):
+        raise TypeError(f"y must be an array, got {type(y).__name__}")
+    labels = loss.targets == "distribution" and xp.isdtype(y.dtype, "integral") and (
+        y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL)))
+    if labels:
+        y = one_hot(y, nL, xp, net.dtype)
+    elif y.ndim == 1 and nL == 1 and y.shape[0] == m:
+        y = xp.reshape(y, (m, 1))
+    if y.ndim not in (2, 3) or tuple(y.shape[-2:]) != (m, nL) or \
+            (y.ndim == 3 and net.K is not None and y.shape[0] != net.K):
+        raise ValueError(f"y has shape {tuple(y.shape)}; expected (m, n_L) = ({m}, {nL})"
+                         + (" or integer labels (m,)" if loss.targets == "distribution" else ""))
+    if y.dtype != net.dtype:
+        y = xp.astype(y, net.dtype)
+    _finite(y, xp, "y")
+    if loss.targets != "real" and not _lazy(y):
+        if not bool(xp.all((y >= 0) & (y <= 1))):
+            raise ValueError(f"y must lie in [0, 1] for {loss.name}")
+    return y
+
+
+def one_hot(labels, n, xp, dtype):
+    """Integer labels (m,) -> one-hot (m, n); labels outside 0..n-1 raise ValueError."""
+    if not _lazy(labels) and labels.shape[0] and \
+            (bool(xp.any(labels < 0)) or bool(xp.any(labels >= n))):
+        lo, hi = int(xp.min(labels)), int(xp.max(labels))
+        raise ValueError(f"labels must lie in 0..{n - 1} (n_L = {n} classes), got {lo}..{hi}")
+    classes = _backend.asarray(list(range(n)), xp, like=labels)
+    return xp.astype(labels[..., None] == classes, dtype)

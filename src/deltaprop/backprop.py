@@ -1,0 +1,125 @@
+"""Forward and backward drivers: short loops over the functions of :mod:`.equations`.
+
+Shapes (single network; a stack of K adds a leading K axis everywhere):
+x (m, n_0); y (m, n_L) or integer labels (m,) for softmax cross-entropy;
+``Trace.z[l]``, ``Trace.a[l]``, ``Gradients.delta[l]``: (m, n_l); ``dW[l]`` like W[l];
+``db[l]`` like b[l]; ``J``: () or (K,).  Slot 0 is the input layer: ``a[0] = x``,
+``z[0]``, ``delta[0]``, ``dW[0]``, ``db[0]`` are ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _backend, _checks
+from . import equations as eq
+from . import losses as _losses
+from .network import Network
+
+__all__ = ["Trace", "Gradients", "forward", "backward", "gradients", "loss_value", "step",
+           "predict"]
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """The forward pass: ``z[l]`` and ``a[l]`` for l = 0..L (``z[0] is None``, ``a[0] = x``)."""
+
+    z: tuple
+    a: tuple
+
+
+@dataclass(frozen=True, eq=False)
+class Gradients:
+    """The backward pass: J, the error vectors delta[l] and the averaged gradients."""
+
+    J: object
+    delta: tuple
+    dW: tuple
+    db: tuple
+
+
+def _xp(net, *arrays):
+    return _backend.namespace(net.W[1], *arrays)
+
+
+def forward(net: Network, x, *, check=True) -> Trace:
+    """Run z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]) for l = 1..L, keeping every z and a."""
+    xp = _xp(net, x)
+    if check:
+        x = _checks.check_x(net, x, xp)
+    z, a = [None], [x]
+    for l in range(1, net.L + 1):
+        z.append(eq.pre_activation(a[l - 1], net.W[l], net.b[l]))
+        a.append(eq.activation(net.activations[l], z[l], xp))
+    return Trace(tuple(z), tuple(a))
+
+
+def predict(net: Network, x):
+    """The network's output a[L] for inputs x."""
+    return forward(net, x).a[-1]
+
+
+def loss_value(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True):
+    """J = mean over the batch of the per-sample loss, plus (l2 / 2m) sum ||W||^2."""
+    loss = _losses.get(loss)
+    xp = _xp(net, trace.a[0])
+    m = trace.a[0].shape[-2]
+    if check:
+        y = _checks.check_y(net, loss, y, m, xp)
+    J = xp.mean(loss.per_sample(trace.z[-1], trace.a[-1], y, xp), axis=-1)
+    return J + eq.l2_penalty(net.W, l2, m, xp) if l2 else J
+
+
+def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Gradients:
+    """delta[L] from the loss, delta[l] = (delta[l+1] W[l+1]) * f_l'(z[l]), then dW and db.
+
+    Parameters
+    ----------
+    net : Network
+    trace : Trace
+        The forward pass of ``net`` on the batch.
+    y : array
+        Targets (m, n_L), or integer class labels (m,) for softmax cross-entropy.
+    loss : str or Loss
+        ``"mse"``, ``"sigmoid-cross-entropy"`` or ``"softmax-cross-entropy"``.
+    l2 : float
+        lambda of the penalty (lambda / 2m) sum ||W||^2 (biases excluded).
+    """
+    loss = _losses.get(loss)
+    f, L = net.activations, net.L
+    if check:
+        _losses.check_pair(loss, f[L])
+        if l2 < 0:
+            raise ValueError(f"l2 must be >= 0, got {l2}")
+    xp = _xp(net, trace.a[0])
+    z, a = trace.z, trace.a
+    m = a[0].shape[-2]
+    if check:
+        y = _checks.check_y(net, loss, y, m, xp)
+    J = xp.mean(loss.per_sample(z[L], a[L], y, xp), axis=-1)
+    delta = [None] * (L + 1)
+    delta[L] = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
+    for l in range(L - 1, 0, -1):
+        delta[l] = eq.hidden_delta(net.W[l + 1], delta[l + 1], f[l], z[l], a[l], xp)
+    dW = [None] + [eq.weight_gradient(delta[l], a[l - 1], m) for l in range(1, L + 1)]
+    db = [None] + [eq.bias_gradient(delta[l], xp) for l in range(1, L + 1)]
+    if l2:
+        J = J + eq.l2_penalty(net.W, l2, m, xp)
+        dW = [None] + [dW[l] + eq.l2_gradient(net.W[l], l2, m) for l in range(1, L + 1)]
+    return Gradients(J, tuple(delta), tuple(dW), tuple(db))
+
+
+def gradients(net: Network, x, y, loss, l2=0.0, *, check=True) -> tuple[Trace, Gradients]:
+    """Forward then backward on one batch: returns (trace, gradients)."""
+    trace = forward(net, x, check=check)
+    return trace, backward(net, trace, y, loss, l2, check=check)
+
+
+def step(net: Network, grads: Gradients, eta) -> Network:
+    """One gradient-descent update W[l] -= eta dW[l], b[l] -= eta db[l] (a new network)."""
+    if not eta > 0:
+        raise ValueError(f"learning rate must be > 0, got {eta}")
+    L = net.L
+    return net.replace(
+        W=(None, *(eq.gradient_step(net.W[l], grads.dW[l], eta) for l in range(1, L + 1))),
+        b=(None, *(eq.gradient_step(net.b[l], grads.db[l], eta) for l in range(1, L + 1))))

@@ -1,0 +1,67 @@
+"""The ``deltaprop`` command line.
+
+Each subcommand lives in its own module of this package, which exposes
+``register(subparsers)``; ``register`` adds a parser whose default ``func(args)``
+runs the command and returns the exit status.  Bad input ends with one line on
+stderr and status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+
+#: modules of this package that add subcommands, in the order of ``deltaprop --help``
+COMMAND_MODULES = ["engine", "train", "stats", "sweep"]
+
+
+class UsageError(Exception):
+    """A bad command line or bad input: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line instead of usage + message
+        where = self.prog.removeprefix("deltaprop").strip()
+        raise UsageError(f"{where}: {message}" if where else message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="deltaprop", description="Backpropagation exactly as the "
+                     "derivations write it, and the statistics of the backward pass.")
+    parser.add_argument("--version", action="version", version=f"deltaprop {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # command not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``deltaprop`` console script."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("deltaprop: interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, ValueError, TypeError, OSError, KeyError) as exc:
+        msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
+        msg = " ".join(msg.split())  # one line
+        print(f"deltaprop: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
