@@ -56,7 +56,7 @@ def device(x):
 
 def to_device(x, device_):
     """``x`` moved to ``device_`` within its own library."""
-    return x if _compat is None else _compat.to_device(x, device_)
+    return x if _compat is None else _compat.to_device(x, _native_device(namespace(x), device_))
 
 
 def resolve(backend, device_=None):
@@ -75,7 +75,20 @@ def resolve(backend, device_=None):
         mod = importlib.import_module(backend)
     except ImportError as exc:
         raise ValueError(f"backend {backend!r} is not installed") from exc
-    return namespace(mod.asarray([0.0], device=device_) if backend != "numpy" else np.empty(0))
+    xp = namespace(mod.asarray([0.0]))  # cupy.asarray has no device keyword
+    if device_ is not None:  # fail early on a device the library lacks
+        xp.asarray([0.0], device=_native_device(xp, device_))
+    return xp
+
+
+def _native_device(xp, device_):
+    """``device_`` in the form ``xp`` takes: CuPy wants an integer, not ``"cuda:1"``."""
+    if _compat is None or not isinstance(device_, str) or not _compat.is_cupy_namespace(xp):
+        return device_
+    head, _, index = device_.partition(":")
+    if head not in ("cuda", "gpu") and not head.isdigit():
+        raise ValueError(f"CuPy device must be 'cuda', 'cuda:N' or N, got {device_!r}")
+    return int(head) if head.isdigit() else int(index or 0)
 
 
 def asarray(x, xp, like=None, dtype=None, device=None):
@@ -90,7 +103,7 @@ def asarray(x, xp, like=None, dtype=None, device=None):
         dtype = None
     if device is None or is_numpy(xp):
         return xp.asarray(x, dtype=dtype)
-    return xp.asarray(x, dtype=dtype, device=device)
+    return xp.asarray(x, dtype=dtype, device=_native_device(xp, device))
 
 
 def dtype_name(dtype) -> str:
