@@ -25,6 +25,22 @@ def register(sub):
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_gradcheck)
 
+    p = sub.add_parser(
+        "trace", help="run a tiny network step by step, printing every z, a, delta, dW, db",
+        description="Run a tiny network from a JSON spec step by step and print, for each step "
+        "and layer, z, a, delta, dW, db, the loss J of the step's forward pass and W, b after "
+        "the update.  With no SPEC, runs the built-in worked example (Mazur 2015).")
+    p.add_argument("spec", nargs="?", default=None, metavar="SPEC.json",
+                   help="spec file (default: the built-in example mazur_2015.json)")
+    p.add_argument("--json", action="store_true",
+                   help='print {"steps": [{"loss": J, "layers": [{"z", "a", "delta", "dW", '
+                   '"db", "W", "b"}, ...]}, ...]}')
+    p.add_argument("--precision", type=int, default=9,
+                   help="digits after the decimal point in the text output (default 9)")
+    p.add_argument("--show-spec", action="store_true",
+                   help="print the spec as JSON (e.g. the built-in example, to copy and edit)")
+    p.set_defaults(func=_trace)
+
 
 def _gradcheck(args):
     from .. import Network
@@ -59,4 +75,31 @@ def _gradcheck(args):
         print(f"{r['layer']:>5}  {r['W']:>14.3e}  {r['b']:>14.3e}")
     print(f"max_rel_error = {result.max_rel_error:.3e}  ({result.checked} entries checked, "
           f"{result.skipped} skipped at kinks)")
+    return 0
+
+
+def _trace(args):
+    from .. import trace
+
+    if not 0 <= args.precision <= 17:
+        raise ValueError(f"--precision must be in 0..17, got {args.precision}")
+    if args.show_spec:
+        if args.spec is None:
+            print(trace.example_text(), end="")
+            return 0
+        trace.load(args.spec)  # validate before echoing
+        with open(args.spec, encoding="utf-8") as f:
+            print(f.read(), end="")
+        return 0
+    spec = trace.load(args.spec)
+    steps = trace.run(spec)
+    if args.json:
+        try:
+            text = json.dumps(trace.record(steps), indent=2, allow_nan=False)
+        except ValueError:
+            raise ValueError("the trace holds NaN or inf (the steps diverged), which JSON cannot "
+                             "carry; lower learning_rate or look at the text output") from None
+        print(text)
+        return 0
+    print(trace.format_text(spec, steps, precision=args.precision))
     return 0
