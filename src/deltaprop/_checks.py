@@ -16,6 +16,22 @@ def _finite(x, xp, name):
         raise ValueError(f"{name} contains NaN or inf")
 
 
+def _kind(a) -> str:
+    return type(a).__module__.split(".")[0] + "." + type(a).__name__
+
+
+def check_library(net, arr, name):
+    """TypeError naming ``name`` unless ``arr`` is an array of the network's library."""
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        raise TypeError(f"{name} must be an array, got {type(arr).__name__}")
+    try:
+        _backend.namespace(net.W[1], arr)
+    except TypeError:
+        raise TypeError(
+            f"{name} is a {_kind(arr)} but the network's parameters are {_kind(net.W[1])}: "
+            f"convert {name}, or move the network with Network.to(...)") from None
+
+
 def check_x(net, x, xp):
     """x: (m, n_0), or (K, m, n_0) for a stack; cast to the network's dtype."""
     n0 = net.sizes[0]
@@ -27,7 +43,7 @@ def check_x(net, x, xp):
         want = f"(m, {n0})" + ("" if not lead else f" or ({net.K}, m, {n0})")
         raise ValueError(f"x has shape {tuple(x.shape)}; expected {want}")
     if x.shape[-2] == 0:
-        raise ValueError("x is an empty batch (m = 0 samples)")
+        raise ValueError(f"x is an empty batch (m = 0 samples); expected (m, {n0}) with m >= 1")
     if x.dtype != net.dtype:
         if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
                 or x.dtype == xp.bool):
@@ -40,8 +56,8 @@ def check_x(net, x, xp):
 def check_y(net, loss, y, m, xp):
     """y: (m, n_L) targets (or stacked); integer labels (m,) for softmax cross-entropy."""
     nL = net.sizes[-1]
-    if not hasattr(y, "shape"):
-        raise TypeError(f"y must be an array, got {type(y).__name__}")
+    check_library(net, y, "y")
+    shape = tuple(y.shape)
     labels = loss.targets == "distribution" and xp.isdtype(y.dtype, "integral") and (
         y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL)))
     if labels:
@@ -49,8 +65,9 @@ def check_y(net, loss, y, m, xp):
     elif y.ndim == 1 and nL == 1 and y.shape[0] == m:
         y = xp.reshape(y, (m, 1))
     if y.ndim not in (2, 3) or tuple(y.shape[-2:]) != (m, nL) or \
-            (y.ndim == 3 and net.K is not None and y.shape[0] != net.K):
-        raise ValueError(f"y has shape {tuple(y.shape)}; expected (m, n_L) = ({m}, {nL})"
+            (y.ndim == 3 and (net.K is None or y.shape[0] != net.K)):
+        stack = "" if net.K is None else f" or ({net.K}, {m}, {nL})"
+        raise ValueError(f"y has shape {shape}; expected (m, n_L) = ({m}, {nL}){stack}"
                          + (" or integer labels (m,)" if loss.targets == "distribution" else ""))
     if y.dtype != net.dtype:
         y = xp.astype(y, net.dtype)
@@ -58,7 +75,19 @@ def check_y(net, loss, y, m, xp):
     if loss.targets != "real" and not _lazy(y):
         if not bool(xp.all((y >= 0) & (y <= 1))):
             raise ValueError(f"y must lie in [0, 1] for {loss.name}")
+    if loss.targets == "distribution" and not labels and not _lazy(y):
+        # delta[L] = a - y needs sum_k y_k = 1 (in general it is a sum(y) - y)
+        tol = max(1e-6, float(xp.finfo(y.dtype).eps) ** 0.5)
+        if not bool(xp.all(xp.abs(xp.sum(y, axis=-1) - 1) <= tol)):
+            raise ValueError(f"y: each row must sum to 1 for {loss.name} (a distribution over "
+                             f"the n_L = {nL} classes), or give integer labels (m,)")
     return y
+
+
+def check_l2(l2):
+    """lambda of the L2 penalty: a finite number >= 0."""
+    if not 0 <= l2 < float("inf"):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
 
 
 def one_hot(labels, n, xp, dtype):
@@ -66,6 +95,7 @@ def one_hot(labels, n, xp, dtype):
     if not _lazy(labels) and labels.shape[0] and \
             (bool(xp.any(labels < 0)) or bool(xp.any(labels >= n))):
         lo, hi = int(xp.min(labels)), int(xp.max(labels))
-        raise ValueError(f"labels must lie in 0..{n - 1} (n_L = {n} classes), got {lo}..{hi}")
+        raise ValueError(
+            f"y: labels must lie in 0..{n - 1} (n_L = {n} classes), got {lo}..{hi}")
     classes = _backend.asarray(list(range(n)), xp, like=labels)
     return xp.astype(labels[..., None] == classes, dtype)

@@ -44,6 +44,8 @@ def _xp(net, *arrays):
 
 def forward(net: Network, x, *, check=True) -> Trace:
     """Run z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]) for l = 1..L, keeping every z and a."""
+    if check:
+        _checks.check_library(net, x, "x")
     xp = _xp(net, x)
     if check:
         x = _checks.check_x(net, x, xp)
@@ -65,6 +67,8 @@ def loss_value(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True):
     xp = _xp(net, trace.a[0])
     m = trace.a[0].shape[-2]
     if check:
+        _losses.check_pair(loss, net.activations[net.L])
+        _checks.check_l2(l2)
         y = _checks.check_y(net, loss, y, m, xp)
     J = xp.mean(loss.per_sample(trace.z[-1], trace.a[-1], y, xp), axis=-1)
     return J + eq.l2_penalty(net.W, l2, m, xp) if l2 else J
@@ -89,8 +93,7 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Grad
     f, L = net.activations, net.L
     if check:
         _losses.check_pair(loss, f[L])
-        if l2 < 0:
-            raise ValueError(f"l2 must be >= 0, got {l2}")
+        _checks.check_l2(l2)
     xp = _xp(net, trace.a[0])
     z, a = trace.z, trace.a
     m = a[0].shape[-2]
@@ -117,8 +120,8 @@ def gradients(net: Network, x, y, loss, l2=0.0, *, check=True) -> tuple[Trace, G
 
 def step(net: Network, grads: Gradients, eta) -> Network:
     """One gradient-descent update W[l] -= eta dW[l], b[l] -= eta db[l] (a new network)."""
-    if not eta > 0:
-        raise ValueError(f"learning rate must be > 0, got {eta}")
+    if not 0 < eta < float("inf"):
+        raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
     L = net.L
     return net.replace(
         W=(None, *(eq.gradient_step(net.W[l], grads.dW[l], eta) for l in range(1, L + 1))),

@@ -50,7 +50,8 @@ class Network:
             raise ValueError("activations[0] (the input layer) must be the identity")
         for l, f in enumerate(acts[1:-1], start=1):
             if f.output_only:
-                raise ValueError(f"{f.name} may only be the output activation, not layer {l}'s")
+                raise ValueError(f"activations: {f.name} may only be the output activation "
+                                 f"(layer L = {len(acts) - 1}), not layer {l}'s")
         lead = W[1].shape[:-2]
         if len(lead) > 1:
             raise ValueError(f"W[1] must be 2-D or a 3-D stack, got shape {tuple(W[1].shape)}")
@@ -95,6 +96,8 @@ class Network:
         mean, std, bias_mean, bias_std : float or sequence of float (one per layer)
             Weight mean/std and bias mean/std (see :func:`deltaprop.init.init_layer`).
         """
+        if any(int(n) != n for n in sizes):
+            raise ValueError(f"sizes must list >= 2 positive integer layer widths, got {sizes}")
         sizes = [int(n) for n in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes must list >= 2 positive layer widths, got {sizes}")
