@@ -66,8 +66,12 @@ class Network:
                 raise ValueError(
                     f"W[{l}] has {w.shape[-1]} inputs but layer {l - 1} has "
                     f"{W[l - 1].shape[-2]} units")
+        kinds = {type(p).__module__.split(".")[0] for p in W[1:] + b[1:]}
+        if len(kinds) != 1:
+            raise TypeError(f"W and b must come from one array library, got {sorted(kinds)}")
         if len({str(p.dtype) for p in W[1:] + b[1:]}) != 1:
-            raise TypeError("all parameters must share one dtype")
+            raise TypeError("all parameters W, b must share one dtype, got "
+                            f"{sorted({str(p.dtype) for p in W[1:] + b[1:]})}")
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -172,7 +176,8 @@ class Network:
         self._check_layer(l)
         want = (*self.W[l].shape[:-1], self.W[l].shape[-1] + 1)
         if tuple(theta.shape) != tuple(want):
-            raise ValueError(f"theta for layer {l} must have shape {want}, got {tuple(theta.shape)}")
+            raise ValueError(
+                f"theta for layer {l} must have shape {want}, got {tuple(theta.shape)}")
         W, b = list(self.W), list(self.b)
         b[l], W[l] = theta[..., 0], theta[..., 1:]
         return replace(self, W=tuple(W), b=tuple(b))
