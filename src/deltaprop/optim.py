@@ -1,0 +1,272 @@
+"""Update rules and learning-rate schedules, as pure functions (JAX ``optimizers`` style).
+
+An :class:`Optimizer` is a pair of pure functions::
+
+    state = opt.init(net)                                   # dict of named arrays / scalars
+    net, state = opt.update(net, grads, state, lr=None)     # new network, new state
+
+Nothing is mutated: ``update`` returns a new :class:`~deltaprop.network.Network` and a new
+state dict.  The state's keys name the parameter they belong to (``"v.W.1"``,
+``"m.b.2"``, ``"t"``), so a checkpoint stores it as it is.  ``lr`` overrides the
+optimiser's learning rate for one step (that is how schedules act).
+
+Each rule is one small function whose first docstring line is its equation, for one
+parameter array ``p`` (any ``W[l]`` or ``b[l]``) with gradient ``g = dJ/dp``:
+
+* gradient descent:  p <- p - eta g  (this is :func:`deltaprop.backprop.step`, i.e.
+  :func:`deltaprop.equations.gradient_step` for every layer);
+* momentum (heavy ball, PyTorch's convention): v <- mu v + g,  p <- p - eta v;
+* Nesterov (PyTorch's convention): v <- mu v + g,  p <- p - eta (g + mu v);
+* Adam (Kingma & Ba): m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2,
+  p <- p - eta m_hat / (sqrt(v_hat) + eps) with m_hat = m / (1 - b1^t), v_hat = v / (1 - b2^t).
+
+These are the updates of ``torch.optim.SGD`` (momentum, nesterov) and
+``torch.optim.Adam`` with default options, and ``tests/test_optim.py`` checks them against
+PyTorch step for step.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable
+from typing import NamedTuple
+
+from . import backprop
+from . import equations as eq
+
+__all__ = ["Optimizer", "get", "names", "schedule", "schedule_names",
+           "momentum_update", "nesterov_update", "adam_moments", "adam_update"]
+
+
+class Optimizer(NamedTuple):
+    """``init(net) -> state`` and ``update(net, grads, state, lr=None) -> (net, state)``."""
+
+    init: Callable
+    update: Callable
+    name: str = ""
+    hyper: dict = {}
+
+
+# --- the update rules, one parameter array at a time ------------------------------------
+
+def momentum_update(p, g, v, eta, mu):
+    """v <- mu v + g,  p <- p - eta v   (heavy-ball momentum, PyTorch's form).
+
+    Returns ``(p_new, v_new)``.
+    """
+    v = mu * v + g
+    return eq.gradient_step(p, v, eta), v
+
+
+def nesterov_update(p, g, v, eta, mu):
+    """v <- mu v + g,  p <- p - eta (g + mu v)   (Nesterov momentum, PyTorch's form)."""
+    v = mu * v + g
+    return eq.gradient_step(p, g + mu * v, eta), v
+
+
+def adam_moments(g, m, v, beta1, beta2):
+    """m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2   (Kingma & Ba, Algorithm 1)."""
+    return beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * (g * g)
+
+
+def adam_update(p, m, v, t, eta, beta1, beta2, eps, xp):
+    """p <- p - eta/(1 - b1^t) m / (sqrt(v)/sqrt(1 - b2^t) + eps)   (bias-corrected Adam)."""
+    step = eta / (1 - beta1 ** t)
+    denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
+    return p - step * (m / denom)
+
+
+# --- the optimisers -------------------------------------------------------------------
+
+def _params(net):
+    """(key, layer, kind) for every parameter: ("W.1", 1, "W"), ("b.1", 1, "b"), ..."""
+    return [(f"{kind}.{l}", l, kind) for l in range(1, net.L + 1) for kind in ("W", "b")]
+
+
+def _zeros_like(net, prefix):
+    xp = net.xp
+    return {f"{prefix}.{key}": xp.zeros_like(getattr(net, kind)[l])
+            for key, l, kind in _params(net)}
+
+
+def _grad(grads, kind, l):
+    return (grads.dW if kind == "W" else grads.db)[l]
+
+
+def _rebuild(net, new):
+    L = net.L
+    return net.replace(W=(None, *(new[f"W.{l}"] for l in range(1, L + 1))),
+                       b=(None, *(new[f"b.{l}"] for l in range(1, L + 1))))
+
+
+def _check_lr(lr):
+    if not (isinstance(lr, numbers.Real) and not isinstance(lr, bool) and math.isfinite(lr)
+            and lr > 0):
+        raise ValueError(f"learning rate must be a finite number > 0, got {lr!r}")
+    return float(lr)
+
+
+def gd(learning_rate=0.1) -> Optimizer:
+    """Plain gradient descent: W[l] <- W[l] - eta dW[l] (:func:`deltaprop.backprop.step`)."""
+    eta0 = _check_lr(learning_rate)
+
+    def init(net):
+        return {"t": 0}
+
+    def update(net, grads, state, lr=None):
+        eta = eta0 if lr is None else lr
+        return backprop.step(net, grads, eta), {"t": state["t"] + 1}
+
+    return Optimizer(init, update, "gd", {"learning_rate": eta0})
+
+
+def _momentum(learning_rate=0.1, momentum=0.9, nesterov=False) -> Optimizer:
+    eta0 = _check_lr(learning_rate)
+    mu = float(momentum)
+    if not 0 <= mu < 1:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    rule = nesterov_update if nesterov else momentum_update
+
+    def init(net):
+        return {"t": 0, **_zeros_like(net, "v")}
+
+    def update(net, grads, state, lr=None):
+        eta = eta0 if lr is None else lr
+        new, out = {}, {"t": state["t"] + 1}
+        for key, l, kind in _params(net):
+            new[key], out[f"v.{key}"] = rule(getattr(net, kind)[l], _grad(grads, kind, l),
+                                             state[f"v.{key}"], eta, mu)
+        return _rebuild(net, new), out
+
+    name = "nesterov" if nesterov else "momentum"
+    return Optimizer(init, update, name, {"learning_rate": eta0, "momentum": mu})
+
+
+def momentum(learning_rate=0.1, momentum=0.9) -> Optimizer:
+    """Heavy-ball momentum: v <- mu v + dW, W <- W - eta v."""
+    return _momentum(learning_rate, momentum, nesterov=False)
+
+
+def nesterov(learning_rate=0.1, momentum=0.9) -> Optimizer:
+    """Nesterov momentum: v <- mu v + dW, W <- W - eta (dW + mu v)."""
+    return _momentum(learning_rate, momentum, nesterov=True)
+
+
+def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-8) -> Optimizer:
+    """Adam with bias correction (``torch.optim.Adam`` defaults)."""
+    eta0 = _check_lr(learning_rate)
+    b1, b2, eps = float(beta1), float(beta2), float(eps)
+    if not (0 <= b1 < 1 and 0 <= b2 < 1 and eps > 0):
+        raise ValueError(f"Adam needs 0 <= beta1, beta2 < 1 and eps > 0, got {b1}, {b2}, {eps}")
+
+    def init(net):
+        return {"t": 0, **_zeros_like(net, "m"), **_zeros_like(net, "v")}
+
+    def update(net, grads, state, lr=None):
+        eta = eta0 if lr is None else lr
+        xp = net.xp
+        t = state["t"] + 1
+        new, out = {}, {"t": t}
+        for key, l, kind in _params(net):
+            m, v = adam_moments(_grad(grads, kind, l), state[f"m.{key}"], state[f"v.{key}"],
+                                b1, b2)
+            new[key] = adam_update(getattr(net, kind)[l], m, v, t, eta, b1, b2, eps, xp)
+            out[f"m.{key}"], out[f"v.{key}"] = m, v
+        return _rebuild(net, new), out
+
+    return Optimizer(init, update, "adam",
+                     {"learning_rate": eta0, "beta1": b1, "beta2": b2, "eps": eps})
+
+
+_OPTIMIZERS = {"gd": gd, "momentum": momentum, "nesterov": nesterov, "adam": adam}
+_ALIASES = {"sgd": "gd", "gradient-descent": "gd", "heavy-ball": "momentum", "nag": "nesterov"}
+
+
+def names() -> list[str]:
+    """Names of the optimisers."""
+    return list(_OPTIMIZERS)
+
+
+def get(name, learning_rate=None, **hyper) -> Optimizer:
+    """The optimiser called ``name``: ``"gd"`` (alias ``"sgd"``), ``"momentum"``,
+    ``"nesterov"`` or ``"adam"``.
+
+    ``learning_rate`` defaults to 0.1, except for Adam (0.001).  Other keywords are the rule's
+    hyper-parameters: ``momentum`` (momentum, nesterov; default 0.9), ``beta1``, ``beta2``,
+    ``eps`` (adam).  An :class:`Optimizer` is returned unchanged.
+    """
+    if isinstance(name, Optimizer):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"optimizer must be a name or an Optimizer, got {type(name).__name__}")
+    key = name.strip().lower().replace("_", "-")
+    key = _ALIASES.get(key, key)
+    if key not in _OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(_OPTIMIZERS)} (or sgd)")
+    if learning_rate is None:
+        learning_rate = 0.001 if key == "adam" else 0.1
+    try:
+        return _OPTIMIZERS[key](learning_rate, **hyper)
+    except TypeError as exc:
+        raise ValueError(f"bad hyper-parameters for optimizer {key!r}: {exc}") from None
+
+
+# --- learning-rate schedules: epoch (0-based) -> learning rate ---------------------------
+
+def _constant(lr):
+    return lambda epoch: lr
+
+
+def _step(lr, step_size=10, gamma=0.5):
+    """eta_e = eta_0 gamma^floor(e / step_size)."""
+    return lambda epoch: lr * gamma ** (epoch // step_size)
+
+
+def _exponential(lr, gamma=0.95):
+    """eta_e = eta_0 gamma^e."""
+    return lambda epoch: lr * gamma ** epoch
+
+
+def _cosine(lr, epochs=100, min_lr=0.0):
+    """eta_e = min + (eta_0 - min) (1 + cos(pi e / epochs)) / 2."""
+    return lambda epoch: min_lr + (lr - min_lr) * 0.5 * (1 + math.cos(math.pi * min(epoch, epochs)
+                                                                     / epochs))
+
+
+def _inverse_time(lr, decay=0.1):
+    """eta_e = eta_0 / (1 + decay e)."""
+    return lambda epoch: lr / (1 + decay * epoch)
+
+
+_SCHEDULES = {"constant": _constant, "step": _step, "exponential": _exponential,
+              "cosine": _cosine, "inverse-time": _inverse_time}
+
+
+def schedule_names() -> list[str]:
+    """Names of the learning-rate schedules."""
+    return list(_SCHEDULES)
+
+
+def schedule(name, learning_rate, **kw) -> Callable[[int], float]:
+    """Learning rate as a function of the epoch (0-based).
+
+    ``"constant"``; ``"step"`` (``step_size=10``, ``gamma=0.5``); ``"exponential"``
+    (``gamma=0.95``); ``"cosine"`` (``epochs=100``, ``min_lr=0``); ``"inverse-time"``
+    (``decay=0.1``).  Keywords a schedule does not take are ignored only if they are
+    ``epochs`` (so callers may always pass it); others raise ``ValueError``.
+    """
+    if callable(name):
+        return name
+    key = str(name).strip().lower().replace("_", "-")
+    if key not in _SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(_SCHEDULES)}")
+    lr = _check_lr(learning_rate)
+    if key != "cosine":
+        kw.pop("epochs", None)
+    elif int(kw.get("epochs", 100)) < 1:
+        raise ValueError("the cosine schedule needs epochs >= 1")
+    try:
+        return _SCHEDULES[key](lr, **kw)
+    except TypeError as exc:
+        raise ValueError(f"bad options for schedule {key!r}: {exc}") from None
