@@ -269,3 +269,29 @@ def test_docs_show_the_actual_trace_output(capsys):
     assert block, "docs/derivation.md must show the output of `deltaprop trace`"
     assert main(["trace"]) == 0
     assert block.group(1).rstrip("\n") == capsys.readouterr().out.rstrip("\n")
+
+
+def test_cli_text_l2_breakdown_and_precision(tmp_path, capsys):
+    spec = dict(_mazur(), l2=0.1, steps=2)
+    path = tmp_path / "l2.json"
+    path.write_text(json.dumps(spec))
+    assert main(["trace", str(path), "--precision", "4"]) == 0
+    out = capsys.readouterr().out
+    steps = trace.run(path)
+    # step 2's penalty uses the weights after step 1: (0.1 / 2) * sum W^2 with m = 1
+    pen2 = 0.05 * sum(float(np.sum(w**2)) for w in steps[0].net.W[1:])
+    J2 = float(steps[1].grads.J)
+    assert f"step 2: J = {J2:.4g}  (loss {J2 - pen2:.4g} + L2 penalty {pen2:.4g})" in out
+    assert "    a[1]     =  [[0.5933 0.5969]]" in out
+
+
+def test_cli_json_refuses_non_finite_values(tmp_path, capsys):
+    spec = {"layers": [{"W": [[1e200]], "b": [0.0], "activation": "identity"}],
+            "x": [[1e200]], "y": [[0.0]], "loss": "mse"}
+    path = tmp_path / "overflow.json"
+    path.write_text(json.dumps(spec))
+    assert main(["trace", str(path)]) == 0               # the text shows the inf
+    out = capsys.readouterr()
+    assert "inf" in out.out and out.err.count("\n") == 1 and "diverged" in out.err
+    assert main(["trace", str(path), "--json"]) == 2
+    assert "NaN or inf" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
 
 import numpy as np
 
@@ -92,7 +94,8 @@ def _trace(args):
             print(f.read(), end="")
         return 0
     spec = trace.load(args.spec)
-    steps = trace.run(spec)
+    with np.errstate(all="ignore"):  # a diverging trace shows its inf/NaN in the output
+        steps = trace.run(spec)
     if args.json:
         try:
             text = json.dumps(trace.record(steps), indent=2, allow_nan=False)
@@ -102,4 +105,18 @@ def _trace(args):
         print(text)
         return 0
     print(trace.format_text(spec, steps, precision=args.precision))
+    if not all(math.isfinite(v) for v in _flat(trace.record(steps))):
+        print("deltaprop: warning: the trace holds NaN or inf (the steps diverged)",
+              file=sys.stderr)
     return 0
+
+
+def _flat(obj):
+    if isinstance(obj, dict):
+        for v in obj.values():
+            yield from _flat(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _flat(v)
+    else:
+        yield obj
