@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import _backend, _checks
+from . import _backend, _checks, _fast
 from . import equations as eq
 from . import losses as _losses
 from .network import Network
 
 __all__ = ["Trace", "Gradients", "forward", "backward", "gradients", "loss_value", "step",
-           "predict"]
+           "predict", "train_step"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -42,13 +42,19 @@ def _xp(net, *arrays):
     return _backend.namespace(net.W[1], *arrays)
 
 
-def forward(net: Network, x, *, check=True) -> Trace:
-    """Run z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]) for l = 1..L, keeping every z and a."""
+def forward(net: Network, x, *, check=True, fast=None) -> Trace:
+    """Run z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]) for l = 1..L, keeping every z and a.
+
+    ``fast`` (default ``deltaprop._fast.ENABLED``): take the NumPy fast path for NumPy
+    inputs; ``False`` forces the generic array-API path (same numbers to rounding).
+    """
     if check:
         _checks.check_library(net, x, "x")
     xp = _xp(net, x)
     if check:
         x = _checks.check_x(net, x, xp)
+    if _fast.applies(net, x, fast=fast):
+        return Trace(*map(tuple, _fast.forward(net, x)))
     z, a = [None], [x]
     for l in range(1, net.L + 1):
         z.append(eq.pre_activation(a[l - 1], net.W[l], net.b[l]))
@@ -74,7 +80,8 @@ def loss_value(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True):
     return J + eq.l2_penalty(net.W, l2, m, xp) if l2 else J
 
 
-def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Gradients:
+def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True,
+             fast=None) -> Gradients:
     """delta[L] from the loss, delta[l] = (delta[l+1] W[l+1]) * f_l'(z[l]), then dW and db.
 
     Parameters
@@ -99,6 +106,9 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Grad
     m = a[0].shape[-2]
     if check:
         y = _checks.check_y(net, loss, y, m, xp)
+    if _fast.applies(net, a[0], y, fast=fast):
+        return Gradients(*(v if i == 0 else tuple(v) for i, v in
+                           enumerate(_fast.backward(net, z, a, y, loss, l2))))
     J = xp.mean(loss.per_sample(z[L], a[L], y, xp), axis=-1)
     delta = [None] * (L + 1)
     delta[L] = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
@@ -112,10 +122,11 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Grad
     return Gradients(J, tuple(delta), tuple(dW), tuple(db))
 
 
-def gradients(net: Network, x, y, loss, l2=0.0, *, check=True) -> tuple[Trace, Gradients]:
+def gradients(net: Network, x, y, loss, l2=0.0, *, check=True,
+              fast=None) -> tuple[Trace, Gradients]:
     """Forward then backward on one batch: returns (trace, gradients)."""
-    trace = forward(net, x, check=check)
-    return trace, backward(net, trace, y, loss, l2, check=check)
+    trace = forward(net, x, check=check, fast=fast)
+    return trace, backward(net, trace, y, loss, l2, check=check, fast=fast)
 
 
 def step(net: Network, grads: Gradients, eta) -> Network:
@@ -126,3 +137,31 @@ def step(net: Network, grads: Gradients, eta) -> Network:
     return net.replace(
         W=(None, *(eq.gradient_step(net.W[l], grads.dW[l], eta) for l in range(1, L + 1))),
         b=(None, *(eq.gradient_step(net.b[l], grads.db[l], eta) for l in range(1, L + 1))))
+
+
+def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, fast=None,
+               workspace=None, donate=False):
+    """One training step, ``step(net, gradients(net, x, y, loss, l2)[1], eta)``, and its J.
+
+    Returns ``(new_net, J)``; the trace and gradients are not kept.  On the NumPy fast path
+    the weight gradient and the update are one fused BLAS call and scratch memory is reused
+    across calls that pass the same ``workspace`` (a ``deltaprop._fast.Workspace``).
+    ``donate=True`` lets the step overwrite ``net``'s own parameters (only for a training
+    loop that never uses the old network again); otherwise ``net`` is left untouched.
+    """
+    if not 0 < eta < float("inf"):
+        raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
+    loss = _losses.get(loss)
+    if check:
+        _checks.check_library(net, x, "x")
+    xp = _xp(net, x)
+    if check:
+        _losses.check_pair(loss, net.activations[net.L])
+        _checks.check_l2(l2)
+        x = _checks.check_x(net, x, xp)
+        y = _checks.check_y(net, loss, y, x.shape[-2], xp)
+    if _fast.applies(net, x, y, fast=fast):
+        return _fast.train_step(net, x, y, loss, eta, l2, workspace=workspace, donate=donate)
+    grads = backward(net, forward(net, x, check=False, fast=fast), y, loss, l2, check=False,
+                     fast=fast)
+    return step(net, grads, eta), grads.J
