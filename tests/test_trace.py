@@ -295,3 +295,43 @@ def test_cli_json_refuses_non_finite_values(tmp_path, capsys):
     assert "inf" in out.out and out.err.count("\n") == 1 and "diverged" in out.err
     assert main(["trace", str(path), "--json"]) == 2
     assert "NaN or inf" in capsys.readouterr().err
+
+
+# Andrew Ng's Machine Learning course (seed 003), ex4 test case of nnCostFunction:
+# Theta1 = reshape(nn(1:6), 2, 3), Theta2 = reshape(nn(7:18), 4, 3) with nn = (1:18)/10
+# (column-major, bias column 0), X = cos([1 2; 3 4; 5 6]), y = [4; 2; 3].  Published:
+# J = 7.4070 (lambda = 0), 19.4736 (lambda = 4), and for lambda = 0 the gradient unrolled
+# as [Theta1_grad(:); Theta2_grad(:)]:
+NG_GRAD = ("0.766138 0.979897 -0.027540 -0.035844 -0.024929 -0.053862 0.883417 0.568762 "
+           "0.584668 0.598139 0.459314 0.344618 0.256313 0.311885 0.478337 0.368920 "
+           "0.259771 0.322331").split()
+
+
+def _ng_spec(**kw):
+    return dict(json.loads((ROOT / "examples" / "ng_ex4_testcase.json").read_text()), **kw)
+
+
+def test_ng_example_file_is_the_course_test_case():
+    spec = trace.load(_ng_spec())
+    nn = np.arange(1, 19) / 10
+    theta1 = nn[:6].reshape(3, 2).T                  # Octave reshape is column-major
+    theta2 = nn[6:].reshape(3, 4).T
+    np.testing.assert_array_equal(spec.net.theta(1), theta1)
+    np.testing.assert_array_equal(spec.net.theta(2), theta2)
+    np.testing.assert_array_equal(spec.x, np.cos([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]))
+    np.testing.assert_array_equal(spec.y, np.eye(4)[[3, 1, 2]])     # labels 4, 2, 3
+
+
+def test_ng_published_cost_and_gradient():
+    (s,) = trace.run(_ng_spec())
+    assert abs(float(s.grads.J) - 7.4070) <= 5e-5
+    grad = np.concatenate([
+        np.hstack([s.grads.db[l][:, None], s.grads.dW[l]]).T.ravel() for l in (1, 2)])
+    for got, printed in zip(grad, NG_GRAD, strict=True):
+        assert abs(got - float(printed)) <= _tol(printed), (got, printed)
+    (r,) = trace.run(_ng_spec(l2=4.0))
+    assert abs(float(r.grads.J) - 19.4736) <= 5e-5
+    W = trace.load(_ng_spec()).net.W
+    for l in (1, 2):  # D = Delta / m + (lambda / m) Theta, bias column not regularised
+        np.testing.assert_allclose(r.grads.dW[l], s.grads.dW[l] + (4.0 / 3) * W[l], rtol=1e-13)
+        np.testing.assert_allclose(r.grads.db[l], s.grads.db[l], rtol=1e-13)
