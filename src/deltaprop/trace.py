@@ -121,7 +121,7 @@ class TraceStep:
 # ---------------------------------------------------------------------- reading a spec
 def example_text() -> str:
     """The JSON text of the built-in worked example (Mazur 2015)."""
-    return resources.files("deltaprop").joinpath("data", EXAMPLE).read_text(encoding="utf-8")
+    return (resources.files("deltaprop") / "data" / EXAMPLE).read_text(encoding="utf-8")
 
 
 def load(source=None) -> TraceSpec:
