@@ -293,9 +293,9 @@ def run(spec: TraceSpec | Mapping | str | None = None) -> list[TraceStep]:
     spec = spec if isinstance(spec, TraceSpec) else load(spec)
     net, out = spec.net, []
     for _ in range(spec.steps):
-        trace, grads = gradients(net, spec.x, spec.y, spec.loss, spec.l2)
+        tr, grads = gradients(net, spec.x, spec.y, spec.loss, spec.l2)
         net = step(net, grads, spec.learning_rate)
-        out.append(TraceStep(trace, grads, net))
+        out.append(TraceStep(tr, grads, net))
     return out
 
 
