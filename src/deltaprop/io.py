@@ -156,13 +156,13 @@ def _read(path, want_format):
     def bad(problem):
         return ValueError(f"{path}: not a valid {want_format} file: {problem}")
 
-    if data[:1] == b"\x80" or data[:2] in (b"PK",):
-        kind = "a pickle" if data[:1] == b"\x80" else "a zip (PyTorch .pt?) archive"
-        raise bad(f"it looks like {kind}; deltaprop never loads pickles")
-    if len(data) < 8:
-        raise bad(f"only {len(data)} bytes, too short for a safetensors header")
-    (n,) = struct.unpack("<Q", data[:8])
-    if n > min(len(data) - 8, _MAX_HEADER) or n < 2:
+    n = struct.unpack("<Q", data[:8])[0] if len(data) >= 8 else -1
+    if not 2 <= n <= min(len(data) - 8, _MAX_HEADER):
+        if data[:1] == b"\x80" or data[:2] == b"PK":  # checked only once it is not safetensors
+            kind = "a pickle" if data[:1] == b"\x80" else "a zip (PyTorch .pt?) archive"
+            raise bad(f"it looks like {kind}; deltaprop never loads pickles")
+        if len(data) < 8:
+            raise bad(f"only {len(data)} bytes, too short for a safetensors header")
         raise bad(f"header length {n} does not fit the file's {len(data)} bytes "
                   "(truncated or not safetensors)")
     try:

@@ -1,0 +1,220 @@
+"""Model files: round trip, metadata, and refusal of everything that is not one."""
+
+import json
+import pickle
+import struct
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from deltaprop import Network
+from deltaprop import io as dio
+
+META = {"loss": "softmax-cross-entropy", "classes": [0, 1, 2],
+        "standardization": {"mean": [0.0, 1.0, 2.0, 3.0], "scale": [1.0, 2.0, 3.0, 4.0]},
+        "settings": {"optimizer": "adam", "lr": None}, "history": {"epochs": 3}}
+
+
+def _net(dtype="float64"):
+    return Network.init([4, 5, 3], "tanh", "softmax", seed=1, dtype=dtype, bias_std=0.1)
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "model.safetensors"
+    dio.save_model(path, _net(), META)
+    return path
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_round_trip_bit_for_bit(tmp_path, dtype):
+    net = _net(dtype)
+    dio.save_model(tmp_path / "m.safetensors", net, META)
+    back, meta = dio.load_model(tmp_path / "m.safetensors")
+    assert back.sizes == net.sizes and back.activation_names() == net.activation_names()
+    for l in (1, 2):
+        assert back.W[l].dtype == np.dtype(dtype)
+        assert np.array_equal(back.W[l], net.W[l]) and np.array_equal(back.b[l], net.b[l])
+    assert meta == META
+
+
+def test_file_layout_is_plain_safetensors(model_file):
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    tensors = load_file(model_file)
+    assert set(tensors) == {"W.1", "b.1", "W.2", "b.2"} and tensors["W.1"].shape == (5, 4)
+    with safe_open(model_file, "np") as f:
+        meta = f.metadata()
+    assert meta["format"] == "deltaprop" and meta["format_version"] == "1"
+    assert json.loads(meta["sizes"]) == [4, 5, 3]
+    assert json.loads(meta["activations"]) == ["tanh", "softmax"]
+    assert meta["dtype"] == "float64"
+
+
+def test_atomic_write_keeps_old_file_on_failure(model_file, monkeypatch):
+    before = model_file.read_bytes()
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(dio.os, "replace", boom)
+    with pytest.raises(OSError):
+        dio.save_model(model_file, Network.init([4, 2, 3], "tanh", "softmax"), {})
+    assert model_file.read_bytes() == before
+    assert [p.name for p in model_file.parent.iterdir()] == [model_file.name]  # no temp left
+
+
+def _save_raw(path, tensors, meta):
+    from safetensors.numpy import save_file
+
+    save_file(tensors, path, metadata=meta)
+
+
+def _valid_parts():
+    net = _net()
+    tensors = {f"{k}.{l}": getattr(net, k)[l] for l in (1, 2) for k in "Wb"}
+    meta = {"format": "deltaprop", "format_version": "1", "sizes": "[4, 5, 3]",
+            "activations": '["tanh", "softmax"]', "dtype": "float64", "meta": "{}"}
+    return tensors, meta
+
+
+def _mutations():
+    """(name, function(tensors, meta) -> None mutating them, expected message part)."""
+    def drop(key):
+        return lambda t, m: t.pop(key)
+
+    def setm(key, value):
+        return lambda t, m: m.__setitem__(key, value)
+
+    def sett(key, value):
+        return lambda t, m: t.__setitem__(key, value)
+
+    return [
+        ("no marker", lambda t, m: m.pop("format"), "format marker"),
+        ("foreign format", setm("format", "pytorch"), "format is 'pytorch'"),
+        ("version", setm("format_version", "99"), "version '99'"),
+        ("missing tensor", drop("b.2"), "missing ['b.2']"),
+        ("extra tensor", sett("W.3", np.zeros((2, 3))), "unexpected ['W.3']"),
+        ("bad shape", sett("W.1", np.zeros((5, 5))), "shape (5, 5)"),
+        ("dtype mismatch", sett("W.1", np.zeros((5, 4), np.float32)), "dtype float32"),
+        ("int tensor", sett("W.1", np.zeros((5, 4), np.int64)), "dtype 'I64'"),
+        ("nan", sett("b.1", np.array([0, np.nan, 0, 0, 0.0])), "NaN or inf"),
+        ("inf", sett("W.2", np.full((3, 5), np.inf)), "NaN or inf"),
+        ("sizes not json", setm("sizes", "[4, 5"), "'sizes' is not valid JSON"),
+        ("sizes wrong", setm("sizes", "[4, 6, 3]"), "shape"),
+        ("sizes negative", setm("sizes", "[4, -5, 3]"), "positive integers"),
+        ("activation unknown", setm("activations", '["tanh", "nope"]'), "unknown activation"),
+        ("activation count", setm("activations", '["tanh"]'), "activations must list 2"),
+        ("softmax hidden", setm("activations", '["softmax", "softmax"]'), "output"),
+        ("dtype meta", setm("dtype", "int8"), "dtype must be"),
+        ("meta not object", setm("meta", "[1, 2]"), "JSON object"),
+        ("meta missing", lambda t, m: m.pop("meta"), "'meta' is missing"),
+    ]
+
+
+@pytest.mark.parametrize("name, mutate, message", _mutations(), ids=[m[0] for m in _mutations()])
+def test_refuses_mutated_files(tmp_path, name, mutate, message):
+    tensors, meta = _valid_parts()
+    mutate(tensors, meta)
+    path = tmp_path / "bad.safetensors"
+    _save_raw(path, tensors, meta)
+    with pytest.raises(ValueError) as info:
+        dio.load_model(path)
+    assert str(path) in str(info.value) and message in str(info.value)
+
+
+def test_refuses_pickle_zip_truncated_and_foreign(tmp_path, model_file):
+    cases = {
+        "pickle.pkl": pickle.dumps({"W": np.zeros(3)}),
+        "torch.pt": b"PK\x03\x04" + b"\0" * 100,
+        "empty": b"",
+        "short": b"\x01\x02",
+        "truncated": model_file.read_bytes()[:-7],
+        "header_only": model_file.read_bytes()[:40],
+        "text.csv": b"a,b\n1,2\n",
+        "huge_header": struct.pack("<Q", 2**63) + b"{}",
+        "not_json": struct.pack("<Q", 4) + b"abcd",
+        "json_list": struct.pack("<Q", 2) + b"[]",
+    }
+    from safetensors.numpy import save
+
+    cases["foreign"] = save({"weight": np.zeros((2, 2))}, metadata={"format": "pt"})
+    cases["no_metadata"] = save({"W.1": np.zeros((2, 2))})
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with pytest.raises(ValueError, match=str(path).replace("\\", "\\\\")):
+            dio.load_model(path)
+    with pytest.raises(ValueError, match="never loads pickles"):
+        dio.load_model(tmp_path / "pickle.pkl")
+    with pytest.raises(FileNotFoundError):
+        dio.load_model(tmp_path / "absent.safetensors")
+    with pytest.raises(ValueError, match="folder"):
+        dio.load_model(tmp_path)
+
+
+def test_checkpoint_is_not_a_model_and_vice_versa(tmp_path, model_file):
+    net = _net()
+    ck = tmp_path / "ck.safetensors"
+    dio.save_checkpoint(ck, net, {"t": 3, "v.W.1": np.ones((5, 4))},
+                        rng_state=np.random.default_rng(0).bit_generator.state, epoch=2,
+                        history=[{"epoch": 1, "loss": 1.0}])
+    with pytest.raises(ValueError, match="expected 'deltaprop'"):
+        dio.load_model(ck)
+    with pytest.raises(ValueError, match="expected 'deltaprop-checkpoint'"):
+        dio.load_checkpoint(model_file)
+    back = dio.load_checkpoint(ck)
+    assert back["epoch"] == 2 and back["opt_state"]["t"] == 3
+    assert np.array_equal(back["opt_state"]["v.W.1"], np.ones((5, 4)))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = back["rng_state"]
+    assert rng.integers(1 << 30) == np.random.default_rng(0).integers(1 << 30)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(data=st.binary(max_size=400))
+def test_random_bytes_always_value_error(tmp_path, data):
+    path = tmp_path / "random.bin"
+    path.write_bytes(data)
+    with pytest.raises(ValueError):
+        dio.load_model(path)
+
+
+_VALID = None
+
+
+def _valid_bytes():
+    global _VALID
+    if _VALID is None:
+        from safetensors.numpy import save
+
+        tensors, meta = _valid_parts()
+        _VALID = save(tensors, metadata=meta)
+    return _VALID
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(edits=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1,
+                      max_size=6),
+       cut=st.one_of(st.none(), st.integers(0, 10**6)))
+def test_mutated_valid_file_loads_or_value_error(tmp_path, edits, cut):
+    """Flip bytes (header or data) and/or truncate: a valid network or ValueError, nothing else."""
+    data = bytearray(_valid_bytes())
+    for pos, value in edits:
+        data[pos % len(data)] = value
+    if cut is not None:
+        data = data[:cut % (len(data) + 1)]
+    path = tmp_path / "mutated.safetensors"
+    path.write_bytes(bytes(data))
+    try:
+        net, meta = dio.load_model(path)
+    except ValueError:
+        return
+    # whatever survived the checks is a well-formed, finite network
+    assert all(np.all(np.isfinite(w)) for w in net.W[1:])
+    assert isinstance(meta, dict)

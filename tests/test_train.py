@@ -1,0 +1,256 @@
+"""The training loop: batch semantics, history, callbacks, early stopping, NaN, resumption."""
+
+import math
+
+import numpy as np
+import pytest
+
+from deltaprop import Network, backprop
+from deltaprop import io as dio
+from deltaprop.train import History, batches, evaluate, fit
+
+LOSS = "softmax-cross-entropy"
+
+
+def _data(m=30, n0=4, classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, n0))
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)
+    return x, np.minimum(y, classes - 1)
+
+
+def _net(seed=0, sizes=(4, 6, 3)):
+    return Network.init(list(sizes), "tanh", "softmax", seed=seed, bias_std=0.1)
+
+
+def _same(a, b):
+    return all(np.array_equal(p, q) for p, q in zip(a.W[1:] + a.b[1:], b.W[1:] + b.b[1:],
+                                                     strict=True))
+
+
+# --- batch semantics ---------------------------------------------------------------------
+
+def test_full_batch_is_plain_gradient_descent():
+    x, y = _data()
+    net = _net()
+    for bs in (None, 0, "full", 1000):
+        res = fit(net, x, y, LOSS, batch_size=bs, epochs=3, learning_rate=0.5)
+        ref = net
+        for _ in range(3):
+            _, g = backprop.gradients(ref, x, y, LOSS)
+            ref = backprop.step(ref, g, 0.5)
+        assert _same(res.net, ref), bs
+
+
+def test_online_and_minibatch_follow_the_shuffle():
+    x, y = _data(m=10)
+    net = _net()
+    for bs in (1, 3):
+        res = fit(net, x, y, LOSS, batch_size=bs, epochs=2, learning_rate=0.2, seed=7)
+        rng, ref = np.random.default_rng(7), net
+        for _ in range(2):
+            order = rng.permutation(10)
+            for i in range(0, 10, bs):  # last batch of 3 has one sample
+                idx = order[i:i + bs]
+                _, g = backprop.gradients(ref, x[idx], y[idx], LOSS)
+                ref = backprop.step(ref, g, 0.2)
+        assert _same(res.net, ref), bs
+
+
+def test_batches_helper():
+    rng = np.random.default_rng(0)
+    assert [len(b) for b in batches(10, 4, rng)] == [4, 4, 2]
+    assert [len(b) for b in batches(10, 1, rng)] == [1] * 10
+    full = batches(10, "full", None)
+    assert len(full) == 1 and np.array_equal(full[0], np.arange(10))
+    for bad in (-1, 2.5, "half", True):
+        with pytest.raises(ValueError, match="batch_size"):
+            batches(10, bad, rng)
+
+
+# --- history, callbacks, plots ---------------------------------------------------------
+
+def test_history_and_callbacks_see_the_derivation():
+    x, y = _data()
+    seen_steps, seen_epochs = [], []
+
+    class Probe:
+        def on_step(self, info):
+            L = info.net.L
+            assert info.trace.a[0].shape == (len(info.batch), 4)
+            assert info.grads.delta[L].shape == (len(info.batch), 3)
+            assert info.grads.dW[1].shape == (6, 4) and info.grads.db[2].shape == (3,)
+            assert info.J == pytest.approx(float(info.grads.J))
+            seen_steps.append((info.epoch, info.step, info.iteration))
+
+        def on_epoch(self, info):
+            seen_epochs.append(info.epoch)
+
+    res = fit(_net(), x, y, LOSS, optimizer="momentum", batch_size=8, epochs=3,
+              learning_rate=0.1, x_val=x[:10], y_val=y[:10], callbacks=[Probe()])
+    assert seen_epochs == [1, 2, 3]
+    assert seen_steps[:5] == [(1, 0, 0), (1, 1, 1), (1, 2, 2), (1, 3, 3), (2, 0, 4)]
+    rows = res.history.as_rows()
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+    # the recorded loss is J of the final network on the training set
+    assert rows[-1]["loss"] == pytest.approx(evaluate(res.net, x, y, LOSS)["loss"], rel=1e-12)
+    assert res.stopped is None
+    fig = res.history.plot()
+    assert type(fig).__name__ == "Figure" and len(fig.axes) == 2
+
+
+def test_callable_callback_can_stop():
+    x, y = _data()
+    res = fit(_net(), x, y, LOSS, epochs=10, callbacks=[lambda info: info.epoch == 2])
+    assert len(res.history) == 2 and "callback" in res.stopped
+
+
+def test_schedule_sets_lr_per_epoch():
+    x, y = _data()
+    res = fit(_net(), x, y, LOSS, epochs=3, learning_rate=0.4, schedule="exponential",
+              schedule_options={"gamma": 0.5})
+    assert res.history.column("lr") == pytest.approx([0.4, 0.2, 0.1])
+
+
+def test_regression_has_no_accuracy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 2))
+    y = x @ np.array([[1.0], [-2.0]])
+    net = Network.init([2, 5, 1], "tanh", "identity", seed=0)
+    res = fit(net, x, y, "mse", epochs=20, learning_rate=0.1, batch_size=5)
+    assert "accuracy" not in res.history.epochs[0]
+    assert res.history.epochs[-1]["loss"] < res.history.epochs[0]["loss"]
+
+
+def test_early_stopping_returns_best():
+    x, y = _data(m=40)
+    val_x, val_y = _data(m=20, seed=5)
+    res = fit(_net(), x, y, LOSS, optimizer="adam", learning_rate=0.3, epochs=200,
+              x_val=val_x, y_val=val_y, early_stopping=3)
+    assert res.stopped is not None and res.stopped.startswith("early stopping")
+    rows = res.history.epochs
+    best = min(rows, key=lambda r: r["val_loss"])
+    assert rows[-1]["epoch"] == best["epoch"] + 3
+    assert evaluate(res.net, val_x, val_y, LOSS)["loss"] == pytest.approx(best["val_loss"],
+                                                                          rel=1e-12)
+
+
+# --- NaN and checkpoints ------------------------------------------------------------------
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)) * 10
+    y = rng.normal(size=(20, 2)) * 10
+    net = Network.init([3, 8, 2], "relu", "identity", seed=0)
+    ck = tmp_path / "ck.safetensors"
+
+    class Poison:
+        """Overwrite the weights in place during epoch 3 so that its next step overflows."""
+
+        def on_step(self, info):
+            if info.epoch == 3 and info.step == 0:
+                info.net.W[1][...] = 1e200
+            assert info.epoch <= 3 and (info.epoch < 3 or info.step <= 1)
+
+    res = fit(net, x, y, "mse", epochs=5, learning_rate=1e-4, batch_size=5, checkpoint=ck,
+              callbacks=[Poison()])
+    assert "became" in res.stopped and "epoch 3, step 2" in res.stopped
+    assert "checkpoint" in res.stopped
+    assert len(res.history) == 2
+    saved = dio.load_checkpoint(ck)
+    assert saved["epoch"] == 2 and len(saved["history"]) == 2
+    # the checkpoint still holds epoch 2's good weights
+    assert np.all(np.isfinite(saved["net"].W[1])) and np.abs(saved["net"].W[1]).max() < 1e10
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_nan_from_divergence_stops():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 3)) * 100
+    y = rng.normal(size=(20, 2)) * 100
+    net = Network.init([3, 8, 2], "identity", "identity", seed=0)
+    res = fit(net, x, y, "mse", epochs=500, learning_rate=1.0, batch_size=0)
+    assert res.stopped is not None and "became" in res.stopped
+    assert all(np.all(np.isfinite(w)) for w in res.net.W[1:])
+    assert len(res.history) < 500
+
+
+class _KillError(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer, bs, es", [("adam", 7, None), ("nesterov", 1, None),
+                                               ("momentum", 5, 50), ("gd", 0, None)])
+def test_resume_is_bit_for_bit(tmp_path, optimizer, bs, es):
+    x, y = _data(m=25)
+    kw = dict(optimizer=optimizer, learning_rate=0.05, batch_size=bs, epochs=6, seed=3,
+              x_val=x[:8], y_val=y[:8], early_stopping=es, schedule="cosine")
+    whole = fit(_net(), x, y, LOSS, **kw)
+    ck = tmp_path / "ck.safetensors"
+
+    def die(info):
+        if info.epoch == 4:
+            raise _KillError  # before epoch 4's checkpoint: the file holds epoch 3
+
+    with pytest.raises(_KillError):
+        fit(_net(), x, y, LOSS, checkpoint=ck, callbacks=[die], **kw)
+    assert dio.load_checkpoint(ck)["epoch"] == 3
+    resumed = fit(_net(seed=99), x, y, LOSS, checkpoint=ck, resume=True, **kw)
+    assert _same(resumed.net, whole.net)
+    strip = [{k: v for k, v in r.items() if k != "time"} for r in resumed.history.epochs]
+    assert strip == [{k: v for k, v in r.items() if k != "time"} for r in whole.history.epochs]
+
+
+def test_resume_mismatch_and_fresh_start(tmp_path):
+    x, y = _data()
+    ck = tmp_path / "ck.safetensors"
+    fresh = fit(_net(), x, y, LOSS, epochs=2, checkpoint=ck, resume=True)  # no file yet: fresh
+    assert _same(fresh.net, fit(_net(), x, y, LOSS, epochs=2).net)
+    with pytest.raises(ValueError, match="optimizer"):
+        fit(_net(), x, y, LOSS, optimizer="adam", epochs=3, checkpoint=ck, resume=True)
+    with pytest.raises(ValueError, match="does not match"):
+        fit(_net(sizes=(4, 5, 3)), x, y, LOSS, epochs=3, checkpoint=ck, resume=True)
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"epochs": -1}, "epochs"), ({"l2": -0.1}, "l2"), ({"early_stopping": 0}, "patience"),
+    ({"x_val": np.zeros((2, 4))}, "both"), ({"resume": True}, "checkpoint path"),
+    ({"optimizer": "lbfgs"}, "unknown optimizer"), ({"schedule": "warm"}, "unknown schedule"),
+    ({"batch_size": -3}, "batch_size"),
+])
+def test_bad_arguments(kw, msg):
+    x, y = _data()
+    with pytest.raises(ValueError, match=msg):
+        fit(_net(), x, y, LOSS, **kw)
+
+
+def test_bad_data_names_the_set():
+    x, y = _data()
+    with pytest.raises(ValueError, match="training data: x has shape"):
+        fit(_net(), x[:, :3], y, LOSS)
+    with pytest.raises(ValueError, match="validation data: .*labels must lie in 0..2"):
+        fit(_net(), x, y, LOSS, x_val=x, y_val=y + 5)
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit(_net(), bad, y, LOSS)
+
+
+def test_torch_network_trains_like_numpy():
+    torch = pytest.importorskip("torch")
+    x, y = _data()
+    kw = dict(optimizer="adam", learning_rate=0.01, batch_size=7, epochs=3, seed=1)
+    ref = fit(_net(), x, y, LOSS, **kw)
+    res = fit(_net().to("torch"), x, y, LOSS, **kw)
+    assert isinstance(res.net.W[1], torch.Tensor)
+    for a, b in zip(ref.net.W[1:], res.net.W[1:], strict=True):
+        np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-12)
+
+
+def test_history_summary():
+    h = History([{"epoch": 1, "loss": 2.0, "time": 0.5}, {"epoch": 2, "loss": 1.0, "time": 0.5}])
+    s = h.summary()
+    assert s["epochs"] == 2 and s["best_epoch"] == 2 and s["time"] == 1.0
+    assert math.isclose(s["best_loss"], 1.0)
