@@ -78,7 +78,7 @@ def test_mazur_biases_are_updated_unlike_the_blog(mazur):
 
 def test_builtin_example_is_the_shipped_example_file():
     assert (ROOT / "examples" / "mazur_2015.json").read_bytes() == \
-        (ROOT / "src" / "deltaprop" / "data" / "mazur_2015.json").read_bytes()
+        (ROOT / "src" / "deltaprop" / "_examples" / "mazur_2015.json").read_bytes()
     assert json.loads(trace.example_text()) == \
         json.loads((ROOT / "examples" / "mazur_2015.json").read_text())
 

@@ -58,7 +58,7 @@ from .network import Network
 __all__ = ["EXAMPLE", "TraceSpec", "TraceStep", "example_text", "load", "parse", "run",
            "record", "format_text"]
 
-#: file name of the built-in worked example (package data ``deltaprop/data/``)
+#: file name of the built-in worked example (package data ``deltaprop/_examples/``)
 EXAMPLE = "mazur_2015.json"
 
 _REQUIRED = ("layers", "x", "y", "loss")
@@ -121,7 +121,7 @@ class TraceStep:
 # ---------------------------------------------------------------------- reading a spec
 def example_text() -> str:
     """The JSON text of the built-in worked example (Mazur 2015)."""
-    return (resources.files("deltaprop") / "data" / EXAMPLE).read_text(encoding="utf-8")
+    return (resources.files("deltaprop") / "_examples" / EXAMPLE).read_text(encoding="utf-8")
 
 
 def load(source=None) -> TraceSpec:
