@@ -1,0 +1,219 @@
+"""deltaprop train / evaluate / predict / info: defaults, run folders, resume after SIGKILL,
+bad input (one line, exit 2, nothing overwritten)."""
+
+import csv
+import functools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from deltaprop import io as dio
+from deltaprop.cli import main
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+       "MKL_NUM_THREADS": "1"}
+SMALL = ["--data", "iris", "--sizes", "8", "--epochs", "5", "--quiet"]
+
+
+def _run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "deltaprop", *map(str, args)],
+                          capture_output=True, text=True, env=ENV, cwd=cwd, timeout=120)
+
+
+def _weights(path):
+    net, _ = dio.load_model(path)
+    return [np.asarray(p) for p in net.W[1:] + net.b[1:]]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory):
+    """`deltaprop train` with no arguments, run in an empty folder."""
+    cwd = tmp_path_factory.mktemp("default")
+    start = time.perf_counter()
+    out = _run("train", cwd=cwd)
+    return cwd, out, time.perf_counter() - start
+
+
+@pytest.mark.slow
+def test_default_train_reaches_95_percent(default_run):
+    cwd, out, seconds = default_run
+    assert out.returncode == 0, out.stderr
+    runs = list((cwd / "runs").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    for name in ("model.safetensors", "metrics.csv", "metrics.json", "config.json",
+                 "learning_curves.png", "checkpoint.safetensors"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["final"]["test"]["accuracy"] >= 0.95
+    assert seconds < 60
+    assert "test" in out.stdout and "accuracy" in out.stdout  # the final table
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    assert len(rows) == 30 and set(rows[0]) >= {"epoch", "loss", "accuracy", "val_loss"}
+    assert (run / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_config_json_repeats_the_run_exactly(default_run, tmp_path):
+    cwd, out, _ = default_run
+    run = next((cwd / "runs").iterdir())
+    assert main(["train", "--config", str(run / "config.json"), "--out", str(tmp_path / "again"),
+                 "--quiet"]) == 0
+    for a, b in zip(_weights(run / "model.safetensors"),
+                    _weights(tmp_path / "again" / "model.safetensors"), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_model_commands(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["epochs"] == 5 and set(report["metrics"]) == {"train", "val", "test"}
+    model = out / "model.safetensors"
+
+    assert main(["info", str(model)]) == 0
+    text = capsys.readouterr().out
+    assert "4x8" in text.replace(" ", "") or "8x4" in text.replace(" ", "")
+    assert "softmax" in text and "adam" in text
+    assert main(["info", str(model), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["sizes"] == [4, 8, 3] and info["params"] == 8 * 5 + 3 * 9
+    assert [r["activation"] for r in info["layers"]] == ["tanh", "softmax"]
+
+    assert main(["evaluate", str(model), "iris", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["m"] == 150 and 0 <= ev["accuracy"] <= 1
+
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(model), "iris", "--proba", "--out", str(pred)]) == 0
+    rows = list(csv.reader(pred.open()))
+    assert rows[0] == ["prediction", "p_setosa", "p_versicolor", "p_virginica"]
+    assert len(rows) == 151
+    assert all(abs(sum(map(float, r[1:])) - 1) < 1e-9 for r in rows[1:])
+    assert main(["predict", str(model), "iris"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "prediction"
+
+
+def test_config_file_toml_and_flags_override(tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('data = "iris"\nsizes = [5, 4]\nepochs = 3\noptimizer = "momentum"\n'
+                   'lr = 0.05\nbatch-size = "full"\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--epochs", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    s = json.loads((out / "config.json").read_text())["settings"]
+    assert s["sizes"] == [5, 4] and s["epochs"] == 2 and s["optimizer"] == "momentum"
+    assert s["batch_size"] == "full"
+    net, meta = dio.load_model(out / "model.safetensors")
+    assert net.sizes == [4, 5, 4, 3] and meta["history"]["epochs"] == 2
+
+
+def test_nan_run_exits_1_with_message(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--data", "regression", "--optimizer", "gd", "--lr", "1e6",
+                 "--epochs", "50", "--batch-size", "0", "--out", str(out), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "became" in err and "checkpoint" in err
+    net, _ = dio.load_model(out / "model.safetensors")
+    assert all(np.all(np.isfinite(w)) for w in net.W[1:])
+
+
+def _one_line_exit_2(args, *needles, capsys=None):
+    """Run in-process (capsys given) or as a subprocess; exit 2 and one line on stderr."""
+    if capsys is None:
+        out = _run(*args)
+        code, err = out.returncode, out.stderr
+    else:
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in err, err
+
+
+def test_bad_input_subprocess(tmp_path):
+    _one_line_exit_2(["train", "--data", tmp_path / "missing.csv"], "missing.csv")
+    _one_line_exit_2(["info", tmp_path], "folder")
+
+
+def test_bad_input(tmp_path, capsys):
+    bad = functools.partial(_one_line_exit_2, capsys=capsys)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    bad(["train", *SMALL, "--out", blocker / "sub"], "cannot be written")
+    bad(["train", *SMALL, "--out", blocker], "is a file")
+    bad(["train", "--data", tmp_path / "missing.csv", "--out", tmp_path / "o"],
+        "missing.csv")
+    assert not (tmp_path / "o").exists()
+    bad(["train", *SMALL, "--optimizer", "lbfgs", "--out", tmp_path / "o"],
+        "unknown optimizer")
+    bad(["train", *SMALL, "--batch-size", "half"], "--batch-size")
+    bad(["evaluate", tmp_path / "none.safetensors", "iris"], "none.safetensors")
+    bad(["info", blocker], "not a valid deltaprop file")
+    bad_cfg = tmp_path / "c.json"
+    bad_cfg.write_text('{"colour": "red"}')
+    bad(["train", "--config", bad_cfg], "unknown setting 'colour'")
+    bad_cfg.write_text('{"epochs": ')
+    bad(["train", "--config", bad_cfg], "cannot be parsed")
+    bad(["train", "--resume", tmp_path], "not a run folder")
+
+
+def test_existing_run_and_width_mismatch_overwrite_nothing(tmp_path, capsys):
+    bad = functools.partial(_one_line_exit_2, capsys=capsys)
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad(["train", *SMALL, "--out", out], "already holds a run")
+    model = out / "model.safetensors"
+    bad(["evaluate", model, "wine"], "n_0 = 4", "13")
+    bad(["predict", model, "digits", "--out", out / "metrics.csv"], "n_0 = 4")
+    bad(["train", "--resume", out, "--epochs", "9"], "--epochs")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
+    args = ["train", "--sizes", "16", "--batch-size", "1", "--epochs", "4", "--quiet"]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "deltaprop", *args, "--out", str(killed)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    ck = killed / "checkpoint.safetensors"
+    deadline = time.time() + 90
+    while not ck.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
+    epoch = dio.load_checkpoint(ck)["epoch"]
+    assert 1 <= epoch < 4 and not (killed / "model.safetensors").exists()
+
+    resumed = _run("train", "--resume", killed, "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    whole = _run(*args, "--out", tmp_path / "whole")
+    assert whole.returncode == 0, whole.stderr
+    a = _weights(killed / "model.safetensors")
+    b = _weights(tmp_path / "whole" / "model.safetensors")
+    assert all(np.array_equal(p, q) for p, q in zip(a, b, strict=True))
+    rows = [json.loads((d / "metrics.json").read_text())["epochs"]
+            for d in (killed, tmp_path / "whole")]
+    assert [r["loss"] for r in rows[0]] == [r["loss"] for r in rows[1]]
+    assert len(rows[0]) == 4
+
+
+def test_help_lists_every_option():
+    out = _run("train", "--help")
+    for flag in ("--data", "--target", "--sizes", "--activation", "--activations", "--output",
+                 "--loss", "--init", "--weight-mean", "--weight-std", "--bias-std",
+                 "--optimizer", "--lr", "--schedule", "--batch-size", "--epochs", "--l2",
+                 "--val-split", "--test-split", "--early-stopping", "--dtype", "--seed",
+                 "--out", "--config", "--resume", "--quiet", "--json"):
+        assert flag in out.stdout, flag
+
+
