@@ -671,7 +671,8 @@ def batches(m: int, batch_size, rng=None) -> Iterator[np.ndarray]:
 
     ``batch_size``: 1 = online (one sample per step); ``None``, 0 or ``"full"`` = the full
     batch (one step, indices in order); otherwise minibatches of that size (the last may be
-    smaller).  ``rng`` (a ``numpy.random.Generator``) shuffles the order; ``None`` keeps it.
+    smaller).  ``rng`` (a ``numpy.random.Generator``) shuffles the order (one permutation per
+    epoch; a single batch is never shuffled and draws nothing); ``None`` keeps the order.
     """
     if batch_size is None or batch_size == 0 or batch_size == "full":
         yield np.arange(m)
@@ -680,6 +681,9 @@ def batches(m: int, batch_size, rng=None) -> Iterator[np.ndarray]:
             or batch_size < 0:
         raise ValueError(f"batch_size must be a positive integer, 0, None or 'full', "
                          f"got {batch_size!r}")
+    if batch_size >= m:  # one batch: in order, no random draw (as deltaprop.train does)
+        yield np.arange(m)
+        return
     order = rng.permutation(m) if rng is not None else np.arange(m)
     for start in range(0, m, int(batch_size)):
         yield order[start:start + int(batch_size)]
