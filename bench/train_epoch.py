@@ -1,0 +1,165 @@
+"""Time per epoch of ``deltaprop train``'s default run next to scikit-learn and PyTorch.
+
+Usage::
+
+    OMP_NUM_THREADS=1 python bench/train_epoch.py            # table
+    python bench/train_epoch.py --epochs 30 --repeats 3 --json
+
+The same data (digits: the ``deltaprop train`` split, 70/10/20 with seed 0, standardised on
+the training split), the same architecture (64-128-10, tanh hidden layer, softmax output,
+cross-entropy), float64, minibatches of 32 reshuffled every epoch, the same number of epochs
+and two solvers:
+
+* ``adam``: Adam, eta = 0.001 (the default of all three);
+* ``sgd``: plain minibatch gradient descent, eta = 0.1 (no momentum).
+
+Contenders:
+
+* ``deltaprop fit``: :func:`deltaprop.train.fit` exactly as ``deltaprop train`` calls it,
+  including its per-epoch evaluation of loss and accuracy on the training and validation sets;
+* ``deltaprop fit (no val)``: the same without validation data;
+* ``sklearn MLPClassifier``: ``solver="adam"`` or ``"sgd"`` (``momentum=0``), ``alpha=0``,
+  ``tol=0``; ``fit`` time divided by ``n_iter_`` (it also computes the training loss per epoch);
+* ``torch loop``: ``nn.Sequential(Linear, Tanh, Linear)`` in float64, ``CrossEntropyLoss``,
+  ``torch.optim.Adam``/``SGD``, ``randperm`` minibatches, no evaluation.
+
+Each row is the median over ``--repeats`` runs of (wall time of the run / epochs); the
+threads of NumPy's BLAS and of PyTorch are limited to ``--threads`` (default 1).  The table
+in the closing note of issue 3 came from this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+
+
+def _parse():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", action="store_true")
+    return p.parse_args()
+
+
+ARGS = _parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(ARGS.threads)
+
+import numpy as np  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
+
+from deltaprop import Network, data  # noqa: E402
+from deltaprop.train import evaluate, fit  # noqa: E402
+
+SOLVERS = {"adam": 0.001, "sgd": 0.1}
+
+
+def digits():
+    ds = data.load("digits")
+    tr, va, te = data.train_val_test_split(ds, val=0.1, test=0.2, seed=0)
+    std = data.Standardizer().fit(tr.x)
+    return [(std.transform(d.x), d.y) for d in (tr, va, te)]
+
+
+def run_deltaprop(splits, solver, epochs, val=True):
+    (x, y), (xv, yv), (xt, yt) = splits
+    net = Network.init([64, 128, 10], "tanh", "softmax", seed=0)
+    t = time.perf_counter()
+    res = fit(net, x, y, "softmax-cross-entropy", optimizer="adam" if solver == "adam" else "gd",
+              learning_rate=SOLVERS[solver], batch_size=32, epochs=epochs, seed=0,
+              x_val=xv if val else None, y_val=yv if val else None)
+    sec = time.perf_counter() - t
+    return sec / epochs, evaluate(res.net, xt, yt, "softmax-cross-entropy")["accuracy"]
+
+
+def run_sklearn(splits, solver, epochs):
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    (x, y), _, (xt, yt) = splits
+    clf = MLPClassifier(hidden_layer_sizes=(128,), activation="tanh", solver=solver,
+                        learning_rate_init=SOLVERS[solver], batch_size=32, max_iter=epochs,
+                        alpha=0.0, tol=0.0, n_iter_no_change=epochs + 1, shuffle=True,
+                        momentum=0.0, nesterovs_momentum=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t = time.perf_counter()
+        clf.fit(x, y)
+        sec = time.perf_counter() - t
+    return sec / clf.n_iter_, clf.score(xt, yt)
+
+
+def run_torch(splits, solver, epochs):
+    import torch
+
+    torch.set_num_threads(ARGS.threads if ARGS else 1)
+    torch.manual_seed(0)
+    (x, y), _, (xt, yt) = splits
+    X, Y = torch.tensor(x), torch.tensor(y)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.Tanh(),
+                                torch.nn.Linear(128, 10)).double()
+    opt = (torch.optim.Adam if solver == "adam" else torch.optim.SGD)(
+        model.parameters(), lr=SOLVERS[solver])
+    lossf = torch.nn.CrossEntropyLoss()
+    m = X.shape[0]
+    t = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(m)
+        for i in range(0, m, 32):
+            idx = perm[i:i + 32]
+            opt.zero_grad()
+            lossf(model(X[idx]), Y[idx]).backward()
+            opt.step()
+    sec = time.perf_counter() - t
+    with torch.no_grad():
+        acc = (model(torch.tensor(xt)).argmax(1).numpy() == yt).mean()
+    return sec / epochs, float(acc)
+
+
+def main():
+    args = ARGS
+    splits = digits()
+    contenders = [("deltaprop fit", lambda s: run_deltaprop(splits, s, args.epochs)),
+                  ("deltaprop fit (no val)",
+                   lambda s: run_deltaprop(splits, s, args.epochs, val=False)),
+                  ("sklearn MLPClassifier", lambda s: run_sklearn(splits, s, args.epochs))]
+    try:
+        import torch  # noqa: F401
+
+        contenders.append(("torch loop", lambda s: run_torch(splits, s, args.epochs)))
+    except ImportError:
+        pass
+    rows = []
+    for solver in SOLVERS:
+        for name, f in contenders:
+            f(solver)  # warm-up
+            times, accs = zip(*(f(solver) for _ in range(args.repeats)), strict=True)
+            rows.append({"contender": name, "solver": solver,
+                         "ms_per_epoch": 1000 * statistics.median(times),
+                         "test_accuracy": accs[-1]})
+    header = {"epochs": args.epochs, "repeats": args.repeats, "threads": args.threads,
+              "m_train": int(splits[0][0].shape[0]), "architecture": "64-128-10 tanh/softmax",
+              "dtype": "float64", "batch_size": 32}
+    if args.json:
+        print(json.dumps({"header": header, "rows": rows}, indent=2))
+        return
+    print(f"digits, m_train = {header['m_train']}, {header['architecture']}, float64, "
+          f"batch 32, {args.epochs} epochs, {args.threads} thread(s), median of {args.repeats}")
+    print(f"{'contender':<24} {'solver':<6} {'ms/epoch':>9} {'test acc':>9}")
+    for r in rows:
+        print(f"{r['contender']:<24} {r['solver']:<6} {r['ms_per_epoch']:>9.1f} "
+              f"{r['test_accuracy']:>9.4f}")
+
+
+if __name__ == "__main__":
+    main()
