@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import rel_err, to_numpy
+from conftest import CASES, rel_err, to_numpy
 
 import deltaprop as dp
 from deltaprop import activations as acts
@@ -206,3 +206,29 @@ def test_zz_report_worst_errors():
     """Prints the worst relative errors of this module's run (``pytest -s``)."""
     print("\nworst relative errors:", {k: f"{v:.2e}" for k, v in WORST.items()})
     assert WORST["central differences"] < FD_TOL and WORST["autograd"] < AUTOGRAD_TOL
+
+
+# --- the checker itself can fail -----------------------------------------------------------
+
+
+def test_gradcheck_catches_a_wrong_delta():
+    """A loss whose delta[L] is off by a factor 1.001 is flagged (so passing means something)."""
+    mse = dp.losses.get("mse")
+    wrong = dp.losses.Loss("wrong-mse", mse.per_sample,
+                           lambda z, a, y, f, xp: 1.001 * mse.delta(z, a, y, f, xp), mse.formula)
+    case = next(c for c in CASES if c.loss == "mse")
+    x, y = case.data()
+    assert gradcheck(case.network(), x, y, mse).max_rel_error < FD_TOL
+    assert gradcheck(case.network(), x, y, wrong).max_rel_error > 1e-4
+
+
+@pytest.mark.parametrize("order", [2, 4])
+def test_gradcheck_options(order):
+    case = CASES[1]
+    x, y = case.data()
+    result = gradcheck(case.network(K=2), x, y, case.loss, order=order, h=1e-4 if order == 2
+                       else 1e-3, max_entries=3)
+    n_arrays = 2 * case.network().L
+    assert result.checked + result.skipped <= 2 * 3 * n_arrays  # K = 2 networks, 3 entries
+    assert result.max_rel_error < (1e-6 if order == 2 else FD_TOL)
+    assert set(result.as_dict()) == {"max_rel_error", "checked", "skipped", "layers"}

@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .losses import LOSSES as _LOSSES
+
 __all__ = ["ENABLED", "applies", "forward", "backward", "train_step", "Workspace"]
 
 #: Use the fast path for NumPy inputs by default (``fast=`` on the drivers overrides it).
@@ -149,6 +151,8 @@ def _vjp(f, z, a, g, tmp=None):
 
 def _output_delta(loss, f, z, a, y, out=None):
     """delta[L]: a - y for the matched pairs; (a - y) * f'(z) for MSE."""
+    if _LOSSES.get(loss.name) is not loss:  # a user's own Loss object: its own delta
+        return loss.delta(z, a, y, f, np)
     d = np.subtract(a, y, out=out)
     if loss.name == "mse":
         d = _vjp(f, z, a, d)
