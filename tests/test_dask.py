@@ -58,7 +58,8 @@ def dask_client():
     """Two single-threaded worker processes on 127.0.0.1, shared by the cluster tests."""
     cluster = distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, memory_limit="1GiB", env={"OMP_NUM_THREADS": "1"})
+        dashboard_address=":0",
+        memory_limit="1GiB", env={"OMP_NUM_THREADS": "1"})
     client = distributed.Client(cluster, set_as_default=False)
     yield client
     client.close()

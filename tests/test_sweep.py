@@ -1,0 +1,178 @@
+"""`deltaprop sweep`: cells keyed by their parameters, serial == two workers == killed worker.
+
+Cluster tests use the session-scoped two-process ``dask_client`` of :mod:`test_dask`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import deltaprop as dp
+from deltaprop import sweep as sw
+from deltaprop.cli import main
+
+pytest.importorskip("dask.distributed")
+from test_dask import dask_client  # noqa: E402, F401 - the shared cluster fixture
+
+# a small grid: 2 x 2 x 2 = 8 cells of 6 layers
+SMALL = dict(sigma_w2=[0.5, 2.5], sigma_b2=[0.0, 0.1], activation=["tanh", "relu"], depth=6,
+             width=16, K=4, m=8)
+
+
+@pytest.fixture(scope="module")
+def serial_table(tmp_path_factory):
+    path = tmp_path_factory.mktemp("serial") / "serial.csv"
+    rows = sw.run(sw.grid(**SMALL), str(path), serial=True)
+    return path, rows
+
+
+def test_cell_key_is_canonical():
+    c = sw.grid(activation="ReLU", init="kaiming", loss="squared-error", sigma_w2=2)[0]
+    assert c["activation"] == "relu" and c["init"] == "he_normal" and c["loss"] == "mse"
+    assert sw.cell_key(c) == sw.cell_key({**c, "sigma_w2": 2.0, "activation": "relu"})
+    keys = {sw.cell_key({**c, k: v}) for k, v in [
+        ("sigma_w2", 2.0000001), ("sigma_b2", 0.1), ("depth", 21), ("width", 65),
+        ("activation", "tanh"), ("init", "normal"), ("loss", "sigmoid-cross-entropy"),
+        ("seed", 1), ("K", 17), ("m", 33)]}
+    assert len(keys | {sw.cell_key(c)}) == 11  # every parameter changes the key
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(depth=2), "depth must be >= 3"), (dict(sigma_w2=-1), "sigma_w2 must be"),
+    (dict(width=2.5), "width must be an integer"), (dict(nope=1), "unknown sweep parameter"),
+    (dict(activation="nope"), "unknown activation"), (dict(seed=[]), "empty"),
+])
+def test_bad_grids_are_value_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        sw.grid(**bad)
+
+
+def test_growth_rate_recovers_an_exponential():
+    L, g = 8, 0.3
+    E = [math.exp(1.0 + g * (L - l)) for l in range(1, L + 1)]
+    E[-1] = 123.0  # the output layer is left out of the fit
+    assert sw.growth_rate(E) == pytest.approx(g, rel=1e-12)
+    assert math.isnan(sw.growth_rate([0.0, 0.0, 1.0]))
+
+
+def test_run_cell_is_the_mean_of_delta_squared():
+    """Recompute one cell by hand from deltaprop.backward on the stack of K networks."""
+    c = sw.grid(sigma_w2=1.7, sigma_b2=0.05, depth=5, width=12, K=6, m=10,
+                activation="tanh", loss="softmax-cross-entropy", seed=3)[0]
+    row = sw.run_cell(c)
+    net = dp.Network.init([12] * 6, ["tanh"] * 4 + ["softmax"], init="normal", seed=3, K=6,
+                          std=math.sqrt(1.7 / 12), bias_std=math.sqrt(0.05))
+    rng = np.random.default_rng([3, 2026])
+    x, y = rng.normal(size=(10, 12)), rng.integers(0, 12, 10)
+    _, g = dp.gradients(net, x, y, "softmax-cross-entropy")
+    want = [float(np.mean(g.delta[l] ** 2)) for l in range(1, 6)]
+    np.testing.assert_allclose(row["E_delta2"], want, rtol=1e-12)
+    per_net = [np.mean(g.delta[1] ** 2, axis=(1, 2))]
+    assert row["E_delta2_se"][0] == pytest.approx(np.std(per_net, ddof=1) / math.sqrt(6))
+    assert row["key"] == sw.cell_key(c)
+
+
+def test_growth_sign_follows_sigma_w2():
+    """Ordered (small sigma_w^2) vanishes backward, chaotic (large) explodes."""
+    lo, hi = (sw.run_cell(c) for c in sw.grid(sigma_w2=[0.3, 4.0], depth=12, width=32))
+    assert lo["growth"] < -0.3 and hi["growth"] > 0.1
+
+
+def test_torch_backend_gives_numpy_numbers():
+    pytest.importorskip("torch")
+    c = sw.grid(**{**SMALL, "sigma_w2": 2.5, "sigma_b2": 0.1, "activation": "tanh"})[0]
+    a, b = sw.run_cell(c), sw.run_cell(c, backend="torch")
+    np.testing.assert_allclose(b["E_delta2"], a["E_delta2"], rtol=1e-12)
+
+
+def test_resume_skips_finished_cells_and_drops_a_torn_line(tmp_path, serial_table):
+    path = tmp_path / "t.csv"
+    cells = sw.grid(**SMALL)
+    sw.run(cells[:3], str(path), serial=True)
+    with open(path, "a") as f:
+        f.write("deadbeef,0.5,0.0,6,16,ta")  # a sweep stopped mid-write
+    seen = []
+    rows = sw.run(cells, str(path), serial=True, on_row=lambda r: seen.append(r["key"]))
+    assert seen == [sw.cell_key(c) for c in cells[3:]]  # only the missing cells ran
+    assert path.read_bytes() == serial_table[0].read_bytes()
+    assert [r["key"] for r in rows] == [sw.cell_key(c) for c in cells]
+
+
+def test_two_workers_equal_serial(tmp_path, serial_table, dask_client):
+    path = tmp_path / "par.csv"
+    sw.run(sw.grid(**SMALL), str(path), client=dask_client)
+    assert path.read_bytes() == serial_table[0].read_bytes()
+
+
+def test_killed_worker_mid_sweep_gives_the_complete_identical_table(tmp_path, dask_client):
+    heavy = {**SMALL, "depth": 12, "width": 96, "K": 24, "m": 32}  # ~0.1 s a cell
+    cells = sw.grid(**heavy, seed=[0, 1])  # 16 cells
+    ref = tmp_path / "ref.csv"
+    sw.run(cells, str(ref), serial=True)
+
+    path, done, errors = tmp_path / "killed.csv", [], []
+    pids = dask_client.run(os.getpid)
+
+    def sweep():
+        try:
+            sw.run(cells, str(path), client=dask_client, on_row=done.append)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=sweep)
+    t.start()
+    deadline = time.monotonic() + 30
+    while len(done) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(done) < len(cells), "the sweep finished before a worker could be killed"
+    busy = [a for a, tasks in dask_client.processing().items() if tasks]
+    os.kill(pids[busy[0] if busy else next(iter(pids))], signal.SIGKILL)
+    t.join(60)
+    assert not errors and not t.is_alive()
+    dask_client.wait_for_workers(2, timeout=30)
+    assert set(dask_client.run(os.getpid).values()) != set(pids.values())
+    assert path.read_bytes() == ref.read_bytes()
+
+
+def test_cli_sweep_resumes_and_plots(tmp_path, capsys):
+    out = tmp_path / "cli.csv"
+    argv = ["sweep", "--sigma-w", "0.5,1.5", "--sigma-b2", "0:0.1:2", "--depth", "4",
+            "--width", "8", "--K", "3", "--m", "4", "--serial", "--no-edge", "--out", str(out)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    assert "4 cells (4 computed, 0 from the table)" in first
+    assert (tmp_path / "cli.png").stat().st_size > 1000
+    rows = sw.read_table(out)
+    assert sorted({r["sigma_w2"] for r in rows}) == [0.25, 2.25]  # std squared
+    assert main(argv + ["--no-plot"]) == 0
+    assert "4 cells (0 computed, 4 from the table)" in capsys.readouterr().out
+
+
+def test_cli_bad_list_is_one_line_exit_2(capsys):
+    assert main(["sweep", "--depth", "4.5", "--serial", "--no-plot"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an integer" in err
+
+
+def test_edge_of_chaos_line_for_relu_is_sigma_w2_two(tmp_path, serial_table):
+    pytest.importorskip("deltaprop.theory.mean_field")
+    line = sw._edge_line("relu", [0.0, 0.1])
+    assert [round(w, 6) for w, _ in line] == [2.0, 2.0]
+    rows = [r for r in serial_table[1] if r["activation"] == "relu"]
+    assert os.path.getsize(sw.plot_phase(rows, tmp_path / "relu.png")) > 1000
+
+
+def test_parquet_table(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = sw.run(sw.grid(**{**SMALL, "activation": "tanh"}), str(tmp_path / "t.parquet"),
+                  serial=True)
+    assert pq.read_table(tmp_path / "t.parquet").num_rows == len(rows) == 4
