@@ -105,13 +105,14 @@ def test_resume_skips_finished_cells_and_drops_a_torn_line(tmp_path, serial_tabl
     assert [r["key"] for r in rows] == [sw.cell_key(c) for c in cells]
 
 
-def test_two_workers_equal_serial(tmp_path, serial_table, dask_client):
+def test_two_workers_equal_serial(tmp_path, serial_table, dask_client):  # noqa: F811
     path = tmp_path / "par.csv"
     sw.run(sw.grid(**SMALL), str(path), client=dask_client)
     assert path.read_bytes() == serial_table[0].read_bytes()
 
 
-def test_killed_worker_mid_sweep_gives_the_complete_identical_table(tmp_path, dask_client):
+def test_killed_worker_mid_sweep_gives_the_complete_identical_table(
+        tmp_path, dask_client):  # noqa: F811
     heavy = {**SMALL, "depth": 12, "width": 96, "K": 24, "m": 32}  # ~0.1 s a cell
     cells = sw.grid(**heavy, seed=[0, 1])  # 16 cells
     ref = tmp_path / "ref.csv"
