@@ -72,6 +72,8 @@ def register(sub):
     a("--out", help="run folder (default runs/<timestamp>); must not hold a run already")
     a("--config", help="TOML or JSON file with the same settings (flags override it)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
+    a("--threads", type=int, default=1, help="BLAS threads (default 1: a minibatch step's "
+      "matrices are small, and more threads only add overhead)")
     a("--quiet", action="store_true", help="no progress bar, no table")
     a("--json", action="store_true", help="print the final metrics as JSON")
     p.set_defaults(func=_train)
@@ -281,14 +283,19 @@ def _train(args):
         dio.atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
 
     quiet = args.quiet or args.json
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    from threadpoolctl import threadpool_limits
+
     t0 = time.perf_counter()
-    result = fit(net, x_tr, y_tr, loss, optimizer=s["optimizer"], learning_rate=s["lr"],
-                 schedule=s["schedule"], batch_size=s["batch_size"], epochs=s["epochs"],
-                 l2=s["l2"], seed=s["seed"], x_val=x_va if has_val else None,
-                 y_val=y_va if has_val else None, early_stopping=s["early_stopping"],
-                 progress=False if quiet else "auto",
-                 checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
-                 optimizer_options=_opt_options(s), checkpoint_meta={"settings": s})
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        result = fit(net, x_tr, y_tr, loss, optimizer=s["optimizer"], learning_rate=s["lr"],
+                     schedule=s["schedule"], batch_size=s["batch_size"], epochs=s["epochs"],
+                     l2=s["l2"], seed=s["seed"], x_val=x_va if has_val else None,
+                     y_val=y_va if has_val else None, early_stopping=s["early_stopping"],
+                     progress=False if quiet else "auto",
+                     checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
+                     optimizer_options=_opt_options(s), checkpoint_meta={"settings": s})
     wall = time.perf_counter() - t0
     final = {"train": evaluate(result.net, x_tr, y_tr, loss)}
     if has_val:
