@@ -98,6 +98,24 @@ def test_delta_moments_equal_in_memory(case):
         assert _rel(mo["sq_layer"][l], np.mean(d**2, axis=(-2, -1))) < 1e-12
 
 
+def test_record_of_chunks_equals_record_in_memory():
+    """The laboratory's Record, merged over row chunks, is the in-memory Record."""
+    record = pytest.importorskip("deltaprop.stats.record").record
+    net, x, y, loss, rows = _data(CASES[1])
+    got = dd.record(net, da.from_array(x, chunks=(rows, -1)), y, loss, bins=16,
+                    scheduler="synchronous")
+    want = record(net, x, y, loss, bins=16)
+    assert set(got.stats) == set(want.stats) and got.count == want.count == x.shape[0]
+    for key, moms in want.stats.items():
+        for a, b in zip(got.stats[key], moms, strict=True):
+            assert _rel(a.mean, b.mean) < 1e-12 and _rel(a.m2, b.m2) < 1e-10, key
+    for l in range(1, net.L + 1):
+        s = got.layer_summary(l)
+        assert s["second_moment"] == pytest.approx(want.layer_summary(l)["second_moment"],
+                                                   rel=1e-12)
+        np.testing.assert_array_equal(got.hist[l].counts, want.hist[l].counts)
+
+
 def test_merge_is_the_sum_of_halves():
     """Hand check of Chan's merge on two chunks of a 1-unit layer."""
     net = dp.Network.init([1, 1], "identity", seed=0, init="debug")  # z = W x + b
@@ -107,8 +125,9 @@ def test_merge_is_the_sum_of_halves():
     both = dd.merge(a, b)
     delta = dp.gradients(net, x, y, "mse")[1].delta[1][:, 0]  # mse + identity: delta = z
     assert both.m == 4
-    np.testing.assert_allclose(both.mean[1], [delta.mean()], rtol=1e-15)
-    np.testing.assert_allclose(both.M2[1], [np.sum((delta - delta.mean()) ** 2)], rtol=1e-14)
+    np.testing.assert_allclose(both.delta[1].mean, [delta.mean()], rtol=1e-15)
+    np.testing.assert_allclose(both.delta[1].m2, [np.sum((delta - delta.mean()) ** 2)],
+                               rtol=1e-14)
     np.testing.assert_allclose(both.db[1], [delta.sum()], rtol=1e-15)
 
 
@@ -180,10 +199,13 @@ def test_killed_worker_gives_the_identical_result(dask_client):
     assert set(dask_client.run(os.getpid).values()) != set(before.values())  # it did die
 
     assert disturbed.m == undisturbed.m == x.shape[0]
-    for field in ("dW", "db", "mean", "M2"):
+    for field in ("dW", "db"):
         for a, b in zip(getattr(disturbed, field)[1:], getattr(undisturbed, field)[1:],
                         strict=True):
             np.testing.assert_array_equal(a, b)  # bit for bit
+    for a, b in zip(disturbed.delta[1:], undisturbed.delta[1:], strict=True):
+        np.testing.assert_array_equal(a.mean, b.mean)
+        np.testing.assert_array_equal(a.m2, b.m2)
     np.testing.assert_array_equal(disturbed.J, undisturbed.J)
 
 

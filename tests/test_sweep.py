@@ -177,3 +177,15 @@ def test_parquet_table(tmp_path):
     rows = sw.run(sw.grid(**{**SMALL, "activation": "tanh"}), str(tmp_path / "t.parquet"),
                   serial=True)
     assert pq.read_table(tmp_path / "t.parquet").num_rows == len(rows) == 4
+
+
+def test_without_the_laboratory_the_numbers_are_the_same(monkeypatch):
+    """The direct fallback (mean of delta^2 per network) equals the recorder's numbers."""
+    import sys
+
+    c = sw.grid(**{**SMALL, "sigma_w2": 2.5, "activation": "tanh"})[0]
+    with_lab = sw.run_cell(c)
+    monkeypatch.setitem(sys.modules, "deltaprop.stats.record", None)  # import -> ImportError
+    without = sw.run_cell(c)
+    np.testing.assert_allclose(without["E_delta2"], with_lab["E_delta2"], rtol=1e-12)
+    np.testing.assert_allclose(without["E_delta2_se"], with_lab["E_delta2_se"], rtol=1e-9)

@@ -8,11 +8,12 @@ columns.  Each chunk c of m_c rows goes through :func:`deltaprop.forward` and
     S_J       = m_c J_c       = sum_i J_i                       () or (K,)
     S_dW[l]   = m_c dW_c[l]   = sum_i delta[l]_i^T a[l-1]_i      like W[l]
     S_db[l]   = m_c db_c[l]   = sum_i delta[l]_i                 like b[l]
-    delta[l] per unit: count, mean and M2 = sum (delta - mean)^2 (Chan et al.'s mergeable
-    moments), from which E[delta^2] = mean^2 + M2 / count.
+    delta[l] per unit: count, mean and M2 = sum (delta - mean)^2 (the laboratory's
+    mergeable :class:`~deltaprop.stats.Moments`), so E[delta^2] = mean^2 + M2 / count.
 
 Sums of chunks are sums of the whole.  A fixed tree over the chunk index adds them
-(:func:`merge`), and only at the end are they divided by m = sum_c m_c and the L2 term,
+(:func:`merge`; :func:`record` merges the laboratory's full :class:`~deltaprop.stats.Record`
+the same way), and only at the end are they divided by m = sum_c m_c and the L2 term,
 which needs the total m, added.  Because the tree is fixed by chunk index and each chunk
 is a pure function of its rows, the result does not depend on which worker ran which
 chunk: a chunk lost with a killed worker is recomputed bit for bit.  In exact arithmetic
@@ -39,7 +40,7 @@ from .backprop import gradients as _gradients
 from .network import Network
 
 __all__ = ["ChunkSums", "NpyRows", "from_npy", "rows_for", "chunk_sums", "merge", "reduce_sums",
-           "sums", "gradients", "delta_moments", "iter_batches"]
+           "sums", "gradients", "delta_moments", "record", "iter_batches"]
 
 
 # ----------------------------------------------------------------------------- sources
@@ -109,16 +110,15 @@ class ChunkSums:
     """Mergeable sums over m samples (NumPy arrays; slot 0 of every tuple is ``None``).
 
     ``J``: sum of per-sample losses, () or (K,).  ``dW[l]``, ``db[l]``: m dW[l], m db[l].
-    ``mean[l]``, ``M2[l]``: per-unit mean of delta[l] and sum of squared deviations,
-    (n_l,) or (K, n_l), over the m samples.
+    ``delta[l]``: :class:`~deltaprop.stats.Moments` of delta[l] over the m samples, per
+    unit: ``mean`` and ``m2`` (n_l,) or (K, n_l).
     """
 
     m: int
     J: np.ndarray
     dW: tuple
     db: tuple
-    mean: tuple
-    M2: tuple
+    delta: tuple
 
 
 def chunk_sums(net: Network, x, y, loss) -> ChunkSums:
@@ -136,37 +136,34 @@ def chunk_sums(net: Network, x, y, loss) -> ChunkSums:
     y = np.asarray(y)
     m = x.shape[0]
     _, g = _gradients(net, x, y, loss)
+    from .stats.moments import Moments
+
     L = net.L
-    mean = [None] + [np.mean(g.delta[l], axis=-2) for l in range(1, L + 1)]
-    M2 = [None] + [np.sum((g.delta[l] - mean[l][..., None, :]) ** 2, axis=-2)
-                   for l in range(1, L + 1)]
     return ChunkSums(m, m * np.asarray(g.J),
                      (None, *(m * g.dW[l] for l in range(1, L + 1))),
                      (None, *(m * g.db[l] for l in range(1, L + 1))),
-                     tuple(mean), tuple(M2))
+                     (None, *(Moments.of(g.delta[l], -2) for l in range(1, L + 1))))
 
 
 def merge(a: ChunkSums, b: ChunkSums) -> ChunkSums:
-    """The sums of two disjoint sets of samples: sums add; moments merge (Chan et al., 1979).
+    """The sums of two disjoint sets of samples: sums add; moments merge exactly.
 
-    mean = mean_a + d m_b / m,   M2 = M2_a + M2_b + d^2 m_a m_b / m,   d = mean_b - mean_a.
+    ``Moments.merge`` (Chan et al., 1979): mean = mean_a + d m_b / m,
+    M2 = M2_a + M2_b + d^2 m_a m_b / m, d = mean_b - mean_a.
     """
-    m = a.m + b.m
     L = len(a.dW) - 1
-    d = [None] + [b.mean[l] - a.mean[l] for l in range(1, L + 1)]
     return ChunkSums(
-        m, a.J + b.J,
+        a.m + b.m, a.J + b.J,
         (None, *(a.dW[l] + b.dW[l] for l in range(1, L + 1))),
         (None, *(a.db[l] + b.db[l] for l in range(1, L + 1))),
-        (None, *(a.mean[l] + d[l] * (b.m / m) for l in range(1, L + 1))),
-        (None, *(a.M2[l] + b.M2[l] + d[l] ** 2 * (a.m * b.m / m) for l in range(1, L + 1))))
+        (None, *(a.delta[l].merge(b.delta[l]) for l in range(1, L + 1))))
 
 
-def reduce_sums(*parts: ChunkSums) -> ChunkSums:
-    """Merge ``parts`` left to right (one node of the reduction tree)."""
+def reduce_sums(*parts):
+    """Merge ``parts`` left to right (one node of the reduction tree): ChunkSums or Records."""
     out = parts[0]
     for p in parts[1:]:
-        out = merge(out, p)
+        out = merge(out, p) if isinstance(out, ChunkSums) else out.merge(p)
     return out
 
 
@@ -210,6 +207,12 @@ def sums(net: Network, x, y, loss, *, split_every=8, chunk_rows=None, compute=Tr
         A ``dask.distributed.Client`` or a scheduler name ("threads", "synchronous", ...);
         default: Dask's current one (the default ``Client`` if one is active).
     """
+    return _map_reduce(chunk_sums, net, x, y, loss, {}, split_every, chunk_rows, compute,
+                       scheduler)
+
+
+def _map_reduce(fn, net, x, y, loss, options, split_every, chunk_rows, compute, scheduler):
+    """fn(host_net, x_chunk, y_chunk, loss, **options) per row chunk, then a fixed tree."""
     import dask
 
     if split_every < 2:
@@ -217,12 +220,32 @@ def sums(net: Network, x, y, loss, *, split_every=8, chunk_rows=None, compute=Tr
     host = net.numpy()
     xb, yb = _row_blocks(x, y, chunk_rows)
     node = dask.delayed(host, traverse=False)
-    parts = [dask.delayed(chunk_sums, pure=True)(node, xc, yc, loss)
+    parts = [dask.delayed(fn, pure=True)(node, xc, yc, loss, **options)
              for xc, yc in zip(xb, yb, strict=True)]
     while len(parts) > 1:
         parts = [dask.delayed(reduce_sums, pure=True)(*parts[i:i + split_every])
                  for i in range(0, len(parts), split_every)]
     return parts[0].compute(scheduler=scheduler) if compute else parts[0]
+
+
+def _record_chunk(net, x, y, loss, **options):
+    from .stats.record import record as _record
+
+    return _record(net, np.asarray(x), np.asarray(y), loss, **options).numpy()
+
+
+def record(net: Network, x, y, loss, *, split_every=8, chunk_rows=None, compute=True,
+           scheduler=None, **options):
+    """The laboratory's :class:`~deltaprop.stats.Record` of a whole data set, chunk by chunk.
+
+    Each row chunk is recorded with :func:`deltaprop.stats.record` (NumPy) and the records
+    are merged (``Record.merge``, exact) along the same fixed tree as :func:`sums`, so the
+    result equals recording the data in memory.  ``**options`` go to
+    :func:`deltaprop.stats.record_pass` (``quantities``, ``bins``, ``weight_grads``,
+    ``cross``); the other arguments are those of :func:`sums`.
+    """
+    return _map_reduce(_record_chunk, net, x, y, loss, options, split_every, chunk_rows,
+                       compute, scheduler)
 
 
 def gradients(net: Network, x, y, loss, l2=0.0, *, split_every=8, chunk_rows=None,
@@ -263,9 +286,10 @@ def delta_moments(s: ChunkSums) -> dict:
     each (n_l,) or (K, n_l); ``sq_layer[l]``: E[delta^2] averaged over units, () or (K,).
     """
     L = len(s.dW) - 1
-    var = [None] + [s.M2[l] / s.m for l in range(1, L + 1)]
-    sq = [None] + [s.mean[l] ** 2 + var[l] for l in range(1, L + 1)]
-    return {"m": s.m, "mean": s.mean, "var": tuple(var), "sq": tuple(sq),
+    mean = [None] + [s.delta[l].mean for l in range(1, L + 1)]
+    var = [None] + [s.delta[l].m2 / s.m for l in range(1, L + 1)]
+    sq = [None] + [mean[l] ** 2 + var[l] for l in range(1, L + 1)]
+    return {"m": s.m, "mean": tuple(mean), "var": tuple(var), "sq": tuple(sq),
             "sq_layer": (None, *(np.mean(sq[l], axis=-1) for l in range(1, L + 1)))}
 
 

@@ -156,7 +156,7 @@ def run_cell(cell: dict, backend=None, device=None) -> dict:
         Array library for the K networks (``"torch"``, ``"cupy"``, ...); results are the
         same to rounding.  Random draws are on the host, so every backend sees one network.
     """
-    from . import _backend, backprop
+    from . import _backend
     from .network import Network
 
     c = _canonical(cell)
@@ -172,14 +172,36 @@ def run_cell(cell: dict, backend=None, device=None) -> dict:
     x = _backend.asarray(x, xp, like=net.W[1])
     y = _backend.asarray(y, xp, device=_backend.device(net.W[1]),
                          dtype=None if y.dtype.kind == "i" else net.dtype)
-    _, g = backprop.gradients(net, x, y, c["loss"])
-    # per network: mean of delta^2 over samples and units -> (K,); then mean and s.e. over K
-    per_net = np.stack([_backend.to_numpy(xp.mean(g.delta[l] ** 2, axis=(-2, -1)))
-                        for l in range(1, L + 1)])  # (L, K)
-    E = per_net.mean(axis=1)
-    se = per_net.std(axis=1, ddof=1) / math.sqrt(K) if K > 1 else np.full(L, math.nan)
+    E, se = _second_moments(net, x, y, c["loss"])
     return {"key": cell_key(c), **c, "growth": growth_rate(E),
             "E_delta2": [float(v) for v in E], "E_delta2_se": [float(v) for v in se]}
+
+
+def _second_moments(net, x, y, loss):
+    """E[delta[l]^2] and its standard error over the K networks, l = 1..L (lists).
+
+    The laboratory's recorder (:func:`deltaprop.stats.record`) when it is installed; else
+    the same numbers directly: the mean of delta^2 per network, then mean and s.e. over K.
+    """
+    L, K = net.L, net.K or 1
+    try:
+        from .stats.record import record
+    except ImportError:
+        record = None
+    if record is not None:
+        rec = record(net, x, y, loss, quantities=("delta",), bins=None, weight_grads=False,
+                     cross=False)
+        s = [rec.layer_summary(l) for l in range(1, L + 1)]
+        se = [r["second_moment_se"] if K > 1 else math.nan for r in s]
+        return [r["second_moment"] for r in s], se
+    from . import _backend, backprop
+
+    _, g = backprop.gradients(net, x, y, loss)
+    xp = net.xp
+    per_net = np.stack([_backend.to_numpy(xp.mean(g.delta[l] ** 2, axis=(-2, -1)))
+                        for l in range(1, L + 1)]).reshape(L, K)
+    se = per_net.std(axis=1, ddof=1) / math.sqrt(K) if K > 1 else np.full(L, math.nan)
+    return list(per_net.mean(axis=1)), list(se)
 
 
 # ----------------------------------------------------------------------------- the table
