@@ -26,6 +26,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from operator import itemgetter
 
 import numpy as np
 
@@ -231,6 +232,8 @@ def _must_exist(path):
             f"{path}: no such file (and not a built-in data set: {', '.join(BUILTINS)})")
     if os.path.isdir(path):
         raise ValueError(f"{path}: is a directory, not a data file")
+    if not os.path.isfile(path):  # a device or a pipe could block or never end
+        raise ValueError(f"{path}: not a regular file")
 
 
 def _head(path, n=16):
@@ -353,15 +356,19 @@ def _load_csv(path, target, task):
                          f"found {width}")
     t = _target_index(path, target, names, width)
     feat_cols = [j for j in range(width) if j != t]
-    x = np.empty((len(body), len(feat_cols)))
-    for i, r in enumerate(body):
-        for jj, j in enumerate(feat_cols):
-            v = _parse_float(r[j])
-            if v is None:
-                col = f"{j} ({names[j]!r})" if names else str(j)
-                raise ValueError(f"{path}: row {i + start}, column {col}: {r[j]!r} is not a "
-                                 "number")
-            x[i, jj] = v
+    try:  # fast path: NumPy parses every cell at once
+        x = np.array(list(map(itemgetter(*feat_cols), body)), dtype=np.float64)
+        x = x.reshape(len(body), len(feat_cols))
+    except ValueError:  # find the first bad cell for the message, parsing as Python does
+        x = np.empty((len(body), len(feat_cols)))
+        for i, r in enumerate(body):
+            for jj, j in enumerate(feat_cols):
+                v = _parse_float(r[j])
+                if v is None:
+                    col = f"{j} ({names[j]!r})" if names else str(j)
+                    raise ValueError(f"{path}: row {i + start}, column {col}: {r[j]!r} is not "
+                                     "a number") from None
+                x[i, jj] = v
     cells = [r[t].strip() for r in body]
     values = [_parse_float(c) for c in cells]
     text_target = any(v is None for v in values)

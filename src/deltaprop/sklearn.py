@@ -217,11 +217,6 @@ class _BaseMLP(BaseEstimator):
         X = validate_data(self, X, dtype=(np.float64, np.float32), reset=False)
         return _backend.to_numpy(backprop.predict(self.net_, X))
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.random_state is None
-        return tags
-
 
 class _Monitor:
     """scikit-learn's stopping rule as a per-epoch callback of :func:`deltaprop.train.fit`."""
