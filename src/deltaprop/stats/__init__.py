@@ -1,0 +1,22 @@
+"""The backward-pass laboratory: record, predict and compare the statistics of delta.
+
+* :mod:`.moments`, :mod:`.histogram`: streaming accumulators that merge exactly;
+* :mod:`.record`: :func:`record` runs forward/backward passes batch by batch and keeps
+  per-layer, per-unit moments of delta, z, a, f'(z) and the weight gradients;
+* :mod:`.ensemble`: weight priors and stacked draws of K networks;
+* :mod:`.report`: predictions of :mod:`deltaprop.theory` beside the measurement;
+* :mod:`.study`: the whole study (``deltaprop stats``); :mod:`.callback`: during training;
+* :mod:`.plots`: figures (matplotlib, imported lazily).
+"""
+
+from .ensemble import Prior, draw, empirical_prior, gaussian_inputs, gaussian_targets, prior
+from .histogram import Histogram
+from .moments import Moments
+from .record import Record, deltas, record, record_pass
+from .report import compare, predict, table, z_scores
+from .study import Study, StudyResult, run_study, study_network
+
+__all__ = ["Moments", "Histogram", "Record", "record", "record_pass", "deltas", "Prior",
+           "prior", "empirical_prior", "draw", "gaussian_inputs", "gaussian_targets",
+           "predict", "compare", "table", "z_scores", "Study", "StudyResult", "run_study",
+           "study_network"]

@@ -1,0 +1,199 @@
+"""Measurement beside theory: predictions per layer, the comparison table, CSV and JSON.
+
+:func:`predict` evaluates every applicable theory of :mod:`deltaprop.theory` for one
+ensemble (its :class:`~deltaprop.stats.ensemble.Prior`, input and target statistics):
+
+* ``independence``   seed 000's approximation: E[delta[l]] and E[delta[l]^2], l = L..1;
+* ``mean_field``     E[delta[l]^2] by the gradient-independence recursion (mu_w = 0 only);
+* ``exact_last_layer`` seed 000's exact E[delta[L-1]] (MSE, linear output, L >= 2).
+
+Forward statistics come from the forward mean-field recursion (``forward="theory"``, a
+prediction from the prior alone) or from the record (``forward="measured"``: E[f'], E[f'^2]
+and the cross moments measured on the same passes, the plug-in form of each formula).
+The backward recursions start from the output-layer theory of :mod:`deltaprop.theory.output`
+(or from the measured delta[L] where no theory applies, e.g. softmax, or with "measured").
+
+:func:`compare` turns a record and predictions into rows, one per layer::
+
+    {"layer": l, "units": n_l,
+     "measured": {"mean", "mean_se", "second_moment", "second_moment_se"},
+     "predicted": {"independence": {"mean", "second_moment"}, "mean_field":
+                   {"second_moment"}, "exact_last_layer": {"mean"}}}
+
+(the ``--json`` output of ``deltaprop stats``); :func:`z_scores` gives (prediction -
+measurement) / se for each entry.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+
+from .. import activations as _act
+from .. import losses as _losses
+from ..theory import exact_last_layer as _exact
+from ..theory.forward import forward_recursion
+from ..theory.gaussian import bivariate
+from ..theory.independence import independence_backward
+from ..theory.mean_field import mean_field_backward
+from ..theory.output import output_delta_moments
+
+__all__ = ["predict", "compare", "z_scores", "table", "to_csv", "to_json", "THEORIES"]
+
+THEORIES = ("independence", "mean_field", "exact_last_layer")
+
+
+def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=None,
+            forward="theory") -> dict:
+    """Predictions ``{theory: {layer: {"mean": .., "second_moment": ..}}}``.
+
+    Parameters
+    ----------
+    prior : Prior
+        Raw per-layer weight and bias means and variances.
+    activations : sequence
+        f_1..f_L.
+    loss : str
+    input_stats : theory.forward.InputStats
+    y_mean, y_second : float
+        E[y_k] and E[y_k^2] of the targets (assumed independent of the inputs).
+    record : Record, optional
+        Needed for ``forward="measured"`` and for softmax outputs (anchor at delta[L]).
+    forward : {"theory", "measured"}
+    """
+    if forward not in ("theory", "measured"):
+        raise ValueError(f"forward must be 'theory' or 'measured', got {forward!r}")
+    if forward == "measured" and record is None:
+        raise ValueError("forward='measured' needs a record")
+    acts = [_act.get(f) for f in activations]
+    sizes, L = list(prior.sizes), prior.L
+    loss = _losses.get(loss)
+    fwd = forward_recursion(sizes, acts, input_stats, prior.mean_w[1:], prior.var_w[1:],
+                            prior.mean_b[1:], prior.var_b[1:])
+    hidden_ok = all(f.elementwise for f in acts[:-1])
+    E_df, E_df2 = [None] * (L + 1), [None] * (L + 1)
+    for l in range(1, L):
+        if forward == "measured":
+            s = record.layer_summary(l, "df") if ("df", l) in record.stats else None
+            E_df[l], E_df2[l] = (s["mean"], s["second_moment"]) if s else (None, None)
+        elif acts[l - 1].elementwise:
+            E_df[l], E_df2[l] = fwd[l].E["df"], fwd[l].E["df2"]
+    out = None
+    if forward == "theory":
+        out = output_delta_moments(loss, acts[-1], fwd[L].mean, fwd[L].var, y_mean, y_second)
+    if out is None and record is not None:
+        s = record.layer_summary(L, "delta")
+        out = (s["mean"], s["second_moment"])
+    preds = {}
+    if out is None or not hidden_ok or any(v is None for v in E_df[1:L]):
+        return preds
+    mean, second = independence_backward(sizes, E_df, E_df2, prior.mean_w, prior.var_w, *out)
+    preds["independence"] = {l: {"mean": mean[l], "second_moment": second[l]}
+                             for l in range(1, L + 1)}
+    if all(mw == 0 for mw in prior.mean_w[1:]):
+        sec = mean_field_backward(sizes, E_df2, prior.var_w, out[1])
+        preds["mean_field"] = {l: {"second_moment": sec[l]} for l in range(1, L + 1)}
+    if loss.name == "mse" and acts[-1].name == "identity" and L >= 2:
+        fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None)
+        preds["exact_last_layer"] = {L - 1: {"mean": _exact.exact_mean(
+            sizes[L], prior.var_w[L], prior.mean_w[L], fw, y_mean, prior.mean_b[L])}}
+    return preds
+
+
+def _forward_cross(fwd, acts, sizes, l, record):
+    """The ForwardCross of layer l: from the record (measured) or the Gaussian model."""
+    H = sizes[l]
+    if record is not None:
+        def mean(q):
+            return record.layer_summary(l, q)["mean"]
+        return _exact.ForwardCross(mean("df"), mean("fdf"), mean("dfS"), mean("a"), H)
+    st, act = fwd[l], acts[l - 1]
+    E = st.E
+
+    def f(z):
+        return act.f(z, np)
+
+    def df(z):
+        return act.df(z, f(z), np)
+
+    cross = bivariate(df, f, st.mean, st.var, st.cov) if st.cov > 0 else E["df"] * E["f"]
+    return _exact.ForwardCross(E["df"], E["fdf"], E["fdf"] + (H - 1) * cross, E["f"], H)
+
+
+def compare(record, predictions, q="delta") -> list[dict]:
+    """Rows (one per layer 1..L) of measurement and every applicable prediction."""
+    rows = []
+    for l in range(1, record.L + 1):
+        s = record.layer_summary(l, q)
+        rows.append({
+            "layer": l, "units": int(record.sizes[l]),
+            "measured": {k: s[k] for k in ("mean", "mean_se", "second_moment",
+                                           "second_moment_se")},
+            "predicted": {name: dict(p[l]) for name, p in predictions.items() if l in p},
+        })
+    return rows
+
+
+def z_scores(row) -> dict:
+    """(prediction - measurement) / se for every predicted entry of a row."""
+    meas, out = row["measured"], {}
+    for name, p in row["predicted"].items():
+        for k, v in p.items():
+            se = meas[k + "_se"] if k == "mean" else meas["second_moment_se"]
+            diff = v - meas[k]
+            out[(name, k)] = diff / se if se > 0 else (0.0 if diff == 0 else math.inf)
+    return out
+
+
+def _g(v):
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def table(rows) -> str:
+    """A text table: measured mean and E[delta^2] with se, each prediction and its z."""
+    names = [n for n in THEORIES if any(n in r["predicted"] for r in rows)]
+    head = f"{'layer':>5} {'units':>5} {'E[delta]':>11} {'se':>9} {'E[delta^2]':>11} {'se':>9}"
+    short = {"independence": "indep", "mean_field": "mf", "exact_last_layer": "exact"}
+    for n in names:
+        head += f" | {short[n] + ' mean':>11} {'z':>6} {short[n] + ' E[d^2]':>12} {'z':>6}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        m, z = r["measured"], z_scores(r)
+        line = (f"{r['layer']:>5} {r['units']:>5} {m['mean']:>11.4g} {m['mean_se']:>9.2g} "
+                f"{m['second_moment']:>11.4g} {m['second_moment_se']:>9.2g}")
+        for n in names:
+            p = r["predicted"].get(n, {})
+            for k, w in (("mean", 11), ("second_moment", 12)):
+                if k in p:
+                    line += f" {'|' if k == 'mean' else ''}{p[k]:>{w}.4g} {z[(n, k)]:>6.1f}"
+                else:
+                    line += f" {'|' if k == 'mean' else ''}{'-':>{w}} {'':>6}"
+        lines.append(line)
+    lines.append("z = (prediction - measurement) / standard error")
+    return "\n".join(lines)
+
+
+def to_json(rows) -> str:
+    """The rows as JSON (the format of ``deltaprop stats --json``)."""
+    return json.dumps(rows, indent=2)
+
+
+def to_csv(rows) -> str:
+    """One line per (layer, theory, moment): measured, se, predicted, z."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["layer", "units", "theory", "moment", "measured", "se", "predicted", "z"])
+    for r in rows:
+        m, z = r["measured"], z_scores(r)
+        w.writerow([r["layer"], r["units"], "", "mean", m["mean"], m["mean_se"], "", ""])
+        w.writerow([r["layer"], r["units"], "", "second_moment", m["second_moment"],
+                    m["second_moment_se"], "", ""])
+        for name, p in r["predicted"].items():
+            for k, v in p.items():
+                se = m["mean_se"] if k == "mean" else m["second_moment_se"]
+                w.writerow([r["layer"], r["units"], name, k, m[k], se, v, z[(name, k)]])
+    return buf.getvalue()

@@ -1,0 +1,182 @@
+"""A study: draw an ensemble, record its backward passes, put the theory beside it.
+
+:class:`Study` is the whole configuration (the options of ``deltaprop stats``);
+:func:`run_study` returns a :class:`StudyResult` with the record, the predictions, the
+comparison rows and the wall time.  :func:`study_network` does the same for a given network
+(e.g. a trained model file), with the theory evaluated at the empirical per-layer weight
+mean and variance of that network.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import activations as _act
+from .. import losses as _losses
+from ..theory.forward import data_input_stats, gaussian_input_stats
+from . import ensemble as _ens
+from .record import record as _record
+from .report import compare, predict
+
+__all__ = ["Study", "StudyResult", "run_study", "study_network", "load_inputs"]
+
+
+@dataclass(frozen=True)
+class Study:
+    """Configuration of a study (defaults: the ``deltaprop stats`` default study).
+
+    ``sizes[0]`` is replaced by the data's feature count and ``sizes[-1]`` by its class
+    count when ``inputs`` names a data set and they are ``None``.
+    """
+
+    sizes: tuple = (None, 64, 64, 64, 64, None)
+    activations: str | tuple = "tanh"
+    output: str | None = None
+    loss: str = "mse"
+    init: str | None = None
+    mean_w: float | tuple = 0.0
+    std: float | tuple | None = None
+    sigma_w2: float | tuple | None = None
+    sigma_b2: float | tuple = 0.0
+    bias_mean: float | tuple = 0.0
+    inputs: str = "digits"
+    input_mean: float = 0.0
+    input_var: float = 1.0
+    target_mean: float = 0.0
+    target_var: float = 1.0
+    m: int | None = None
+    K: int = 16
+    K_chunk: int | None = None
+    batch_size: int | None = 1024
+    seed: int = 0
+    forward: str = "theory"
+    bins: int | None = 64
+    dtype: str = "float64"
+    backend: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class StudyResult:
+    study: Study
+    record: object
+    predictions: dict
+    rows: list
+    seconds: float
+    net: object = None
+    extra: dict = field(default_factory=dict)
+
+
+def load_inputs(study: Study, n_out=None):
+    """(x, y, y_mean, y_second, n_0, n_out) for the study's inputs.
+
+    Gaussian inputs: x ~ N(input_mean, input_var) i.i.d., fresh for each of the K networks
+    (shape (K, m, n_0): the average is over weights and inputs), targets y ~ N(target_mean,
+    target_var) independent of x (so seed 000's E[y] is target_mean).  A data set: the
+    standardised features, one-hot targets (classification) or the targets (regression);
+    E[y] and E[y^2] measured.
+    """
+    loss = _losses.get(study.loss)
+    if study.inputs == "gaussian":
+        n0, nL = study.sizes[0], study.sizes[-1] if n_out is None else n_out
+        if n0 is None or nL is None:
+            raise ValueError("Gaussian inputs need explicit input and output sizes")
+        m, K = study.m or 256, study.K
+        x = _ens.gaussian_inputs(m, n0, study.input_mean, study.input_var, study.seed + 1, K)
+        shape = (m,) if K is None else (K, m)
+        rng = np.random.default_rng(study.seed + 2)
+        if loss.targets == "distribution":
+            return x, rng.integers(0, nL, shape), 1 / nL, 1 / nL, n0, nL
+        if loss.targets == "probability":
+            return x, rng.uniform(size=(*shape, nL)), 0.5, 1 / 3, n0, nL
+        y = _ens.gaussian_targets(m, nL, study.target_mean, study.target_var, study.seed + 2, K)
+        return x, y, study.target_mean, study.target_var + study.target_mean**2, n0, nL
+    from .. import data as _data
+
+    ds = _data.load(study.inputs)
+    x = ds.x
+    scale = x.std(axis=0)
+    x = (x - x.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    if study.m is not None:
+        x = x[: study.m]
+    rows = np.arange(x.shape[0])
+    if ds.task == "classification":
+        labels = np.asarray(ds.y)[rows]
+        nL = int(labels.max()) + 1
+        y = labels if loss.targets == "distribution" else np.eye(nL)[labels]
+        y_mean = float(np.mean(np.eye(nL)[labels]))
+        return x, y, y_mean, y_mean, x.shape[1], nL
+    y = np.asarray(ds.y, float)[rows]
+    return x, y, float(y.mean()), float((y * y).mean()), x.shape[1], y.shape[1]
+
+
+def run_study(study: Study = Study()) -> StudyResult:
+    """Draw K networks from the study's prior, record, predict and compare."""
+    t0 = time.perf_counter()
+    x, y, y_mean, y_second, n0, nL = load_inputs(study)
+    sizes = list(study.sizes)
+    sizes[0] = sizes[0] or n0
+    sizes[-1] = sizes[-1] or nL
+    if sizes[0] != n0:
+        raise ValueError(f"the inputs have {n0} features but sizes[0] is {sizes[0]}")
+    if any(s is None or s < 1 for s in sizes):
+        raise ValueError(f"bad sizes {sizes}")
+    loss = _losses.get(study.loss)
+    output = study.output or loss.output or "identity"
+    acts = _layer_acts(study.activations, output, len(sizes) - 1)
+    pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
+                    sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
+    chunk = min(study.K_chunk or study.K, study.K)
+    rec = None
+    for i, k0 in enumerate(range(0, study.K, chunk)):
+        k = min(chunk, study.K - k0)
+        seed = study.seed if chunk == study.K else np.random.default_rng([study.seed, i])
+        net = _ens.draw(pr, acts, K=k, seed=seed, dtype=study.dtype, backend=study.backend)
+        xx, yy = (x, y) if x.ndim == 2 else (x[k0:k0 + k], y[k0:k0 + k])
+        if study.backend not in (None, "numpy"):
+            from .. import _backend
+            xx = _backend.asarray(xx, net.xp, like=net.W[1])
+            yy = _backend.asarray(yy, net.xp, like=net.W[1] if y.dtype.kind == "f" else None)
+        part = _record(net, xx, yy, loss, batch_size=study.batch_size, bins=study.bins)
+        rec = part if rec is None else rec.concat(part)
+    inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
+        if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
+    preds = predict(pr, acts, loss, inp, y_mean, y_second, record=rec, forward=study.forward)
+    rows = compare(rec, preds)
+    return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net,
+                       {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts]})
+
+
+def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
+                  forward="theory") -> StudyResult:
+    """Record a given network (e.g. a trained model) and compare with the theory evaluated
+    at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`)."""
+    t0 = time.perf_counter()
+    rec = _record(net, x, y, loss, batch_size=batch_size, bins=bins)
+    pr = _ens.empirical_prior(net)
+    y_np = np.asarray(y, float)
+    if _losses.get(loss).targets == "distribution" and y_np.ndim == 1:
+        y_np = np.eye(net.sizes[-1])[y_np.astype(int)]
+    y_mean = float(y_np.mean()) if y_mean is None else y_mean
+    y_second = float((y_np**2).mean()) if y_second is None else y_second
+    acts = net.activation_names()
+    preds = predict(pr, acts, loss, data_input_stats(np.asarray(x)), y_mean, y_second,
+                    record=rec, forward=forward)
+    return StudyResult(None, rec, preds, compare(rec, preds), time.perf_counter() - t0, net,
+                       {"prior": pr, "sizes": net.sizes, "activations": acts})
+
+
+def _layer_acts(activations, output, L):
+    if isinstance(activations, str):
+        names = [a.strip() for a in activations.split(",")]
+    else:
+        names = list(activations)
+    if len(names) == 1:
+        return [_act.get(names[0])] * (L - 1) + [_act.get(output)]
+    if len(names) == L - 1:
+        return [_act.get(a) for a in names] + [_act.get(output)]
+    if len(names) == L:
+        return [_act.get(a) for a in names]
+    raise ValueError(f"activations: give 1, L-1 = {L - 1} or L = {L} names, got {len(names)}")

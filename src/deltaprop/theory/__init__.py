@@ -1,0 +1,40 @@
+"""Theory of the backward pass at initialisation, one concept per module.
+
+* :mod:`.gaussian`         E[f], E[f'], E[f'^2], E[f f'], E[f^2] under N(mu, s^2);
+* :mod:`.forward`          mean-field recursion for the mean, variance and unit covariance
+                           of z[l] (mu_w = 0 and mu_w != 0);
+* :mod:`.output`           moments of delta[L] from the loss;
+* :mod:`.independence`     seed 000's independence approximation, layer by layer;
+* :mod:`.mean_field`       the gradient-independence recursion, chi, depth scale, edge of
+                           chaos;
+* :mod:`.exact_last_layer` seed 000's exact last-hidden-layer formula and its conditions.
+
+Every function states its formula and assumptions in its docstring.  NumPy (and SciPy for
+the edge-of-chaos root) only.
+"""
+
+from .exact_last_layer import ForwardCross, exact_mean, independence_gap, seed_formula
+from .forward import (
+                      InputStats,
+                      data_input_stats,
+                      forward_recursion,
+                      gaussian_input_stats,
+                      raw_variance,
+)
+from .gaussian import bivariate, expect, expectations
+from .independence import independence_backward
+from .mean_field import (
+                      chi,
+                      chi_at_fixed_point,
+                      depth_scale,
+                      edge_of_chaos,
+                      fixed_point,
+                      mean_field_backward,
+)
+from .output import output_delta_moments
+
+__all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_stats",
+           "data_input_stats", "forward_recursion", "raw_variance", "output_delta_moments",
+           "independence_backward", "mean_field_backward", "chi", "chi_at_fixed_point",
+           "depth_scale", "edge_of_chaos", "fixed_point", "ForwardCross", "seed_formula",
+           "exact_mean", "independence_gap"]

@@ -1,0 +1,100 @@
+"""Seed 000's exact E[delta] of the last hidden layer (MSE, linear output, initialisation).
+
+Setting: layer i = L - 1 has H units, the output layer L is linear with M units, loss MSE,
+so delta[L] = z[L] - y = W[L] f(z[L-1]) + b[L] - y.  The weights W[L] are i.i.d. with mean
+mu_w and variance sigma_w^2 (raw, per entry), independent of z = z[L-1] (which depends on
+the inputs and the lower layers only) and of y; y is independent of z (targets drawn apart
+from the inputs).  Then, for unit j,
+
+    E[delta_j] = E[f'(z_j) sum_k W_kj (sum_l W_kl f(z_l) + b_k - y_k)]
+               = sum_k sum_l E[W_kj W_kl] E[f'(z_j) f(z_l)]
+                 + mu_w sum_k (E[b_k] - E[y_k]) E[f'(z_j)]
+
+and E[W_kj W_kl] = sigma_w^2 [j = l] + mu_w^2 gives
+
+    E[delta_j] = M sigma_w^2 E[f'(z_j) f(z_j)]
+                 + mu_w sum_k ( mu_w sum_l E[f'(z_j) f(z_l)] - E[f'(z_j)] (E[y_k] - E[b_k]) ).
+
+This is the seed's last line (with an output bias added: E[y_k] -> E[y_k] - E[b_k]).
+Checked here: the seed's intermediate line writes sigma_w^2 e_i where e_j is meant, and
+its last line keeps the cross terms E[f'(z_j) f(z_l)] for l != j unfactored, as it must: z_j
+and z_l share the inputs, so they are *not* independent when mu_w != 0 in the lower layers.
+The seed's final formula is right; :func:`seed_formula` implements it literally and
+:func:`exact_mean` adds the bias; the tests compare both with Monte Carlo.
+
+The independence approximation (:mod:`.independence`) instead gives
+E[f'(z_j)] mu_w sum_k E[delta[L]_k], E[delta[L]_k] = mu_w sum_l E[f(z_l)] + E[b_k] - E[y_k].
+The seed's conditions for the two to agree are evaluated by :func:`independence_gap`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["seed_formula", "exact_mean", "independence_mean", "independence_gap",
+           "ForwardCross"]
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ForwardCross:
+    """Forward expectations of the last hidden layer the formula needs (per unit j).
+
+    ``df`` = E[f'(z_j)], ``fdf`` = E[f'(z_j) f(z_j)], ``df_sum_f`` = sum_{l=1}^H E[f'(z_j)
+    f(z_l)] (l = j included), ``f`` = E[f(z_j)], ``H`` = number of hidden units.
+    """
+
+    df: float
+    fdf: float
+    df_sum_f: float
+    f: float
+    H: int
+
+
+def seed_formula(M, sigma_w2, mu_w, fw: ForwardCross, y_mean):
+    """E[delta_j] = M sigma_w^2 E[f'(z_j) f(z_j)]
+    + mu_w sum_{k=1}^M [mu_w sum_{l=1}^H E[f'(z_j) f(z_l)] - E[f'(z_j)] E[y_k]]   (seed 000).
+
+    ``y_mean``: E[y_k], a scalar (same for every k) or a sequence of M values.
+    Assumes no output bias (or zero-mean biases are *not* enough: E[b] must be 0).
+    """
+    sum_y = _sum_over_outputs(y_mean, M)
+    return M * sigma_w2 * fw.fdf + mu_w * (M * mu_w * fw.df_sum_f - fw.df * sum_y)
+
+
+def exact_mean(M, sigma_w2, mu_w, fw: ForwardCross, y_mean, b_mean=0.0):
+    """The seed's formula with an output bias of mean ``b_mean``: E[y_k] -> E[y_k] - E[b_k]."""
+    return seed_formula(M, sigma_w2, mu_w, fw, _sum_over_outputs(y_mean, M) / M - b_mean)
+
+
+def independence_mean(M, mu_w, fw: ForwardCross, y_mean, b_mean=0.0):
+    """E[f'(z_j)] mu_w sum_k (mu_w H E[f(z)] + E[b_k] - E[y_k])   (independence, one step)."""
+    sum_y = _sum_over_outputs(y_mean, M)
+    return fw.df * mu_w * (M * (mu_w * fw.H * fw.f + b_mean) - sum_y)
+
+
+def independence_gap(M, sigma_w2, mu_w, fw: ForwardCross):
+    """The seed's conditions for independence to be good, as numbers.
+
+    exact - independence = M sigma_w^2 E[f' f]                          ("variance term")
+                          + M mu_w^2 (sum_l E[f'(z_j) f(z_l)] - H E[f'] E[f])
+                                                                     ("covariance term")
+
+    The seed asks (1) M sigma_w^2 E[f'f] ~ 0 and (2) mu_w (E[f'f]/E[f'] + sum_{l != j}
+    E[f(z_l)]) - E[y_k] ~ E[delta_k^(i+1)], i.e. Cov(f'(z_j), f(z_j)) ~ 0 with the other
+    units independent of z_j; the second term above is that condition times M mu_w^2 (and
+    keeps the l != j cross covariances the seed drops).  Returns a dict with both terms
+    and their sum.
+    """
+    var_term = M * sigma_w2 * fw.fdf
+    cov_term = M * mu_w**2 * (fw.df_sum_f - fw.H * fw.df * fw.f)
+    return {"variance_term": var_term, "covariance_term": cov_term, "total": var_term + cov_term}
+
+
+def _sum_over_outputs(y_mean, M):
+    try:
+        vals = [float(v) for v in y_mean]
+    except TypeError:
+        return M * float(y_mean)
+    if len(vals) != M:
+        raise ValueError(f"y_mean needs M = {M} values, got {len(vals)}")
+    return sum(vals)
