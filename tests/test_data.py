@@ -56,9 +56,11 @@ def test_builtin_xor_is_xor():
     np.testing.assert_array_equal(ds.y, (ds.x[:, 0] > 0) ^ (ds.x[:, 1] > 0))
 
 
-def test_builtin_wrong_task():
+def test_builtin_wrong_task_or_target():
     with pytest.raises(ValueError, match="for classification, not regression"):
         load("iris", task="regression")
+    with pytest.raises(ValueError, match="iris: target= applies to CSV files only"):
+        load("iris", target=0)
 
 
 def test_unknown_source_names_builtins():

@@ -205,6 +205,8 @@ def load(source, *, target=None, task=None) -> Dataset:
         raise TypeError(f"source must be a data set name or a path, got {type(source).__name__}")
     src = os.fspath(source)
     if src in BUILTINS:
+        if target is not None:
+            raise ValueError(f"{src}: target= applies to CSV files only, not to built-in sets")
         return _builtin(src, task)
     if not os.path.exists(src) and ":" in src:
         images, labels = src.split(":", 1)
