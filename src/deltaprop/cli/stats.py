@@ -1,0 +1,153 @@
+"""``deltaprop stats``: the backward-pass laboratory from the command line.
+
+With no arguments it runs the default study (K = 16 tanh networks 64-64-64-64-64-10 drawn
+with Glorot-normal weights, the digits data, MSE) and prints the table of measured E[delta]
+and E[delta^2] per layer beside each applicable prediction.  ``--json`` prints the rows;
+``--out DIR`` writes ``rows.json``, ``rows.csv``, ``table.txt`` and the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def _floats(text):
+    vals = [float(v) for v in str(text).split(",")]
+    return vals[0] if len(vals) == 1 else tuple(vals)
+
+
+def _ints(text):
+    return tuple(int(v) for v in str(text).split(","))
+
+
+def register(sub):
+    p = sub.add_parser("stats", help="measure and predict the statistics of the error vectors",
+                       description="Record delta[l] over an ensemble of networks and inputs, "
+                       "and compare with the independence, mean-field and exact predictions.")
+    g = p.add_argument_group("architecture")
+    g.add_argument("--sizes", type=_ints, default=None,
+                   help="all layer sizes n_0,...,n_L (default: --hidden with the data's sizes)")
+    g.add_argument("--hidden", type=_ints, default=(64, 64, 64, 64),
+                   help="hidden widths (default 64,64,64,64)")
+    g.add_argument("--n-in", type=int, default=64, help="inputs for --inputs gaussian (64)")
+    g.add_argument("--n-out", type=int, default=None,
+                   help="outputs (default: the data's classes; 10 for gaussian)")
+    g.add_argument("--activations", default="tanh",
+                   help="hidden activation, or a comma list for every hidden layer")
+    g.add_argument("--output", default=None, help="output activation (default: fits the loss)")
+    g.add_argument("--loss", default="mse")
+    w = p.add_argument_group("weights (one of --init, --weight-std, --sigma-w2)")
+    w.add_argument("--init", default=None, help="named initialiser (default glorot_normal)")
+    w.add_argument("--weight-std", type=_floats, default=None,
+                   help="raw std of each weight (seed 000's sigma_w), one or one per layer")
+    w.add_argument("--sigma-w2", type=_floats, default=None,
+                   help="mean-field variance: Var(W[l]) = sigma_w^2 / n_{l-1}")
+    w.add_argument("--weight-mean", type=_floats, default=0.0, help="mu_w (default 0)")
+    w.add_argument("--sigma-b2", type=_floats, default=0.0, help="bias variance (default 0)")
+    w.add_argument("--bias-mean", type=_floats, default=0.0)
+    d = p.add_argument_group("data")
+    d.add_argument("--inputs", default="digits",
+                   help="'gaussian', a built-in data set or a data file (default digits)")
+    d.add_argument("--input-mean", type=float, default=0.0)
+    d.add_argument("--input-var", type=float, default=1.0)
+    d.add_argument("--target-mean", type=float, default=0.0, help="E[y] (gaussian inputs)")
+    d.add_argument("--target-var", type=float, default=1.0)
+    d.add_argument("--samples", type=int, default=None,
+                   help="samples m per network (default: the whole data set; 256 gaussian)")
+    e = p.add_argument_group("ensemble and run")
+    e.add_argument("--K", type=int, default=16, help="networks in the ensemble (16)")
+    e.add_argument("--K-chunk", type=int, default=None,
+                   help="draw and record this many networks at a time (memory)")
+    e.add_argument("--batch-size", type=int, default=1024)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--forward", choices=["theory", "measured"], default="theory",
+                   help="forward statistics for the predictions (default theory)")
+    e.add_argument("--bins", type=int, default=64, help="histogram bins (multiple of 4; 0 off)")
+    e.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    e.add_argument("--backend", default=None, help="numpy (default), torch, ...")
+    e.add_argument("--model", default=None,
+                   help="record a trained model file instead of an ensemble (with --inputs)")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print the rows as JSON")
+    o.add_argument("--out", default=None, help="folder for CSV, JSON and PNG files")
+    p.set_defaults(func=_stats)
+
+
+def _study(args):
+    from ..stats.study import Study
+
+    if args.K < 1:
+        raise ValueError(f"--K must be >= 1, got {args.K}")
+    if args.sizes is not None:
+        sizes = args.sizes
+    else:
+        n0 = args.n_in if args.inputs == "gaussian" else None
+        nL = args.n_out if args.n_out is not None else (10 if args.inputs == "gaussian" else None)
+        sizes = (n0, *args.hidden, nL)
+    return Study(sizes=tuple(sizes), activations=args.activations, output=args.output,
+                 loss=args.loss, init=args.init, mean_w=args.weight_mean, std=args.weight_std,
+                 sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, bias_mean=args.bias_mean,
+                 inputs=args.inputs, input_mean=args.input_mean, input_var=args.input_var,
+                 target_mean=args.target_mean, target_var=args.target_var, m=args.samples,
+                 K=args.K, K_chunk=args.K_chunk, batch_size=args.batch_size, seed=args.seed,
+                 forward=args.forward, bins=args.bins or None, dtype=args.dtype,
+                 backend=args.backend)
+
+
+def _model(args):
+    from ..io import load_model
+    from ..stats.study import Study, load_inputs, study_network
+
+    net, meta = load_model(args.model)
+    loss = args.loss if args.loss != "mse" or not meta.get("loss") else meta["loss"]
+    if args.inputs == "gaussian":
+        raise ValueError("--model needs data: give --inputs (a data set or file)")
+    x, y, y_mean, y_second, n0, nL = load_inputs(
+        Study(sizes=(None, None), inputs=args.inputs, m=args.samples, loss=loss, K=None))
+    if n0 != net.sizes[0]:
+        raise ValueError(f"the model takes {net.sizes[0]} inputs but {args.inputs} has {n0}")
+    return study_network(net, x, y, loss, y_mean=y_mean, y_second=y_second,
+                         batch_size=args.batch_size, bins=args.bins or None,
+                         forward=args.forward)
+
+
+def _stats(args):
+    from ..stats.report import table, to_csv, to_json
+
+    res = _model(args) if args.model else _run(args)
+    if args.out:
+        _write(res, args.out, table, to_csv, to_json)
+    if args.json:
+        print(to_json(res.rows))
+        return 0
+    ex = res.extra
+    what = f"model {args.model}" if args.model else f"K = {args.K} networks"
+    print(f"{what}: sizes {ex['sizes']}, activations {ex['activations']}, "
+          f"inputs {args.inputs}, {int(res.record.count)} samples per network")
+    print(table(res.rows))
+    print(f"({res.seconds:.2f} s)", file=sys.stderr)
+    return 0
+
+
+def _run(args):
+    from ..stats.study import run_study
+
+    return run_study(_study(args))
+
+
+def _write(res, folder, table, to_csv, to_json):
+    from pathlib import Path
+
+    from ..stats import plots
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "rows.json").write_text(to_json(res.rows) + "\n")
+    (out / "rows.csv").write_text(to_csv(res.rows))
+    (out / "table.txt").write_text(table(res.rows) + "\n")
+    info = {"sizes": list(res.extra["sizes"]), "activations": res.extra["activations"],
+            "seconds": res.seconds, "samples_per_network": res.record.count,
+            "K": res.record.K}
+    (out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+    plots.write_all(res, out)

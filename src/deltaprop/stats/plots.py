@@ -1,0 +1,131 @@
+"""Figures of the laboratory (matplotlib with the Agg backend, imported lazily).
+
+* :func:`plot_comparison`  measured E[delta] and E[delta^2] per layer (error bars: 2 se)
+  beside every prediction;
+* :func:`plot_histograms`  histograms of delta per layer, as in Glorot & Bengio (2010),
+  Fig. 7 (back-propagated gradients at initialisation);
+* :func:`plot_depth`       log10 E[delta^2] against the layer index (measured, mean field).
+
+Each function writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["plot_comparison", "plot_histograms", "plot_depth", "write_all"]
+
+_STYLE = {"independence": ("tab:orange", "s", "independence (seed 000)"),
+          "mean_field": ("tab:green", "^", "mean field"),
+          "exact_last_layer": ("tab:red", "*", "exact, last hidden layer (seed 000)")}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_comparison(rows, path, title=None):
+    """Two panels: E[delta] and E[delta^2] (log scale) per layer, measured vs predicted."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    layers = np.array([r["layer"] for r in rows])
+    for ax, key, se in ((axes[0], "mean", "mean_se"),
+                        (axes[1], "second_moment", "second_moment_se")):
+        y = np.array([r["measured"][key] for r in rows])
+        e = np.array([r["measured"][se] for r in rows])
+        ax.errorbar(layers, y, yerr=2 * e, fmt="o", color="k", ms=4, capsize=2,
+                    label="measured (2 se)")
+        for name, (c, mk, label) in _STYLE.items():
+            pts = [(r["layer"], r["predicted"][name][key]) for r in rows
+                   if key in r["predicted"].get(name, {})]
+            if pts:
+                lx, ly = zip(*pts, strict=True)
+                ax.plot(lx, ly, mk + ("-" if len(pts) > 1 else ""), color=c, lw=1,
+                        ms=11 if mk == "*" else 6,
+                        label=label, alpha=0.8)
+        ax.set_xlabel("layer l")
+        ax.set_ylabel("E[delta]" if key == "mean" else "E[delta^2]")
+        if key == "second_moment" and np.all(y > 0):
+            ax.set_yscale("log")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.legend(fontsize=7)
+    axes[0].axhline(0, color="0.7", lw=0.5)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def plot_histograms(record, path, title=None):
+    """Normalised histograms of delta[l] for every layer (Glorot & Bengio 2010 style)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    cmap = plt.get_cmap("viridis")
+    L = record.L
+    for l in range(1, L + 1):
+        h = record.hist.get(l)
+        if h is None or h.total == 0:
+            continue
+        edges = h.edges
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        density = np.where(h.counts > 0, h.counts / (h.total * np.diff(edges)), np.nan)
+        ax.plot(centres, density, color=cmap((l - 1) / max(L - 1, 1)), lw=1.2,
+                label=f"layer {l}")
+    ax.set_xlabel("delta")
+    ax.set_ylabel("density")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def plot_depth(rows, path, title=None):
+    """log10 E[delta^2] against the layer: measured (2 se) and every second-moment theory."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    layers = np.array([r["layer"] for r in rows])
+    y = np.array([r["measured"]["second_moment"] for r in rows])
+    e = np.array([r["measured"]["second_moment_se"] for r in rows])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lo, hi = np.log10(np.maximum(y - 2 * e, y * 1e-3)), np.log10(y + 2 * e)
+        ax.errorbar(layers, np.log10(y), yerr=[np.log10(y) - lo, hi - np.log10(y)], fmt="o",
+                    color="k", ms=4, capsize=2, label="measured (2 se)")
+    for name, (c, mk, label) in _STYLE.items():
+        pts = [(r["layer"], r["predicted"][name]["second_moment"]) for r in rows
+               if "second_moment" in r["predicted"].get(name, {})]
+        if len(pts) > 1:
+            lx, ly = zip(*pts, strict=True)
+            ax.plot(lx, np.log10(np.maximum(ly, 1e-300)), "-", color=c, label=label)
+    ax.set_xlabel("layer l")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_ylabel("log10 E[delta^2]")
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title, fontsize=9)
+    return _save(fig, plt, path)
+
+
+def write_all(result, folder, title=None) -> list[Path]:
+    """The three figures of a study result into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = [plot_comparison(result.rows, folder / "comparison.png", title),
+           plot_depth(result.rows, folder / "depth.png", title)]
+    if result.record.hist:
+        out.append(plot_histograms(result.record, folder / "histograms.png", title))
+    return out
+
+
+def _save(fig, plt, path):
+    path = Path(path)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
