@@ -310,16 +310,14 @@ def _train(args):
     dio.save_model(out / "model.safetensors", result.net, meta)
     _write_metrics(out, result.history, final, result.stopped, wall)
     result.history.plot().savefig(out / "learning_curves.png", dpi=100)
+    if result.stopped:
+        print(f"deltaprop: {result.stopped}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({"run": str(out), "metrics": final, "epochs": len(result.history),
                           "time": wall, "stopped": result.stopped}, indent=2))
     elif not args.quiet:
         _print_table(final, wall, len(result.history), out)
-    if result.stopped:
-        print(f"deltaprop: {result.stopped}", file=sys.stderr)
-        if "became" in result.stopped:
-            return 1
-    return 0
+    return 1 if result.stopped and "became" in result.stopped else 0
 
 
 def _opt_options(s):
