@@ -97,7 +97,7 @@ def plot_depth(rows, path, title=None):
         lo, hi = np.log10(np.maximum(y - 2 * e, y * 1e-3)), np.log10(y + 2 * e)
         ax.errorbar(layers, np.log10(y), yerr=[np.log10(y) - lo, hi - np.log10(y)], fmt="o",
                     color="k", ms=4, capsize=2, label="measured (2 se)")
-    for name, (c, mk, label) in _STYLE.items():
+    for name, (c, _mk, label) in _STYLE.items():
         pts = [(r["layer"], r["predicted"][name]["second_moment"]) for r in rows
                if "second_moment" in r["predicted"].get(name, {})]
         if len(pts) > 1:
