@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _backend
-from .backprop import gradients, loss_value
 from .backprop import forward as _forward
+from .backprop import gradients, loss_value
 
 __all__ = ["GradcheckResult", "gradcheck"]
 
