@@ -151,6 +151,11 @@ CASES = [
     ("gradcheck-order", ValueError, r"order must be 2 or 4, got 3",
      lambda: __import__("deltaprop.gradcheck").gradcheck.gradcheck(soft(), X, LABELS, CE,
                                                                      order=3)),
+    ("gradcheck-h", ValueError, r"h must be a finite step > 0, got 0",
+     lambda: __import__("deltaprop.gradcheck").gradcheck.gradcheck(soft(), X, LABELS, CE, h=0)),
+    ("gradcheck-max-entries", ValueError, r"max_entries must be >= 1 \(or None for all\), got 0",
+     lambda: __import__("deltaprop.gradcheck").gradcheck.gradcheck(soft(), X, LABELS, CE,
+                                                                     max_entries=0)),
     # --- loss and output activation ----------------------------------------------------
     ("ce-needs-softmax", ValueError,
      r"loss 'softmax-cross-entropy' needs a 'softmax' output layer, got 'identity'",

@@ -68,6 +68,10 @@ def gradcheck(net, x, y, loss, l2=0.0, *, h=1e-3, order=4, floor=1e-5, max_entri
     """
     if order not in _STENCILS:
         raise ValueError(f"order must be 2 or 4, got {order}")
+    if not 0 < h < float("inf"):
+        raise ValueError(f"h must be a finite step > 0, got {h}")
+    if max_entries is not None and max_entries < 1:  # 0 would check nothing and pass
+        raise ValueError(f"max_entries must be >= 1 (or None for all), got {max_entries}")
     _, g = gradients(net, x, y, loss, l2)
     ref = net.numpy().to(dtype="float64")
     xh = np.asarray(_backend.to_numpy(x), dtype=np.float64)
