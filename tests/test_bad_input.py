@@ -10,6 +10,7 @@ import pytest
 
 import deltaprop as dp
 from deltaprop import Network
+from deltaprop.gradcheck import gradcheck
 from deltaprop.init import init_layer
 
 CE, BCE, MSE = "softmax-cross-entropy", "sigmoid-cross-entropy", "mse"
@@ -149,13 +150,11 @@ CASES = [
     ("eta-nan", ValueError, r"learning rate eta must be a finite number > 0, got nan",
      lambda: dp.step(soft(), dp.gradients(soft(), X, LABELS, CE)[1], float("nan"))),
     ("gradcheck-order", ValueError, r"order must be 2 or 4, got 3",
-     lambda: __import__("deltaprop.gradcheck").gradcheck.gradcheck(soft(), X, LABELS, CE,
-                                                                     order=3)),
+     lambda: gradcheck(soft(), X, LABELS, CE, order=3)),
     ("gradcheck-h", ValueError, r"h must be a finite step > 0, got 0",
-     lambda: __import__("deltaprop.gradcheck").gradcheck.gradcheck(soft(), X, LABELS, CE, h=0)),
+     lambda: gradcheck(soft(), X, LABELS, CE, h=0)),
     ("gradcheck-max-entries", ValueError, r"max_entries must be >= 1 \(or None for all\), got 0",
-     lambda: __import__("deltaprop.gradcheck").gradcheck.gradcheck(soft(), X, LABELS, CE,
-                                                                     max_entries=0)),
+     lambda: gradcheck(soft(), X, LABELS, CE, max_entries=0)),
     # --- loss and output activation ----------------------------------------------------
     ("ce-needs-softmax", ValueError,
      r"loss 'softmax-cross-entropy' needs a 'softmax' output layer, got 'identity'",
