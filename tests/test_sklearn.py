@@ -140,6 +140,8 @@ def test_warm_start_continues(iris):
     cold = clone(clf).set_params(warm_start=False).fit(x, y).fit(x, y)
     assert cold.n_iter_ == 5
     np.testing.assert_array_equal(cold.net_.W[1], first.W[1])  # refit = fresh, same seed
+    with pytest.raises(ValueError, match="differ from the fitted network"):
+        clf.set_params(hidden_layer_sizes=(9,)).fit(x, y)
 
 
 def test_early_stopping_keeps_best(digits):
@@ -183,6 +185,7 @@ def test_bad_parameters_raise_value_error(iris):
     for params in (dict(hidden_layer_sizes=(0,)), dict(dtype="float16"), dict(max_iter=0),
                    dict(batch_size=-1), dict(optimizer="rmsprop"), dict(learning_rate=-1.0),
                    dict(activation="nope"), dict(activation=["relu", "tanh"]),
+                   dict(init="nope"), dict(tol=-1.0), dict(l2=-0.1), dict(n_iter_no_change=0),
                    dict(validation_fraction=1.5, early_stopping=True)):
         with pytest.raises(ValueError):
             MLPClassifier(**params).fit(x, y)

@@ -128,6 +128,9 @@ class _BaseMLP(BaseEstimator):
         """The network to train from: a fresh one, or ``net_`` (warm start, partial_fit)."""
         n_out = self._n_outputs(Y)
         if not first and hasattr(self, "net_"):
+            if self.net_.sizes[1:-1] != self._hidden():
+                raise ValueError(f"hidden_layer_sizes {self._hidden()} differ from the fitted "
+                                 f"network's {self.net_.sizes[1:-1]}; set warm_start=False")
             if self.net_.sizes[-1] != n_out:
                 raise ValueError(f"y has {n_out} outputs but the fitted network has "
                                  f"{self.net_.sizes[-1]}; set warm_start=False to refit")
