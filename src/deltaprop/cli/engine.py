@@ -45,12 +45,11 @@ def register(sub):
 
 
 def _gradcheck(args):
-    from .. import Network
-    from .. import losses as L
+    from .. import Network, losses
     from ..gradcheck import gradcheck
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    loss = L.get(args.loss)
+    loss = losses.get(args.loss)
     acts = args.activations.split(",")
     output = args.output or loss.output or "identity"
     if len(acts) == 1:
