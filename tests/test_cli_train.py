@@ -217,3 +217,25 @@ def test_help_lists_every_option():
         assert flag in out.stdout, flag
 
 
+
+
+def test_predict_features_only_csv_and_regression(tmp_path, capsys):
+    from sklearn.datasets import load_iris
+
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    x = load_iris().data[:7]
+    feats = tmp_path / "features.csv"
+    feats.write_text("a,b,c,d\n" + "\n".join(",".join(map(str, r)) for r in x) + "\n")
+    assert main(["predict", str(out / "model.safetensors"), str(feats)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "prediction" and len(lines) == 8
+    assert set(lines[1:]) <= {"setosa", "versicolor", "virginica"}
+
+    reg = tmp_path / "reg"
+    assert main(["train", "--data", "regression", "--sizes", "8", "--epochs", "3", "--quiet",
+                 "--out", str(reg)]) == 0
+    assert main(["predict", str(reg / "model.safetensors"), "regression"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "y1" and len(lines) == 501
+    assert np.all(np.isfinite([float(v) for v in lines[1:]]))

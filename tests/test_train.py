@@ -254,3 +254,14 @@ def test_history_summary():
     s = h.summary()
     assert s["epochs"] == 2 and s["best_epoch"] == 2 and s["time"] == 1.0
     assert math.isclose(s["best_loss"], 1.0)
+
+
+def test_float32_network_stays_float32_and_regression_plot_has_one_panel():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 2))
+    y = np.sin(x[:, :1])
+    net = Network.init([2, 4, 1], "tanh", "identity", seed=0, dtype="float32")
+    res = fit(net, x, y, "mse", optimizer="adam", learning_rate=0.01, epochs=3)
+    assert res.net.W[1].dtype == np.float32 and res.opt_state["m.W.1"].dtype == np.float32
+    fig = res.history.plot()
+    assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "epoch"

@@ -189,7 +189,9 @@ def _read(path, want_format):
         from safetensors.numpy import load
 
         tensors = load(data)
-    except Exception as exc:  # the Rust parser's errors: SafetensorError, ValueError, ...
+    except BaseException as exc:  # the Rust parser's errors, a pyo3 PanicException included
+        if isinstance(exc, KeyboardInterrupt | SystemExit | MemoryError):
+            raise
         msg = " ".join(str(exc).split())[:200]
         raise bad(f"safetensors could not parse it ({msg})") from None
     return tensors, meta, bad
