@@ -354,7 +354,8 @@ def _run_distributed(todo, record, client, backend, device):
 def plot_phase(rows, path, *, edge=True):
     """Phase diagram: growth rate over sigma_w2 x sigma_b2, one panel per activation.
 
-    Other parameters take the value of the first row.  With ``edge``, the edge of chaos
+    Other parameters take the value of the first row.  The measured g = 0 line is drawn
+    solid; with ``edge``, the edge of chaos
     predicted by mean-field theory (chi(q*) = 1, :func:`deltaprop.theory.mean_field.
     edge_of_chaos`) is drawn over each panel.
     """
@@ -381,12 +382,16 @@ def plot_phase(rows, path, *, edge=True):
             G[sb.index(r["sigma_b2"]), sw.index(r["sigma_w2"])] = r["growth"]
         im = ax.pcolormesh(_edges(sw), _edges(sb), G, cmap="RdBu_r", vmin=-vmax, vmax=vmax,
                            shading="flat")
+        if len(sw) > 1 and len(sb) > 1 and np.any(G < 0) and np.any(G > 0):
+            ax.contour(sw, sb, G, levels=[0.0], colors="k", linewidths=1.5)
+            ax.plot([], [], "k-", lw=1.5, label="measured g = 0")
         if edge:
             line = _edge_line(act, sb)
             if line:
                 ax.plot(*zip(*line, strict=True), "k--", lw=1.5,
                         label="edge of chaos (mean field)")
-                ax.legend(loc="upper left", fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="upper left", fontsize=7)
         ax.set(xlabel="sigma_w^2", ylabel="sigma_b^2", title=f"{act}, L={first['depth']}, "
                f"n={first['width']}, K={first['K']}")
         fig.colorbar(im, ax=ax, label="growth rate g = d log E[delta^2] / d(L - l)")
