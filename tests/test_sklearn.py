@@ -205,3 +205,15 @@ def test_verbose_prints_iterations(iris, capsys):
     x, y = iris
     MLPClassifier(hidden_layer_sizes=(3,), max_iter=2, verbose=True, random_state=0).fit(x, y)
     assert "Iteration 2, loss = " in capsys.readouterr().out
+
+
+def test_diverging_training_is_a_clear_error(iris):
+    x, y = iris
+    clf = MLPRegressor(hidden_layer_sizes=(8,), activation="identity", optimizer="gd",
+                       learning_rate=1.0, batch_size="full", max_iter=200, random_state=0)
+    with pytest.raises(ValueError, match="training failed: .*loss became"):
+        clf.fit(x, x[:, 0])
+    with pytest.raises(ValueError, match="training failed: the loss became"):
+        for _ in range(200):
+            clf.partial_fit(x, x[:, 0])
+    assert np.all(np.isfinite(clf.net_.W[1]))  # the last good network is kept

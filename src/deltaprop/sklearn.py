@@ -166,7 +166,7 @@ class _BaseMLP(BaseEstimator):
             batch_size=self._batch(X.shape[0]), epochs=self.max_iter, l2=self.l2,
             seed=self._shuffle_seed if not warm else int(rs.randint(2**31 - 1)),
             callbacks=[monitor])
-        if result.stopped is not None and not result.stopped.startswith("stopped by a callback"):
+        if result.stopped is not None and not monitor.converged:  # NaN/inf, not our rule
             raise ValueError(f"training failed: {result.stopped}")
         self.net_ = monitor.best if monitor.best is not None else result.net
         self._opt_state = result.opt_state
@@ -213,6 +213,8 @@ class _BaseMLP(BaseEstimator):
         self.loss_curve_.append(J)
         self.n_iter_ += 1
         self.t_ += m
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {J:.8f}")
         return self
 
     def _forward(self, X):
