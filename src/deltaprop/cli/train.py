@@ -285,10 +285,8 @@ def _train(args):
     quiet = args.quiet or args.json
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    from threadpoolctl import threadpool_limits
-
     t0 = time.perf_counter()
-    with threadpool_limits(limits=args.threads, user_api="blas"):
+    with _blas_threads(args.threads):
         result = fit(net, x_tr, y_tr, loss, optimizer=s["optimizer"], learning_rate=s["lr"],
                      schedule=s["schedule"], batch_size=s["batch_size"], epochs=s["epochs"],
                      l2=s["l2"], seed=s["seed"], x_val=x_va if has_val else None,
@@ -318,6 +316,17 @@ def _train(args):
     elif not args.quiet:
         _print_table(final, wall, len(result.history), out)
     return 1 if result.stopped and "became" in result.stopped else 0
+
+
+def _blas_threads(n):
+    """Limit BLAS threads with threadpoolctl (installed with scikit-learn) when available."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn always brings it
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _opt_options(s):
