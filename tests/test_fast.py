@@ -143,3 +143,71 @@ def test_fast_path_is_numpy_only():
     assert not _fast.applies(net, torch.asarray(x))
     assert _fast.applies(case.network(), x)
     assert not _fast.applies(case.network(dtype="float32"), x, fast=False)
+
+
+def _bad_inputs():
+    """(name, case index, transform of (x, y)) for inputs the checks must reject or convert."""
+    soft = next(i for i, c in enumerate(CASES) if c.loss == "softmax-cross-entropy" and c.labels)
+    dist = next(i for i, c in enumerate(CASES)
+                if c.loss == "softmax-cross-entropy" and not c.labels)
+    sig = next(i for i, c in enumerate(CASES) if c.loss == "sigmoid-cross-entropy")
+    mse = next(i for i, c in enumerate(CASES) if c.loss == "mse")
+
+    def nan_x(x, y):
+        x = x.copy()
+        x[0, 0] = np.nan
+        return x, y
+
+    def inf_y(x, y):
+        y = y.copy()
+        y[-1, -1] = np.inf
+        return x, y
+
+    return [
+        ("nan-x", mse, nan_x),
+        ("inf-y", mse, inf_y),
+        ("int-x", mse, lambda x, y: (np.round(x).astype(np.int64), y)),
+        ("x-wrong-width", mse, lambda x, y: (x[:, :-1], y)),
+        ("x-empty", mse, lambda x, y: (x[:0], y[:0])),
+        ("label-too-big", soft, lambda x, y: (x, y + 100)),
+        ("label-negative", soft, lambda x, y: (x, y - 100)),
+        ("labels-wrong-length", soft, lambda x, y: (x, y[:-1])),
+        ("labels-float32", soft, lambda x, y: (x, y.astype(np.float32))),
+        ("rows-not-summing-to-1", dist, lambda x, y: (x, 2 * y)),
+        ("y-outside-0-1", sig, lambda x, y: (x, y + 1.5)),
+        ("y-float32", sig, lambda x, y: (x, y.astype(np.float32))),
+    ]
+
+
+@pytest.mark.parametrize("name,i,bad", _bad_inputs(), ids=[b[0] for b in _bad_inputs()])
+def test_train_step_checks_like_the_generic_path(name, i, bad):
+    case = CASES[i]
+    net = case.network()
+    x, y = bad(*case.data())
+    outcomes = []
+    for fast in (True, False):
+        try:
+            new, J = bp.train_step(net, x, y, case.loss, 0.1, case.l2, fast=fast)
+            outcomes.append(("ok", [w.copy() for w in new.W[1:]], J))
+        except (TypeError, ValueError) as exc:
+            outcomes.append((type(exc).__name__, str(exc), None))
+    (k1, v1, J1), (k0, v0, J0) = outcomes
+    assert k1 == k0, outcomes
+    if k1 == "ok":
+        _assert_close([None, *v1], [None, *v0], 1e-12, "W")
+        assert np.allclose(J1, J0, rtol=1e-12, equal_nan=True)
+    else:
+        assert v1 == v0
+
+
+def test_finite_shortcut_falls_back_to_the_exact_check():
+    # the sum of these finite values overflows: the shortcut says "not sure", the exact
+    # check (deltaprop._checks) accepts them
+    case = CASES[0]
+    net = case.network()
+    x = np.full((2, case.sizes[0]), 1e308)
+    assert not _fast._finite(x)
+    assert _fast._check_x(net, x) is x
+    x[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        _fast._check_x(net, x)

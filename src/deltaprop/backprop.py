@@ -152,6 +152,9 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, fast=None,
     if not 0 < eta < float("inf"):
         raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
     loss = _losses.get(loss)
+    if _fast.applies(net, x, y, fast=fast):  # checks its inputs itself, as below
+        return _fast.train_step(net, x, y, loss, eta, l2, check=check, workspace=workspace,
+                                donate=donate)
     if check:
         _checks.check_library(net, x, "x")
     xp = _xp(net, x)
@@ -160,8 +163,6 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, fast=None,
         _checks.check_l2(l2)
         x = _checks.check_x(net, x, xp)
         y = _checks.check_y(net, loss, y, x.shape[-2], xp)
-    if _fast.applies(net, x, y, fast=fast):
-        return _fast.train_step(net, x, y, loss, eta, l2, workspace=workspace, donate=donate)
     grads = backward(net, forward(net, x, check=False, fast=fast), y, loss, l2, check=False,
                      fast=fast)
     return step(net, grads, eta), grads.J
