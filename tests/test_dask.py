@@ -116,6 +116,21 @@ def test_record_of_chunks_equals_record_in_memory():
         np.testing.assert_array_equal(got.hist[l].counts, want.hist[l].counts)
 
 
+@pytest.mark.parametrize("bad, match", [
+    (dict(x=np.zeros((10, 4))), "expected \\(m, 5\\)"),
+    (dict(y=np.zeros(9, dtype=int)), "10 rows but y has 9"),
+    (dict(loss="sigmoid-cross-entropy"), "needs a 'sigmoid' output"),
+    (dict(split_every=1), "split_every"),
+])
+def test_bad_input_fails_before_any_task(bad, match):
+    net = dp.Network.init([5, 3], "tanh", "softmax", seed=0)
+    args = dict(x=np.zeros((10, 5)), y=np.zeros(10, dtype=int), loss="softmax-cross-entropy")
+    kw = {k: v for k, v in bad.items() if k not in args}
+    args.update({k: v for k, v in bad.items() if k in args})
+    with pytest.raises(ValueError, match=match):
+        dd.sums(net, args["x"], args["y"], args["loss"], compute=False, **kw)
+
+
 def test_merge_is_the_sum_of_halves():
     """Hand check of Chan's merge on two chunks of a 1-unit layer."""
     net = dp.Network.init([1, 1], "identity", seed=0, init="debug")  # z = W x + b

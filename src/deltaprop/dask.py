@@ -180,9 +180,10 @@ def _row_blocks(x, y, chunk_rows):
     rows = x.chunks[0]
     if not isinstance(y, da.Array):
         y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != x.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} rows but y has {(y.shape or (0,))[0]}")
+    if not isinstance(y, da.Array):
         y = da.from_array(y, chunks=(rows,) + tuple(-1 for _ in y.shape[1:]))
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} rows but y has {y.shape[0]}")
     y = y.rechunk((rows,) + tuple(-1 for _ in y.shape[1:]))
     return x.to_delayed().ravel(), y.to_delayed().ravel()
 
@@ -215,8 +216,14 @@ def _map_reduce(fn, net, x, y, loss, options, split_every, chunk_rows, compute, 
     """fn(host_net, x_chunk, y_chunk, loss, **options) per row chunk, then a fixed tree."""
     import dask
 
+    from . import losses as _losses
+
     if split_every < 2:
         raise ValueError(f"split_every must be >= 2, got {split_every}")
+    _losses.check_pair(_losses.get(loss), net.activations[-1])  # fail before any task runs
+    if len(getattr(x, "shape", ())) != 2 or x.shape[1] != net.sizes[0]:
+        raise ValueError(f"x has shape {tuple(getattr(x, 'shape', ()))}; expected "
+                         f"(m, {net.sizes[0]}) rows of the network's inputs")
     host = net.numpy()
     xb, yb = _row_blocks(x, y, chunk_rows)
     node = dask.delayed(host, traverse=False)
