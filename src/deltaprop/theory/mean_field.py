@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import activations as _act
 from .gaussian import expectations
 
@@ -56,21 +58,33 @@ def mean_field_backward(sizes, E_df2, var_w, out_second):
     return second
 
 
-def fixed_point(sigma_w2, sigma_b2, f, q0=1.0, tol=1e-12, max_iter=10_000):
-    """q* of q <- sigma_w^2 E[f(z)^2] + sigma_b^2, z ~ N(0, q) (mu_w = 0, zero-mean biases).
+def fixed_point(sigma_w2, sigma_b2, f, q_max=1e12):
+    """q* = sigma_w^2 E[f(z)^2] + sigma_b^2, z ~ N(0, q*) (mu_w = 0, zero-mean biases).
 
-    Iterates from ``q0``; returns ``math.inf`` if q grows without bound (e.g. relu with
-    sigma_w^2 >= 2 and sigma_b^2 > 0).
+    Solved as the root of h(q) = sigma_w^2 E[f^2](q) + sigma_b^2 - q with
+    ``scipy.optimize.brentq`` (fast even at the edge of chaos, where iterating the map
+    converges only algebraically).  With sigma_b^2 = 0 and f(0) = 0, q* = 0 is the stable
+    fixed point when sigma_w^2 f'(0)^2 <= 1 and is returned; otherwise the positive root.
+    Returns ``math.inf`` if h stays positive up to ``q_max`` (e.g. relu, sigma_w^2 >= 2).
     """
-    q = float(q0)
-    for _ in range(max_iter):
-        new = sigma_w2 * float(expectations(f, 0.0, q)["f2"]) + sigma_b2
-        if new > 1e12:
+    from scipy.optimize import brentq
+
+    act = _act.get(f)
+    zero = np.zeros(1)
+    f0 = float(act.f(zero, np)[0])
+    df0 = float(act.df(zero, act.f(zero, np), np)[0])
+
+    def h(q):
+        return sigma_w2 * float(expectations(act, 0.0, q)["f2"]) + sigma_b2 - q
+
+    if sigma_b2 == 0 and f0 == 0 and sigma_w2 * df0**2 <= 1:
+        return 0.0
+    lo, hi = 1e-12, 1.0
+    while h(hi) > 0:
+        hi *= 4
+        if hi > q_max:
             return math.inf
-        if abs(new - q) <= tol * max(1.0, q):
-            return new
-        q = new
-    return q
+    return brentq(h, lo, hi, xtol=1e-14, rtol=1e-13)
 
 
 def chi_at_fixed_point(sigma_w2, sigma_b2, f):

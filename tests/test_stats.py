@@ -1,0 +1,236 @@
+"""Recording: exact merges, batch invariance, standard errors, backends, callback, CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from deltaprop import Network, backward, forward
+from deltaprop.stats import Histogram, Moments, Record, record, record_pass
+from deltaprop.stats.callback import RecordCallback
+
+# (sizes, hidden activation, output, loss, K)
+CASES = [
+    ([5, 7, 3], "tanh", "identity", "mse", None),
+    ([4, 6, 6, 2], "relu", "identity", "mse", 3),
+    ([3, 5, 4], "sigmoid", "sigmoid", "sigmoid-cross-entropy", 2),
+    ([6, 8, 4], "silu", "softmax", "softmax-cross-entropy", None),
+]
+
+
+def _data(sizes, loss, m=37, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(m, sizes[0]))
+    if loss == "softmax-cross-entropy":
+        return x, rng.integers(0, sizes[-1], m)
+    if loss == "sigmoid-cross-entropy":
+        return x, rng.uniform(size=(m, sizes[-1]))
+    return x, rng.normal(size=(m, sizes[-1]))
+
+
+def test_moments_of_and_merge_match_numpy():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 2.0, size=(4, 101, 5))
+    parts = [Moments.of(x[:, s:s + 17], 1) for s in range(0, 101, 17)]
+    left = parts[0]
+    for p in parts[1:]:
+        left = left.merge(p)
+    right = parts[-1]
+    for p in reversed(parts[:-1]):
+        right = p.merge(right)
+    for mom in (left, right, Moments.of(x, 1)):
+        assert mom.count == 101
+        np.testing.assert_allclose(mom.mean, x.mean(axis=1), rtol=1e-13)
+        np.testing.assert_allclose(mom.var, x.var(axis=1, ddof=1), rtol=1e-12)
+    pooled = Moments.of(x, 1).reduce((0, 1))
+    np.testing.assert_allclose(pooled.mean, x.mean(), rtol=1e-13)
+    np.testing.assert_allclose(pooled.m2, ((x - x.mean()) ** 2).sum(), rtol=1e-12)
+    assert Moments.empty().merge(left) is left
+
+
+def test_histogram_merge_is_exact_and_order_free():
+    rng = np.random.default_rng(2)
+    chunks = [rng.normal(0, s, 500) for s in (1e-3, 0.1, 7.0, 0.5)]
+    one = Histogram.empty(32).add(np.concatenate(chunks))
+    seq = Histogram.empty(32)
+    for c in chunks:
+        seq = seq.add(c)
+    tree = (Histogram.empty(32).add(chunks[0]) + Histogram.empty(32).add(chunks[1])) + \
+        (Histogram.empty(32).add(chunks[3]) + Histogram.empty(32).add(chunks[2]))
+    for h in (seq, tree):
+        assert h.exponent == one.exponent
+        np.testing.assert_array_equal(h.counts, one.counts)
+    assert one.total == 2000 and one.edges[-1] == 2.0**one.exponent > 7 * 3
+    with pytest.raises(ValueError):
+        Histogram.empty(30)
+
+
+@pytest.mark.parametrize("sizes,act,out,loss,K", CASES)
+def test_record_batches_equal_one_pass(sizes, act, out, loss, K):
+    net = Network.init(sizes, act, out, init="glorot_normal", seed=3, K=K, bias_std=0.1)
+    x, y = _data(sizes, loss)
+    whole = record(net, x, y, loss)
+    parts = record(net, x, y, loss, batch_size=5)
+    assert set(whole.stats) == set(parts.stats)
+    for key in whole.stats:
+        for a, b in zip(whole.stats[key], parts.stats[key], strict=True):
+            assert a.count == b.count
+            np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(a.m2, b.m2, rtol=1e-9, atol=1e-14)
+    for l, h in whole.hist.items():
+        np.testing.assert_array_equal(h.counts, parts.hist[l].counts)
+
+
+def test_record_matches_engine_deltas():
+    """The recorded moments are those of backward()'s delta[l], z[l], a[l] (hand check)."""
+    sizes, K = [4, 6, 5, 2], 3
+    net = Network.init(sizes, "tanh", init="normal", std=0.5, seed=4, K=K)
+    x, y = _data(sizes, "mse", m=20)
+    tr = forward(net, x)
+    g = backward(net, tr, y, "mse")
+    rec = record(net, x, y, "mse")
+    for l in range(1, 4):
+        d = g.delta[l]
+        s = rec.layer_summary(l)
+        assert s["mean"] == pytest.approx(d.mean(), rel=1e-12)
+        assert s["second_moment"] == pytest.approx((d**2).mean(), rel=1e-12)
+        # se over the K networks: sd of per-network averages / sqrt(K)
+        per_net = (d**2).mean(axis=(1, 2))
+        assert s["second_moment_se"] == pytest.approx(per_net.std(ddof=1) / np.sqrt(K))
+        np.testing.assert_allclose(rec.unit_summary(l, "z")["mean"], tr.z[l].mean(axis=(0, 1)))
+        # per-sample weight-gradient mean square
+        a_prev = np.broadcast_to(tr.a[l - 1], d.shape[:2] + tr.a[l - 1].shape[-1:])
+        per_sample = np.einsum("kmi,kmj->kmij", d, a_prev) ** 2
+        assert rec.layer_summary(l, "dW2")["mean"] == pytest.approx(per_sample.mean())
+    # cross moments of the last hidden layer
+    df = 1 - tr.a[2] ** 2
+    assert rec.layer_summary(2, "dfS")["mean"] == pytest.approx(
+        (df * tr.a[2].sum(-1, keepdims=True)).mean())
+
+
+def test_single_network_se_is_over_samples():
+    net = Network.init([3, 4, 2], "tanh", seed=0)
+    x, y = _data([3, 4, 2], "mse", m=50)
+    d = backward(net, forward(net, x), y, "mse").delta[1]
+    s = record(net, x, y, "mse").layer_summary(1)
+    rows = d.mean(axis=1)
+    assert s["mean_se"] == pytest.approx(rows.std(ddof=1) / np.sqrt(50))
+
+
+def test_concat_networks_equals_one_stack():
+    net = Network.init([3, 5, 2], "tanh", seed=5, K=4)
+    x, y = _data([3, 5, 2], "mse")
+    full = record(net, x, y, "mse")
+    halves = record(net[0:2], x, y, "mse").concat(record(net[2:4], x, y, "mse"))
+    assert halves.K == 4
+    for key in full.stats:
+        np.testing.assert_allclose(full.stats[key][0].mean, halves.stats[key][0].mean)
+    assert full.layer_summary(1) == pytest.approx(halves.layer_summary(1))
+
+
+def test_record_merge_rejects_other_networks():
+    a = record(Network.init([3, 5, 2], "tanh"), *_data([3, 5, 2], "mse"), "mse")
+    b = record(Network.init([3, 4, 2], "tanh"), *_data([3, 4, 2], "mse"), "mse")
+    with pytest.raises(ValueError):
+        a.merge(b)
+    assert isinstance(a.merge(Record(a.sizes, a.K)), Record)
+
+
+def test_torch_backend_matches_numpy():
+    torch = pytest.importorskip("torch")
+    net = Network.init([4, 6, 3], "tanh", seed=6, K=2)
+    x, y = _data([4, 6, 3], "mse")
+    ref = record(net, x, y, "mse", batch_size=10)
+    tnet = net.to("torch")
+    got = record(tnet, torch.asarray(x), torch.asarray(y), "mse", batch_size=10)
+    for key in ref.stats:
+        for a, b in zip(ref.stats[key], got.numpy().stats[key], strict=True):
+            np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10, atol=1e-14)
+            np.testing.assert_allclose(a.m2, b.m2, rtol=1e-9, atol=1e-14)
+
+
+def test_recording_cost_is_small():
+    """Recording (deltas + moments, no histograms) costs at most a few plain backward passes
+    on a small net (the benchmark reports the ratio on a realistic one)."""
+    import time
+
+    net = Network.init([64, 128, 128, 10], "tanh", seed=0, K=4)
+    x, y = _data([64, 128, 128, 10], "mse", m=256)
+
+    def best(f):
+        ts = []
+        for _ in range(5):
+            t = time.perf_counter()
+            f()
+            ts.append(time.perf_counter() - t)
+        return min(ts)
+
+    plain = best(lambda: backward(net, forward(net, x), y, "mse"))
+    rec = best(lambda: record(net, x, y, "mse", bins=None))
+    assert rec < 4 * plain
+
+
+def test_callback_records_each_epoch():
+    from deltaprop import train
+
+    net = Network.init([4, 6, 2], "tanh", seed=0)
+    x, y = _data([4, 6, 2], "mse", m=40)
+    cb = RecordCallback()
+    train.fit(net, x, y, "mse", epochs=3, batch_size=10, learning_rate=0.05, callbacks=[cb])
+    assert [e for e, _ in cb.history] == [1, 2, 3]
+    assert all(rec.count == 40 for _, rec in cb.history)
+    rows = cb.summaries()
+    assert len(rows) == 3 * 2 and {"epoch", "layer", "mean", "second_moment"} <= set(rows[0])
+
+
+def test_record_pass_accepts_engine_gradients():
+    net = Network.init([3, 4, 2], "relu", seed=1)
+    x, y = _data([3, 4, 2], "mse")
+    tr = forward(net, x)
+    rec = record_pass(net, tr, backward(net, tr, y, "mse").delta)
+    assert rec.layer_summary(2)["count"] == x.shape[0] * 2
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "deltaprop", "stats", *args],
+                          capture_output=True, text=True)
+
+
+def test_cli_json_rows_have_the_issue_format():
+    out = _cli("--inputs", "gaussian", "--sizes", "6,8,8,3", "--K", "8", "--samples", "32",
+               "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert [r["layer"] for r in rows] == [1, 2, 3]
+    for r in rows:
+        assert set(r) == {"layer", "units", "measured", "predicted"}
+        assert set(r["measured"]) == {"mean", "mean_se", "second_moment", "second_moment_se"}
+        assert set(r["predicted"]) <= {"independence", "mean_field", "exact_last_layer"}
+        for p in r["predicted"].values():
+            assert set(p) and set(p) <= {"mean", "second_moment"}
+    assert "exact_last_layer" in rows[1]["predicted"]
+    assert rows[0]["units"] == 8
+
+
+def test_cli_out_and_bad_input(tmp_path):
+    out = _cli("--inputs", "gaussian", "--sizes", "4,6,2", "--K", "4", "--samples", "16",
+               "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"rows.json", "rows.csv", "table.txt", "comparison.png", "depth.png",
+            "histograms.png"} <= names
+    bad = _cli("--activations", "nope")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+
+
+def test_cli_model_file(tmp_path):
+    io = pytest.importorskip("deltaprop.io")
+    net = Network.init([64, 16, 10], "tanh", seed=0)
+    path = tmp_path / "m.safetensors"
+    io.save_model(path, net, {"loss": "mse"})
+    out = _cli("--model", str(path), "--inputs", "digits", "--samples", "200", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
+    assert len(rows) == 2 and rows[0]["units"] == 16
