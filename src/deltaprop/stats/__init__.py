@@ -16,7 +16,12 @@ from .record import Record, deltas, record, record_pass
 from .report import compare, predict, table, z_scores
 from .study import Study, StudyResult, run_study, study_network
 
-__all__ = ["Moments", "Histogram", "Record", "record", "record_pass", "deltas", "Prior",
+#: the shape of ``deltaprop stats``'s default study (read by bench/run.py)
+DEFAULT_STUDY = {"sizes": [64, 64, 64, 64, 64, 10], "hidden": "tanh", "output": "identity",
+                 "loss": "mse", "m": 1024, "K": 16, "dtype": "float64"}
+
+__all__ = ["DEFAULT_STUDY", "Moments", "Histogram", "Record", "record", "record_pass", "deltas",
+           "Prior",
            "prior", "empirical_prior", "draw", "gaussian_inputs", "gaussian_targets",
            "predict", "compare", "table", "z_scores", "Study", "StudyResult", "run_study",
            "study_network"]

@@ -155,23 +155,22 @@ def _g(v):
 
 def table(rows) -> str:
     """A text table: measured mean and E[delta^2] with se, each prediction and its z."""
-    names = [n for n in THEORIES if any(n in r["predicted"] for r in rows)]
-    head = f"{'layer':>5} {'units':>5} {'E[delta]':>11} {'se':>9} {'E[delta^2]':>11} {'se':>9}"
     short = {"independence": "indep", "mean_field": "mf", "exact_last_layer": "exact"}
-    for n in names:
-        head += f" | {short[n] + ' mean':>11} {'z':>6} {short[n] + ' E[d^2]':>12} {'z':>6}"
+    cols = [(n, k) for n in THEORIES for k in ("mean", "second_moment")
+            if any(k in r["predicted"].get(n, {}) for r in rows)]
+    head = f"{'layer':>5} {'units':>5} {'E[delta]':>11} {'se':>9} {'E[delta^2]':>11} {'se':>9}"
+    for n, k in cols:
+        label = short[n] + (" E[d]" if k == "mean" else " E[d^2]")
+        head += f" | {label:>12} {'z':>6}"
     lines = [head, "-" * len(head)]
     for r in rows:
         m, z = r["measured"], z_scores(r)
         line = (f"{r['layer']:>5} {r['units']:>5} {m['mean']:>11.4g} {m['mean_se']:>9.2g} "
                 f"{m['second_moment']:>11.4g} {m['second_moment_se']:>9.2g}")
-        for n in names:
+        for n, k in cols:
             p = r["predicted"].get(n, {})
-            for k, w in (("mean", 11), ("second_moment", 12)):
-                if k in p:
-                    line += f" {'|' if k == 'mean' else ''}{p[k]:>{w}.4g} {z[(n, k)]:>6.1f}"
-                else:
-                    line += f" {'|' if k == 'mean' else ''}{'-':>{w}} {'':>6}"
+            line += (f" | {p[k] + 0.0:>12.4g} {z[(n, k)]:>6.1f}" if k in p
+                     else f" | {'-':>12} {'':>6}")
         lines.append(line)
     lines.append("z = (prediction - measurement) / standard error")
     return "\n".join(lines)
