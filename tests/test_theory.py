@@ -209,3 +209,40 @@ def test_relu_he_constant_glorot_halves():
         # E[delta[l]^2] ~ ratio^(L-1-l): the slope of log E on l is -log(ratio)
         assert math.exp(-np.polyfit(layers, pred, 1)[0]) == pytest.approx(want, rel=1e-6)
         assert math.exp(-np.polyfit(layers, meas, 1)[0]) == pytest.approx(want, rel=0.05)
+
+
+@pytest.mark.parametrize("loss,out", [("mse", "identity"), ("mse", "tanh"),
+                                      ("sigmoid-cross-entropy", "sigmoid")])
+def test_output_delta_moments_match_monte_carlo(loss, out):
+    from deltaprop import losses
+    from deltaprop.theory import output_delta_moments
+
+    rng = np.random.default_rng(5)
+    n = 400_000
+    z = 0.3 + 1.2 * rng.standard_normal((n, 1))
+    y = 0.4 + 0.5 * rng.standard_normal((n, 1))
+    if loss != "mse":
+        y = rng.uniform(size=(n, 1))
+    act = _act.get(out)
+    d = losses.get(loss).delta(z, act.f(z, np), y, act, np)
+    y_mean, y_second = float(y.mean()), float((y * y).mean())
+    mean, second = output_delta_moments(loss, out, 0.3, 1.44, y_mean, y_second)
+    assert mean == pytest.approx(d.mean(), abs=4 * d.std() / math.sqrt(n))
+    assert second == pytest.approx((d * d).mean(), abs=4 * (d * d).std() / math.sqrt(n))
+    assert output_delta_moments("softmax-cross-entropy", "softmax", 0, 1, 0.1, 0.1) is None
+
+
+def test_predictions_with_measured_forward_and_softmax_anchor():
+    """--forward measured plugs recorded E[f'], E[f'^2]; softmax outputs start the
+    recursions at the measured delta[L]."""
+    st = Study(sizes=(8, 32, 32, 4), activations="tanh", loss="softmax-cross-entropy",
+               inputs="gaussian", K=16, m=64, bins=None, forward="measured")
+    res = run_study(st)
+    top = res.rows[-1]
+    assert top["predicted"]["mean_field"]["second_moment"] == \
+        pytest.approx(top["measured"]["second_moment"])
+    assert "exact_last_layer" not in res.rows[1]["predicted"]
+    s1 = res.record.layer_summary(2, "df")["second_moment"]
+    pr = res.extra["prior"]
+    want = 4 * pr.var_w[3] * s1 * top["measured"]["second_moment"]
+    assert res.rows[1]["predicted"]["mean_field"]["second_moment"] == pytest.approx(want)
