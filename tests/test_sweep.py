@@ -196,3 +196,13 @@ def test_without_the_laboratory_the_numbers_are_the_same(monkeypatch):
     without = sw.run_cell(c)
     np.testing.assert_allclose(without["E_delta2"], with_lab["E_delta2"], rtol=1e-12)
     np.testing.assert_allclose(without["E_delta2_se"], with_lab["E_delta2_se"], rtol=1e-9)
+
+
+def test_cli_on_an_existing_scheduler(tmp_path, serial_table, dask_client):  # noqa: F811
+    """--scheduler ADDRESS: the cells run on that cluster; the table is the serial one."""
+    out = tmp_path / "remote.csv"
+    argv = ["sweep", "--sigma-w2", "0.5,2.5", "--sigma-b2", "0,0.1", "--activation",
+            "tanh,relu", "--depth", "6", "--width", "16", "--K", "4", "--m", "8",
+            "--scheduler", dask_client.scheduler.address, "--no-plot", "--out", str(out)]
+    assert main(argv) == 0
+    _same_file(out, serial_table[0])
