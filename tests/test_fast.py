@@ -211,3 +211,23 @@ def test_finite_shortcut_falls_back_to_the_exact_check():
     x[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         _fast._check_x(net, x)
+
+
+@pytest.mark.parametrize("name", ["mse", "softmax-cross-entropy"])
+def test_train_step_uses_a_users_own_loss_object(name):
+    # a Loss that borrows a registered name must not get the fused built-in formulas
+    from deltaprop.losses import Loss, get
+
+    builtin = get(name)
+    mine = Loss(name, lambda z, a, y, xp: 3.0 * builtin.per_sample(z, a, y, xp),
+                lambda z, a, y, f, xp: 3.0 * builtin.delta(z, a, y, f, xp), "3 x " + name,
+                output=builtin.output, targets=builtin.targets)
+    case = next(c for c in CASES if c.loss == name and c.activations[-1] ==
+                ("softmax" if name != "mse" else "identity"))
+    net = case.network()
+    x, y = case.data()
+    a, Ja = bp.train_step(net, x, y, mine, 0.1, fast=True)
+    b, Jb = bp.train_step(net, x, y, mine, 0.1, fast=False)
+    c, Jc = bp.train_step(net, x, y, name, 0.1, fast=True)
+    _assert_close(a.W, b.W, 1e-13, "W")
+    assert rel_err(Ja, Jb) <= 1e-13 and rel_err(Ja, 3 * Jc) <= 1e-13

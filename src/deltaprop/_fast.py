@@ -15,9 +15,14 @@ What is faster here, and why it is still the same algorithm:
   1 / (1 + e^{-z}) for the sigmoid), and f'(z) is formed from a in a scratch array and
   multiplied into ``delta[l+1] @ W[l+1]`` in place;
 * ``dW[l] = delta[l].mT @ a[l-1] / m`` divides in place;
-* :func:`train_step` (the training-loop step, no trace returned) fuses the weight gradient
-  and the update into one BLAS call, ``W - (eta / m) delta^T a`` (``gemm`` with
-  ``beta = 1``), and keeps its z, a and delta buffers from one step to the next.
+* :func:`train_step` (the training-loop step, no trace returned) scales delta[l] by
+  -eta / m in place once db is taken, so the update is one matrix product into a reused
+  buffer plus one addition, ``W + (-eta/m delta)^T a``; it keeps its z, a, delta and dW
+  buffers from one step to the next and checks its inputs in one pass each.
+
+NumPy's own BLAS does every product: fusing the update into SciPy's ``gemm`` (beta = 1)
+was tried and measured no faster with one thread, and with two threads SciPy's separate
+OpenBLAS thread pool fought NumPy's (a 100-layer step became 40x slower).
 
 Buffer contract: :func:`forward` and :func:`backward` return freshly allocated arrays
 (never reused later), so a :class:`~deltaprop.backprop.Trace` or
@@ -52,21 +57,7 @@ def applies(net, *arrays, fast=None) -> bool:
     return all(a is None or type(a) is np.ndarray for a in arrays)
 
 
-# --- SciPy's BLAS, imported on first use (``import deltaprop`` needs NumPy alone) ---------
-
-_SCIPY = {}
-
-
-def _blas():
-    """``scipy.linalg.blas`` (``None`` without SciPy)."""
-    if not _SCIPY:
-        try:
-            from scipy.linalg import blas
-        except ImportError:  # pragma: no cover - SciPy is a dependency
-            blas = None
-        _SCIPY["blas"] = blas
-    return _SCIPY["blas"]
-
+# --- activations: a = f(z) into a fresh array, g * f'(z) in place on g -------------------
 
 def _expit(z, out=None):
     """The logistic sigmoid 1 / (1 + e^{-z}) in three in-place ufuncs.
@@ -83,7 +74,6 @@ def _expit(z, out=None):
     return np.reciprocal(out, out=out)
 
 
-# --- activations: a = f(z) into a fresh array, g * f'(z) in place on g -------------------
 
 def _f_sigmoid(z):
     return _expit(z)
@@ -228,33 +218,24 @@ class Workspace:
         return buf
 
 
-def _gemm(dtype):
-    blas = _blas()
-    if blas is None:  # pragma: no cover - SciPy is a dependency
-        return None
-    return blas.sgemm if dtype == np.float32 else blas.dgemm
+def _update_W_scaled(W, d, a_prev, alpha, beta, donate, buf):
+    """beta W + (alpha d)^T a_prev with NumPy alone, scaling the scratch ``d`` in place.
 
-
-def _update_W(W, delta, a_prev, alpha, beta, donate):
-    """beta W + alpha delta^T a_prev as a new array (in place on W if donated).
-
-    With alpha = -eta / m and beta = 1 - eta l2 / m this is W - eta dW[l].  For a single
-    network it is one BLAS call, ``gemm`` on the Fortran-order views of the C-order arrays
-    (no dW is ever formed); stacks use one batched matmul.
+    ``d`` is overwritten (the caller owns it and is done with it); the product goes into the
+    reused buffer ``buf``, so the only new array is the returned one (none if donated).
     """
-    out = W if donate else W.copy()
-    gemm = _gemm(out.dtype)
-    if gemm is not None and out.ndim == 2 and out.flags.c_contiguous \
-            and a_prev.flags.c_contiguous and delta.flags.c_contiguous:
-        # C-order (n, k) == Fortran-order (k, n): out^T <- alpha a_prev^T delta + beta out^T
-        r = gemm(alpha, a_prev.T, delta.T, beta=beta, c=out.T, trans_b=True, overwrite_c=True)
-        return r.T  # a view of out: f2py writes in place into the F-contiguous out.T
-    dW = np.matmul(delta.mT, a_prev)
-    dW *= alpha
+    d *= alpha
+    dW = np.matmul(d.mT, a_prev, out=buf)
+    if donate:
+        if beta != 1.0:
+            W *= beta
+        W += dW
+        return W
     if beta != 1.0:
-        out *= beta
-    out += dW
-    return out
+        out = np.multiply(W, beta)
+        out += dW
+        return out
+    return np.add(W, dW)
 
 
 _EYE = {}
@@ -336,6 +317,7 @@ def train_step(net, x, y, loss, eta, l2=0.0, *, check=True, workspace=None, dona
         x = _check_x(net, x)
         y = _check_y(net, loss, y, x.shape[-2])
     ws = Workspace() if workspace is None else workspace
+    fused = loss.name if _LOSSES.get(loss.name) is loss else None  # not a user's own Loss
     m = x.shape[-2]
     dt = W[1].dtype
     lead = W[1].shape[:-2]
@@ -352,19 +334,21 @@ def train_step(net, x, y, loss, eta, l2=0.0, *, check=True, workspace=None, dona
             a[l] = zl
         elif name in _F_INTO:
             a[l] = _F_INTO[name](zl, ws.get(("a", l), shape, dt))
-        elif l == L and name == "softmax" and loss.name == "softmax-cross-entropy":
+        elif l == L and fused == "softmax-cross-entropy" and name == "softmax":
             a[l] = ws.get(("a", l), shape, dt)
             J = _softmax_ce_into(zl, y, a[l])
         else:
             a[l] = f[l].f(zl, np)
     # J and delta[L]
-    d = np.subtract(a[L], y, out=ws.get(("d", L), z[L].shape, dt))
-    if loss.name == "mse":
+    if fused == "mse":
+        d = np.subtract(a[L], y, out=ws.get(("d", L), z[L].shape, dt))
         sq = np.multiply(d, d, out=ws.get(("t", L), d.shape, dt))
         J = np.add.reduce(np.add.reduce(sq, axis=-1), axis=-1) * (0.5 / m)
         d = _vjp(f[L], z[L], a[L], d, sq)
-    elif loss.name != "softmax-cross-entropy" or f[L].name != "softmax":
-        J = np.mean(loss.per_sample(z[L], a[L], y, np), axis=-1)
+    else:
+        if not (fused == "softmax-cross-entropy" and f[L].name == "softmax"):
+            J = np.mean(loss.per_sample(z[L], a[L], y, np), axis=-1)
+        d = _output_delta(loss, f[L], z[L], a[L], y, out=ws.get(("d", L), z[L].shape, dt))
     if l2:
         J = J + (l2 / (2 * m)) * sum(np.add.reduce(w * w, axis=(-2, -1)) for w in W[1:])
     # backward, updating layer l as soon as delta[l] is known (W[l] is read before it changes)
@@ -375,9 +359,10 @@ def train_step(net, x, y, loss, eta, l2=0.0, *, check=True, workspace=None, dona
         if l > 1:
             g = np.matmul(d, W[l], out=ws.get(("d", l - 1), z[l - 1].shape, dt))
             d_prev = _vjp(f[l - 1], z[l - 1], a[l - 1], g, ws.get(("t", l - 1), g.shape, dt))
-        newW[l] = _update_W(W[l], d, a[l - 1], alpha, beta, donate)
         db = np.add.reduce(d, axis=-2)
         db *= step_b
         newb[l] = np.subtract(b[l], db, out=b[l] if donate else None)
+        newW[l] = _update_W_scaled(W[l], d, a[l - 1], alpha, beta, donate,
+                                   ws.get(("dW", l), W[l].shape, dt))
         d = d_prev
     return _rebuild(net, newW, newb), J
