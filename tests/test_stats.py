@@ -234,3 +234,13 @@ def test_cli_model_file(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) == 2 and rows[0]["units"] == 16
+
+
+def test_one_pass_sums_fall_back_where_they_would_cancel():
+    """z[1] = 1e5 + O(1e-2): S2 - m mean^2 would lose every digit; the two-pass M2 is used."""
+    net = Network.init([3, 4, 2], "identity", init="normal", std=0.01, bias_mean=1e5, seed=0)
+    x, y = _data([3, 4, 2], "mse", m=64)
+    z = forward(net, x).z[1]
+    rec = record(net, x, y, "mse", batch_size=16)
+    mom = rec.get("z", 1)[0]
+    np.testing.assert_allclose(mom.m2[0], ((z - z.mean(0)) ** 2).sum(0), rtol=1e-6)

@@ -47,9 +47,13 @@ QUANTITIES = ("delta", "z", "a", "df")
 
 @dataclass(frozen=True, eq=False)
 class Record:
-    """Mergeable statistics of a network's passes.  ``stats[(q, l)]`` is a tuple
-    (moments of q, moments of q^2, row moments of q, row moments of q^2); ``hist[l]`` a
-    :class:`Histogram` of delta[l]; ``sizes`` the layer widths; ``K`` the stack size."""
+    """Mergeable statistics of a network's passes.
+
+    ``stats[(names, l)]`` holds the quantities ``names`` (a tuple) of layer l stacked on a
+    leading axis: a tuple (moments of q, moments of q^2, row moments of q, row moments of
+    q^2) with shapes (Q, K, n_l) and (Q, K) -- one stacked computation per layer instead
+    of one per quantity.  :meth:`get` returns one quantity's four Moments.  ``hist[l]`` is
+    a :class:`Histogram` of delta[l]; ``sizes`` the layer widths; ``K`` the stack size."""
 
     sizes: tuple
     K: int
@@ -102,7 +106,21 @@ class Record:
         return self.stats[key][0].count
 
     def quantities(self, l) -> list[str]:
-        return [q for (q, ll) in self.stats if ll == l]
+        """Names of the quantities recorded at layer l."""
+        return [q for (names, ll) in self.stats if ll == l for q in names]
+
+    def has(self, q, l) -> bool:
+        return q in self.quantities(l)
+
+    def get(self, q, l) -> tuple:
+        """(moments of q, of q^2, row moments of q, of q^2) of layer l, on the host:
+        shapes (K, n_l), (K, n_l), (K,), (K,)."""
+        for (names, ll), val in self.stats.items():
+            if ll == l and q in names:
+                i = names.index(q)
+                return tuple(Moments(m.count, m.mean[i], m.m2[i]) for m in
+                             (v.numpy() for v in val))
+        raise KeyError(f"{q!r} was not recorded at layer {l}")
 
     def numpy(self) -> Record:
         """A host copy (for reports, files, pickling between processes)."""
@@ -114,7 +132,7 @@ class Record:
     def layer_summary(self, l, q="delta") -> dict:
         """Pooled over networks, units and samples: mean, mean_se, second_moment,
         second_moment_se, var, count (see the module docstring for the se)."""
-        mom, sq, rows, rows2 = (m.numpy() for m in self.stats[(q, l)])
+        mom, sq, rows, rows2 = self.get(q, l)
         pooled, pooled2 = mom.reduce((0, 1)), sq.reduce((0, 1))
         if self.K >= 2:
             net_mean, net_second = mom.mean.mean(axis=1), sq.mean.mean(axis=1)
@@ -129,7 +147,7 @@ class Record:
     def unit_summary(self, l, q="delta") -> dict:
         """Per unit (n_l,): mean, mean_se, second_moment, second_moment_se over networks and
         samples (se over networks when K >= 2, else over samples)."""
-        mom, sq = (m.numpy() for m in self.stats[(q, l)][:2])
+        mom, sq = self.get(q, l)[:2]
         out = {}
         for name, m in (("mean", mom), ("second_moment", sq)):
             out[name] = m.mean.mean(axis=0)
@@ -139,7 +157,7 @@ class Record:
 
     def network_means(self, l, q="delta"):
         """Per-network layer averages of q and q^2: two arrays (K,)."""
-        mom, sq = (m.numpy() for m in self.stats[(q, l)][:2])
+        mom, sq = self.get(q, l)[:2]
         return mom.mean.mean(axis=1), sq.mean.mean(axis=1)
 
 
@@ -147,39 +165,58 @@ def _concat(a: Moments, b: Moments) -> Moments:
     b = b.numpy()
     if a.count != b.count:
         raise ValueError(f"networks saw different sample counts ({a.count} and {b.count})")
-    return Moments(a.count, np.concatenate([a.mean, b.mean]), np.concatenate([a.m2, b.m2]))
+    return Moments(a.count, np.concatenate([a.mean, b.mean], axis=1),
+                   np.concatenate([a.m2, b.m2], axis=1))
 
 
 # ---------------------------------------------------------------------- one pass
 def _moments4(x, xp):
-    """(Moments of x, of x^2) over samples -> (K, n); and of their unit averages -> (K,).
+    """(Moments of x, of x^2) over samples -> (Q, K, n); of their unit averages -> (Q, K).
+
+    ``x`` is (Q, K, m, n): Q quantities stacked.
 
     Sums over the sample axis and over the units are products with a vector of ones (a
     BLAS matrix-vector product, several times faster than a reduction along an inner axis);
-    the batch's M2 is S2 - n mean^2 (and S4 - n mean2^2 for x^2), falling back to the
-    two-pass sum of squared deviations where that would cancel (M2 < 1e-3 S2), so the
-    relative error stays below about 1e3 machine epsilons.  Batches then merge exactly by
-    Chan's formula (:meth:`Moments.merge`).
+    the batch's M2 is S2 - n mean^2 (and S4 - n mean2^2 for x^2), with the two-pass sum of
+    squared deviations for any quantity where that would cancel (:func:`_from_sums`).
+    Batches then merge exactly by Chan's formula (:meth:`Moments.merge`).
     """
-    x2 = x * x
     m, n = x.shape[-2], x.shape[-1]
-    dev = _backend.device(x)
-    kw = {} if _backend.is_numpy(xp) else {"device": dev}
+    kw = {} if _backend.is_numpy(xp) else {"device": _backend.device(x)}
     ones_m = xp.ones((1, m), dtype=x.dtype, **kw)
     ones_n = xp.ones((n, 1), dtype=x.dtype, **kw)
+    x2 = x * x  # the only full-size temporary: squared in place for S4 below
+    s1, s2 = (ones_m @ x)[..., 0, :], (ones_m @ x2)[..., 0, :]
     rows1, rows2 = (x @ ones_n)[..., 0] / n, (x2 @ ones_n)[..., 0] / n
-    return (_batch_moments(x, x2, ones_m, xp), _batch_moments(x2, x2 * x2, ones_m, xp),
+    x2 *= x2
+    s4 = (ones_m @ x2)[..., 0, :]
+    return (_from_sums(s1, s2, m, lambda: x, xp), _from_sums(s2, s4, m, lambda: x * x, xp),
             Moments.of(rows1, -1), Moments.of(rows2, -1))
 
 
-def _batch_moments(x, x2, ones_m, xp):
-    n = float(x.shape[-2])
-    s1, s2 = (ones_m @ x)[..., 0, :], (ones_m @ x2)[..., 0, :]
+def _from_sums(s1, s2, m, values, xp):
+    """Moments from S1 = sum x, S2 = sum x^2 over m samples; shapes (Q, K, n).
+
+    M2 = S2 - m mean^2 loses relative precision eps S2 / M2; quantities where that would
+    exceed ``_RTOL`` (1e-7 in float64, 1e-3 in float32) take the two-pass formula on
+    ``values()`` (the (Q, K, m, n) array, rebuilt only then).
+    """
+    n = float(m)
     mean = s1 / n
     m2 = s2 - n * mean * mean
-    if bool(xp.any(m2 < 1e-3 * s2)):  # cancellation (or a constant column): two passes
-        return Moments.of(x, -2)
+    tol = _CANCEL[_backend.dtype_name(s1.dtype)]
+    Q = s1.shape[0]
+    bad = _backend.to_numpy(xp.any(xp.reshape(m2 < tol * s2, (Q, -1)), axis=1))
+    if bad.any():
+        x = values()
+        m2 = xp.stack([Moments.of(x[i], -2).m2 if bad[i] else m2[i] for i in range(Q)],
+                      axis=0)
     return Moments(n, mean, m2)
+
+
+_RTOL = {"float64": 1e-7, "float32": 1e-3}
+#: M2 / S2 below which the one-pass M2 is replaced by the two-pass one
+_CANCEL = {k: float(np.finfo(k).eps) / v for k, v in _RTOL.items()}
 
 
 def deltas(net, trace, y, loss, *, check=True) -> list:
@@ -231,39 +268,41 @@ def record_pass(net, trace, delta, *, quantities=QUANTITIES, bins=None, weight_g
         return v if v.ndim == 3 else v[None, ...]
 
     stats, hist = {}, {}
-    df_cache, sq_rows = {}, {}  # f'(z[l]); per-sample mean of a[l]^2 (for dW2)
+    sq_rows = {}  # per-sample mean of a[l]^2 (for dW2)
+    df_L1 = None
     for l in range(1, L + 1):
         z, a, d = st(trace.z[l]), st(trace.a[l]), st(delta[l])
+        names, arrays = [], []
         for q in quantities:
             if q == "df":
                 if not f[l].elementwise or l == L and f[l].name == "identity":
                     continue
-                df_cache[l] = f[l].df(z, a, xp)
-                v = df_cache[l]
+                v = f[l].df(z, a, xp)
+                if l == L - 1:
+                    df_L1 = v
             else:
                 v = {"delta": d, "z": z, "a": a}[q]
-            stats[(q, l)] = _moments4(v, xp)
-            if q == "a":
-                sq_rows[l] = xp.mean(a * a, axis=-1)
+            names.append(q)
+            arrays.append(v)
+        for q, v in zip(names, arrays, strict=True):
+            stats[((q,), l)] = _moments4(v[None, ...], xp)
         if weight_grads:
             # mean over the entries of sample i's dW[l] = delta_i a_i^T of its square:
             # mean_j delta_ij^2 * mean_k a[l-1]_ik^2
             if l - 1 not in sq_rows:
                 a_prev = trace.a[l - 1]
                 sq_rows[l - 1] = xp.mean(a_prev * a_prev, axis=-1)
-            d2 = xp.mean(d * d, axis=-1)
-            g2 = xp.reshape(d2 * sq_rows[l - 1], (K, -1))[..., None]
-            stats[("dW2", l)] = _moments4(g2, xp)
+            sq_rows[l] = xp.mean(a * a, axis=-1)
+            g2 = xp.reshape(xp.mean(d * d, axis=-1) * sq_rows[l - 1], (1, K, -1, 1))
+            stats[(("dW2",), l)] = _moments4(g2, xp)
         if bins:
             hist[l] = Histogram.empty(bins).add(d)
     l = L - 1
     if cross and l >= 1 and f[l].elementwise:
         z, a = st(trace.z[l]), st(trace.a[l])
-        df = df_cache.get(l)
-        if df is None:
-            df = f[l].df(z, a, xp)
-        stats[("fdf", l)] = _moments4(df * a, xp)
-        stats[("dfS", l)] = _moments4(df * xp.sum(a, axis=-1, keepdims=True), xp)
+        df = f[l].df(z, a, xp) if df_L1 is None else df_L1
+        cr = xp.stack([df * a, df * xp.sum(a, axis=-1, keepdims=True)], axis=0)
+        stats[(("fdf", "dfS"), l)] = _moments4(cr, xp)
     return Record(tuple(net.sizes), K, stats, hist)
 
 

@@ -78,7 +78,7 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
     E_df, E_df2 = [None] * (L + 1), [None] * (L + 1)
     for l in range(1, L):
         if forward == "measured":
-            s = record.layer_summary(l, "df") if ("df", l) in record.stats else None
+            s = record.layer_summary(l, "df") if record.has("df", l) else None
             E_df[l], E_df2[l] = (s["mean"], s["second_moment"]) if s else (None, None)
         elif acts[l - 1].elementwise:
             E_df[l], E_df2[l] = fwd[l].E["df"], fwd[l].E["df2"]
