@@ -85,7 +85,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     import dask.array as da
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client
 
     header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": platform.machine(), "cpus": os.cpu_count(),
@@ -110,8 +110,7 @@ def main(argv=None):
                  "throughput": args.rows / t, "unit": "rows/s"})
     for w in args.workers:
         t0 = time.perf_counter()
-        cluster = LocalCluster(n_workers=w, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=":0")
+        cluster = sw.local_cluster(w)  # as `deltaprop sweep` starts it
         client = Client(cluster, set_as_default=False)
         start = time.perf_counter() - t0
         try:

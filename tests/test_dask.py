@@ -56,11 +56,12 @@ def _rel(got, want):
 @pytest.fixture(scope="session")
 def dask_client():
     """Two single-threaded worker processes on 127.0.0.1, shared by the cluster tests."""
-    cluster = distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=":0",
-        memory_limit="1GiB", env={"OMP_NUM_THREADS": "1"})
+    from deltaprop.sweep import local_cluster
+
+    cluster = local_cluster(2, memory_limit="1GiB")
     client = distributed.Client(cluster, set_as_default=False)
+    for env in client.run(lambda: dict(os.environ)).values():  # one BLAS thread, no trim
+        assert env.get("OMP_NUM_THREADS") == "1" and "MALLOC_TRIM_THRESHOLD_" not in env
     yield client
     client.close()
     cluster.close()

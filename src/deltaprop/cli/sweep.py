@@ -119,10 +119,9 @@ def _sweep(args):
     elif args.workers is not None and not args.serial:
         if args.workers < 1:
             raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
 
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                               host="127.0.0.1", dashboard_address=":0")
+        cluster = sweep.local_cluster(args.workers)
         client = Client(cluster, set_as_default=False)
     try:
         rows = sweep.run(cells, args.out, client=client, serial=args.serial,
