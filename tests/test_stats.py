@@ -138,17 +138,20 @@ def test_record_merge_rejects_other_networks():
     assert isinstance(a.merge(Record(a.sizes, a.K)), Record)
 
 
-def test_torch_backend_matches_numpy():
-    torch = pytest.importorskip("torch")
+@pytest.mark.parametrize("backend", ["torch", "array_api_strict"])
+def test_backends_match_numpy(backend):
+    mod = pytest.importorskip(backend)
     net = Network.init([4, 6, 3], "tanh", seed=6, K=2)
     x, y = _data([4, 6, 3], "mse")
-    ref = record(net, x, y, "mse", batch_size=10)
-    tnet = net.to("torch")
-    got = record(tnet, torch.asarray(x), torch.asarray(y), "mse", batch_size=10)
+    ref = record(net, x, y, "mse", batch_size=10, bins=16)
+    got = record(net.to(backend), mod.asarray(x), mod.asarray(y), "mse", batch_size=10,
+                 bins=16)
     for key in ref.stats:
         for a, b in zip(ref.stats[key], got.numpy().stats[key], strict=True):
             np.testing.assert_allclose(a.mean, b.mean, rtol=1e-10, atol=1e-14)
             np.testing.assert_allclose(a.m2, b.m2, rtol=1e-9, atol=1e-14)
+    for l, h in ref.hist.items():
+        np.testing.assert_array_equal(h.counts, got.hist[l].counts)
 
 
 def test_recording_cost_is_small():
