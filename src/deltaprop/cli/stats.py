@@ -126,6 +126,11 @@ def _stats(args):
     print(f"{what}: sizes {ex['sizes']}, activations {ex['activations']}, "
           f"inputs {args.inputs}, {int(res.record.count)} samples per network")
     print(table(res.rows))
+    cond = ex.get("seed000_conditions")
+    if cond:
+        print(f"seed 000 at layer {len(ex['sizes']) - 2}: exact - independence = "
+              f"{cond['total']:.4g} = variance term M v E[f'f] {cond['variance_term']:.4g} "
+              f"+ covariance term {cond['covariance_term']:.4g}")
     print(f"({res.seconds:.2f} s)", file=sys.stderr)
     return 0
 

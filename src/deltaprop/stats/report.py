@@ -42,7 +42,8 @@ from ..theory.independence import independence_backward
 from ..theory.mean_field import mean_field_backward
 from ..theory.output import output_delta_moments
 
-__all__ = ["predict", "compare", "z_scores", "table", "to_csv", "to_json", "THEORIES"]
+__all__ = ["predict", "compare", "z_scores", "table", "to_csv", "to_json", "THEORIES",
+           "seed000_conditions"]
 
 THEORIES = ("independence", "mean_field", "exact_last_layer")
 
@@ -102,6 +103,23 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
         preds["exact_last_layer"] = {L - 1: {"mean": _exact.exact_mean(
             sizes[L], prior.var_w[L], prior.mean_w[L], fw, y_mean, prior.mean_b[L])}}
     return preds
+
+
+def seed000_conditions(prior, activations, input_stats, *, record=None, forward="theory"):
+    """Seed 000's conditions for the independence approximation at layer L-1, as numbers.
+
+    Returns :func:`deltaprop.theory.exact_last_layer.independence_gap` (``variance_term``
+    M v E[f'f], ``covariance_term``, ``total`` = exact - independence) for a linear output
+    layer, or ``None`` when the setting does not apply (L < 2, non-elementwise layer).
+    """
+    acts = [_act.get(f) for f in activations]
+    sizes, L = list(prior.sizes), prior.L
+    if L < 2 or not acts[L - 2].elementwise or acts[-1].name != "identity":
+        return None
+    fwd = forward_recursion(sizes, acts, input_stats, prior.mean_w[1:], prior.var_w[1:],
+                            prior.mean_b[1:], prior.var_b[1:])
+    fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None)
+    return _exact.independence_gap(sizes[L], prior.var_w[L], prior.mean_w[L], fw)
 
 
 def _forward_cross(fwd, acts, sizes, l, record):

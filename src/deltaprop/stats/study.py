@@ -19,7 +19,7 @@ from .. import losses as _losses
 from ..theory.forward import data_input_stats, gaussian_input_stats
 from . import ensemble as _ens
 from .record import record as _record
-from .report import compare, predict
+from .report import compare, predict, seed000_conditions
 
 __all__ = ["Study", "StudyResult", "run_study", "study_network", "load_inputs"]
 
@@ -145,8 +145,11 @@ def run_study(study: Study = Study()) -> StudyResult:
         if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
     preds = predict(pr, acts, loss, inp, y_mean, y_second, record=rec, forward=study.forward)
     rows = compare(rec, preds)
+    cond = seed000_conditions(pr, acts, inp, record=rec, forward=study.forward) \
+        if _losses.get(loss).name == "mse" else None
     return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net,
-                       {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts]})
+                       {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
+                        "seed000_conditions": cond})
 
 
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
