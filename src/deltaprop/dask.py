@@ -131,14 +131,11 @@ def chunk_sums(net: Network, x, y, loss) -> ChunkSums:
     x : ndarray (m_c, n_0)
     y : ndarray (m_c, n_L), or integer labels (m_c,)
     """
-    net = net.numpy()
-    x = np.asarray(x)
-    y = np.asarray(y)
-    m = x.shape[0]
-    _, g = _gradients(net, x, y, loss)
     from .stats.moments import Moments
 
-    L = net.L
+    net, x, y = net.numpy(), np.asarray(x), np.asarray(y)
+    m, L = x.shape[0], net.L
+    _, g = _gradients(net, x, y, loss)
     return ChunkSums(m, m * np.asarray(g.J),
                      (None, *(m * g.dW[l] for l in range(1, L + 1))),
                      (None, *(m * g.db[l] for l in range(1, L + 1))),
