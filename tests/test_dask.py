@@ -178,6 +178,15 @@ def test_from_npy_and_iter_batches(tmp_path):
     assert not np.array_equal(xs, x)
 
 
+def test_zarr_store_gives_the_in_memory_gradients(tmp_path):
+    pytest.importorskip("zarr")
+    net, x, y, loss, rows = _data(CASES[0])
+    da.from_array(x, chunks=(rows, -1)).to_zarr(str(tmp_path / "x.zarr"))
+    X = da.from_zarr(str(tmp_path / "x.zarr"))
+    got = dd.gradients(net, X, y, loss, scheduler="synchronous")
+    assert _rel(got.dW[1], dp.gradients(net, x, y, loss)[1].dW[1]) < 1e-12
+
+
 def test_cluster_equals_in_memory(dask_client):
     net, x, y, loss, rows = _data(CASES[1])
     got = dd.gradients(net, da.from_array(x, chunks=(rows, -1)), y, loss, l2=0.1,
