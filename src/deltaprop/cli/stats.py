@@ -47,8 +47,9 @@ def register(sub):
     w.add_argument("--sigma-b2", type=_floats, default=0.0, help="bias variance (default 0)")
     w.add_argument("--bias-mean", type=_floats, default=0.0)
     d = p.add_argument_group("data")
-    d.add_argument("--inputs", default="digits",
-                   help="'gaussian', a built-in data set or a data file (default digits)")
+    d.add_argument("--inputs", default=None,
+                   help="'gaussian', a built-in data set or a data file (default digits; "
+                   "with --model, the model's training data)")
     d.add_argument("--input-mean", type=float, default=0.0)
     d.add_argument("--input-var", type=float, default=1.0)
     d.add_argument("--target-mean", type=float, default=0.0, help="E[y] (gaussian inputs)")
@@ -77,6 +78,7 @@ def register(sub):
 def _study(args):
     from ..stats.study import Study
 
+    args.inputs = args.inputs or "digits"
     if args.K < 1:
         raise ValueError(f"--K must be >= 1, got {args.K}")
     if args.sizes is not None:
@@ -101,10 +103,12 @@ def _model(args):
 
     net, meta = load_model(args.model)
     loss = args.loss if args.loss != "mse" or not meta.get("loss") else meta["loss"]
+    args.inputs = args.inputs or meta.get("data") or "digits"
     if args.inputs == "gaussian":
         raise ValueError("--model needs data: give --inputs (a data set or file)")
     x, y, y_mean, y_second, n0, nL = load_inputs(
-        Study(sizes=(None, None), inputs=args.inputs, m=args.samples, loss=loss, K=None))
+        Study(sizes=(None, None), inputs=args.inputs, m=args.samples, loss=loss, K=None),
+        standardization=meta.get("standardization"))
     if n0 != net.sizes[0]:
         raise ValueError(f"the model takes {net.sizes[0]} inputs but {args.inputs} has {n0}")
     return study_network(net, x, y, loss, y_mean=y_mean, y_second=y_second,

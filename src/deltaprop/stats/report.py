@@ -4,7 +4,8 @@
 ensemble (its :class:`~deltaprop.stats.ensemble.Prior`, input and target statistics):
 
 * ``independence``   seed 000's approximation: E[delta[l]] and E[delta[l]^2], l = L..1;
-* ``mean_field``     E[delta[l]^2] by the gradient-independence recursion (mu_w = 0 only);
+* ``mean_field``     E[delta[l]^2] by the gradient-independence recursion (mu_w = 0, or
+  negligible: mu_w^2 <= 0.05 Var(W) in every layer, as in trained networks);
 * ``exact_last_layer`` seed 000's exact E[delta[L-1]] (MSE, linear output, L >= 2).
 
 Forward statistics come from the forward mean-field recursion (``forward="theory"``, a
@@ -95,7 +96,8 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
     mean, second = independence_backward(sizes, E_df, E_df2, prior.mean_w, prior.var_w, *out)
     preds["independence"] = {l: {"mean": mean[l], "second_moment": second[l]}
                              for l in range(1, L + 1)}
-    if all(mw == 0 for mw in prior.mean_w[1:]):
+    if all(mw * mw <= 0.05 * vw for mw, vw in zip(prior.mean_w[1:], prior.var_w[1:],
+                                                   strict=True)):
         sec = mean_field_backward(sizes, E_df2, prior.var_w, out[1])
         preds["mean_field"] = {l: {"second_moment": sec[l]} for l in range(1, L + 1)}
     if loss.name == "mse" and acts[-1].name == "identity" and L >= 2:

@@ -69,14 +69,15 @@ class StudyResult:
     extra: dict = field(default_factory=dict)
 
 
-def load_inputs(study: Study, n_out=None):
+def load_inputs(study: Study, n_out=None, standardization=None):
     """(x, y, y_mean, y_second, n_0, n_out) for the study's inputs.
 
     Gaussian inputs: x ~ N(input_mean, input_var) i.i.d., fresh for each of the K networks
     (shape (K, m, n_0): the average is over weights and inputs), targets y ~ N(target_mean,
     target_var) independent of x (so seed 000's E[y] is target_mean).  A data set: the
-    standardised features, one-hot targets (classification) or the targets (regression);
-    E[y] and E[y^2] measured.
+    standardised features (with ``standardization``, a model file's ``{"mean", "scale"}``,
+    if given), one-hot targets (classification) or the targets (regression); E[y] and
+    E[y^2] measured.
     """
     loss = _losses.get(study.loss)
     if study.inputs == "gaussian":
@@ -97,8 +98,11 @@ def load_inputs(study: Study, n_out=None):
 
     ds = _data.load(study.inputs)
     x = ds.x
-    scale = x.std(axis=0)
-    x = (x - x.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
+    if standardization:  # a model file's own standardisation
+        x = _data.Standardizer.from_dict(standardization).transform(x)
+    else:
+        scale = x.std(axis=0)
+        x = (x - x.mean(axis=0)) / np.where(scale > 0, scale, 1.0)
     if study.m is not None:
         x = x[: study.m]
     rows = np.arange(x.shape[0])
