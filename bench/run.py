@@ -6,6 +6,8 @@ Usage::
     python bench/run.py --json          # {"header": {...}, "rows": [...]}
     python bench/run.py --quick         # every configuration, tiny repeats (< 60 s, CI smoke)
     python bench/run.py --threads 1 --configs 1 4
+    python bench/run.py --threads 1 --clock cpu   # CPU time: steadier on a shared machine
+    python bench/run.py --table bench/results/threads1-cpu.json   # re-print a saved run
 
 Every configuration times, in one process and interleaved (each repeat runs every
 contender once, in rotating order), after a warm-up, the median over repeats of:
@@ -417,6 +419,7 @@ CONFIGS = {
 def set_threads(n):
     """One thread count for NumPy's BLAS, SciPy's BLAS, OpenMP and PyTorch."""
     import scipy.linalg  # noqa: F401  (load SciPy's BLAS so the limit reaches it too)
+    import sklearn.neural_network  # noqa: F401  (and scikit-learn's OpenMP)
     import torch
     from threadpoolctl import threadpool_limits
 
@@ -442,6 +445,9 @@ def header(threads):
         pass
     blas = [{k: i.get(k) for k in ("internal_api", "version", "num_threads", "architecture",
                                    "prefix")} for i in threadpool_info()]
+    for b, i in zip(blas, threadpool_info(), strict=True):
+        # which package ships it: numpy.libs, scipy.libs, torch/lib, ...
+        b["package"] = os.path.basename(os.path.dirname(i.get("filepath", "")))
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu, "cores": os.cpu_count(), "threads": threads,
@@ -480,7 +486,9 @@ def table(head, rows) -> str:
     def f(v, fmt="{:.3g}"):
         return "-" if v is None else fmt.format(v)
 
-    blas = ", ".join(f"{b['prefix']} {b['version']}" for b in head["blas"])
+    blas = ", ".join(
+        f"{b.get('package', b['prefix'])}: {b['internal_api']} {b['version'] or ''}".strip()
+        for b in head["blas"])
     out = [f"{head['date']}  {head['cpu']}  {head['cores']} cores, threads={head['threads']}, "
            f"{head['clock']} clock  "
            f"numpy {head['numpy']} ({blas})"
@@ -513,7 +521,14 @@ def main(argv=None):
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="wall time, or this process's CPU time (steadier on a busy machine; "
                         "meaningful with --threads 1 only)")
+    p.add_argument("--table", metavar="JSON",
+                   help="print the Markdown table of a saved --json output and exit")
     args = p.parse_args(argv)
+    if args.table:
+        with open(args.table) as fh:
+            doc = json.load(fh)
+        print(table(doc["header"], doc["rows"]))
+        return 0
     if args.clock == "cpu":
         if args.threads != 1:
             p.error("--clock cpu needs --threads 1 (CPU time adds up over threads)")
