@@ -247,3 +247,15 @@ def test_one_pass_sums_fall_back_where_they_would_cancel():
     rec = record(net, x, y, "mse", batch_size=16)
     mom = rec.get("z", 1)[0]
     np.testing.assert_allclose(mom.m2[0], ((z - z.mean(0)) ** 2).sum(0), rtol=1e-6)
+
+
+def test_records_merge_after_pickling_between_processes():
+    import pickle
+
+    net = Network.init([3, 5, 2], "tanh", seed=2, K=2)
+    x, y = _data([3, 5, 2], "mse", m=30)
+    a = pickle.loads(pickle.dumps(record(net, x[:12], y[:12], "mse", bins=8).numpy()))
+    b = pickle.loads(pickle.dumps(record(net, x[12:], y[12:], "mse", bins=8).numpy()))
+    whole = record(net, x, y, "mse", bins=8)
+    assert a.merge(b).layer_summary(1) == pytest.approx(whole.layer_summary(1))
+    np.testing.assert_array_equal(a.merge(b).hist[2].counts, whole.hist[2].counts)
