@@ -9,6 +9,7 @@
 * :mod:`.plots`: figures (matplotlib, imported lazily).
 """
 
+from .callback import RecordCallback
 from .ensemble import Prior, draw, empirical_prior, gaussian_inputs, gaussian_targets, prior
 from .histogram import Histogram
 from .moments import Moments
@@ -20,7 +21,7 @@ from .study import Study, StudyResult, run_study, study_network
 DEFAULT_STUDY = {"sizes": [64, 64, 64, 64, 64, 10], "hidden": "tanh", "output": "identity",
                  "loss": "mse", "m": 1024, "K": 16, "dtype": "float64"}
 
-__all__ = ["DEFAULT_STUDY", "Moments", "Histogram", "Record", "record", "record_pass", "deltas",
+__all__ = ["DEFAULT_STUDY", "RecordCallback", "Moments", "Histogram", "Record", "record", "record_pass", "deltas",
            "Prior",
            "prior", "empirical_prior", "draw", "gaussian_inputs", "gaussian_targets",
            "predict", "compare", "table", "z_scores", "Study", "StudyResult", "run_study",
