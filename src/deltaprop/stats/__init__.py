@@ -21,8 +21,7 @@ from .study import Study, StudyResult, run_study, study_network
 DEFAULT_STUDY = {"sizes": [64, 64, 64, 64, 64, 10], "hidden": "tanh", "output": "identity",
                  "loss": "mse", "m": 1024, "K": 16, "dtype": "float64"}
 
-__all__ = ["DEFAULT_STUDY", "RecordCallback", "Moments", "Histogram", "Record", "record", "record_pass", "deltas",
-           "Prior",
-           "prior", "empirical_prior", "draw", "gaussian_inputs", "gaussian_targets",
-           "predict", "compare", "table", "z_scores", "Study", "StudyResult", "run_study",
-           "study_network"]
+__all__ = ["DEFAULT_STUDY", "RecordCallback", "Moments", "Histogram", "Record", "record",
+           "record_pass", "deltas", "Prior", "prior", "empirical_prior", "draw",
+           "gaussian_inputs", "gaussian_targets", "predict", "compare", "table", "z_scores",
+           "Study", "StudyResult", "run_study", "study_network"]
