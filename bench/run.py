@@ -57,8 +57,9 @@ CE = "softmax-cross-entropy"
 
 # --- timing ----------------------------------------------------------------------------------
 
-#: the clock of :func:`measure`: wall time (default) or this process's CPU time
-CLOCK = {"now": time.perf_counter}
+#: the clock of :func:`measure`: wall time (default) or this process's CPU time; and the
+#: pause between two contenders' blocks (see ``--settle``)
+CLOCK = {"now": time.perf_counter, "settle": 0.0}
 
 
 def measure(fns: dict, repeats: int, target_s: float) -> dict:
@@ -82,6 +83,8 @@ def measure(fns: dict, repeats: int, target_s: float) -> dict:
         order = names[r % len(names):] + names[:r % len(names)]
         for n in order:
             fn, k = fns[n], inner[n]
+            if CLOCK["settle"]:
+                time.sleep(CLOCK["settle"])  # let the previous library's spinning threads park
             t = now()
             for _ in range(k):
                 fn()
@@ -523,6 +526,10 @@ def main(argv=None):
                         "meaningful with --threads 1 only)")
     p.add_argument("--table", metavar="JSON",
                    help="print the Markdown table of a saved --json output and exit")
+    p.add_argument("--settle", type=float, default=None,
+                   help="seconds to pause before each contender's block so that the other "
+                        "library's worker threads stop spinning (default: 0.2 with more than "
+                        "one thread, else 0)")
     args = p.parse_args(argv)
     if args.table:
         with open(args.table) as fh:
@@ -533,10 +540,13 @@ def main(argv=None):
         if args.threads != 1:
             p.error("--clock cpu needs --threads 1 (CPU time adds up over threads)")
         CLOCK["now"] = time.process_time
+    CLOCK["settle"] = args.settle if args.settle is not None else \
+        ((0.02 if args.quick else 0.2) if args.threads > 1 else 0.0)
     limiter = set_threads(args.threads)
     head = header(args.threads)
     head["quick"] = args.quick
     head["clock"] = args.clock
+    head["settle_s"] = CLOCK["settle"]
     rows = run(args.configs, args.quick, args.threads)
     if args.json:
         print(json.dumps({"header": head, "rows": rows}, indent=1))
