@@ -5,6 +5,7 @@ Usage::
     python bench/scaling.py                  # table (about a minute on 2 cores)
     python bench/scaling.py --json
     python bench/scaling.py --cells 40 --repeats 1 --workers 1 2 4
+    python bench/scaling.py --K 64            # heavier cells: 4x the networks per cell
 
 Workloads (all float64):
 
@@ -48,8 +49,8 @@ import deltaprop as dp  # noqa: E402
 from deltaprop import sweep as sw  # noqa: E402
 
 
-def _cells(n):
-    return sw.grid(sigma_w2=list(np.linspace(0.25, 4.0, n)))
+def _cells(n, **study):
+    return sw.grid(sigma_w2=list(np.linspace(0.25, 4.0, n)), **study)
 
 
 def _time_sweep(cells, repeats, **kw):
@@ -81,6 +82,8 @@ def main(argv=None):
     ap.add_argument("--rows", type=int, default=262144)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--K", type=int, default=sw.STUDY["K"], help="networks per cell")
+    ap.add_argument("--width", type=int, default=sw.DEFAULTS["width"])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -90,9 +93,10 @@ def main(argv=None):
     header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "machine": platform.machine(), "cpus": os.cpu_count(),
               "python": platform.python_version(), "numpy": np.__version__,
-              "load_before": os.getloadavg()[0], "cells": args.cells, "rows": args.rows,
+              "load_before": os.getloadavg()[0], "cells": args.cells, "K": args.K,
+              "width": args.width, "rows": args.rows,
               "repeats": args.repeats, "threads_per_process": os.environ["OMP_NUM_THREADS"]}
-    cells = _cells(args.cells)
+    cells = _cells(args.cells, K=args.K, width=args.width)
     gen = da.random.default_rng(0)  # drawn chunk by chunk where the chunk lives
     X = gen.normal(size=(args.rows, 64), chunks=(8192, 64))
     y = gen.integers(0, 10, size=args.rows, chunks=8192)
@@ -132,7 +136,7 @@ def main(argv=None):
     except ImportError:
         torch = None
     if torch is not None and torch.cuda.is_available():
-        gpu_cells = _cells(min(args.cells, 16))
+        gpu_cells = _cells(min(args.cells, 16), K=args.K, width=args.width)
         for backend, device, how in ((None, None, "numpy CPU"), ("torch", "cuda", "torch GPU")):
             sw.run_cell(gpu_cells[0], backend, device)
             t = _time_sweep(gpu_cells, args.repeats, serial=True, backend=backend,
