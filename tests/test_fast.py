@@ -231,3 +231,26 @@ def test_train_step_uses_a_users_own_loss_object(name):
     c, Jc = bp.train_step(net, x, y, name, 0.1, fast=True)
     _assert_close(a.W, b.W, 1e-13, "W")
     assert rel_err(Ja, Jb) <= 1e-13 and rel_err(Ja, 3 * Jc) <= 1e-13
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("K", [None, 3], ids=["single", "K3"])
+def test_step_fast_is_bit_identical_to_generic(case, K, dtype):
+    net = case.network(K=K, dtype=dtype)
+    x, y = case.data()
+    _, g = bp.gradients(net, x.astype(dtype), y, case.loss, case.l2)
+    a = bp.step(net, g, 0.37, fast=True)
+    b = bp.step(net, g, 0.37, fast=False)
+    for p, q in zip([*a.W[1:], *a.b[1:]], [*b.W[1:], *b.b[1:]], strict=True):
+        assert p.dtype == q.dtype and np.array_equal(p, q)
+    assert a.activations == net.activations and a.K == net.K
+
+
+def test_step_with_mismatched_gradients_takes_the_generic_path():
+    case = CASES[1]
+    net, other = case.network(), CASES[0].network()
+    x, y = CASES[0].data()
+    _, g = bp.gradients(other, x, y, CASES[0].loss)
+    assert _fast.step(net, g.dW, g.db, 0.1) is None
+    with pytest.raises((ValueError, TypeError)):
+        bp.step(net, g, 0.1)

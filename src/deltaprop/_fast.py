@@ -196,6 +196,24 @@ def backward(net, z, a, y, loss, l2=0.0):
     return J, delta, dW, db
 
 
+def step(net, dW, db, eta):
+    """Fast :func:`deltaprop.backprop.step`: p - eta dp as (-eta dp) + p, one new array per
+    parameter instead of two (bit-identical: a + (-b) == a - b).  ``None`` if the gradients
+    do not match the parameters (the generic path then reports it)."""
+    L, W, b = net.L, net.W, net.b
+    if len(dW) != L + 1 or len(db) != L + 1 or any(
+            g is None or g.shape != p.shape or g.dtype != p.dtype
+            for ps, gs in ((W, dW), (b, db)) for p, g in zip(ps[1:], gs[1:], strict=True)):
+        return None
+    newW, newb = [None] * (L + 1), [None] * (L + 1)
+    for new, ps, gs in ((newW, W, dW), (newb, b, db)):
+        for l in range(1, L + 1):
+            out = np.multiply(gs[l], -eta)
+            out += ps[l]
+            new[l] = out
+    return _rebuild(net, newW, newb)
+
+
 # --- the training-loop step ----------------------------------------------------------------
 
 class Workspace:

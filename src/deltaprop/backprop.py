@@ -129,10 +129,14 @@ def gradients(net: Network, x, y, loss, l2=0.0, *, check=True,
     return trace, backward(net, trace, y, loss, l2, check=check, fast=fast)
 
 
-def step(net: Network, grads: Gradients, eta) -> Network:
+def step(net: Network, grads: Gradients, eta, *, fast=None) -> Network:
     """One gradient-descent update W[l] -= eta dW[l], b[l] -= eta db[l] (a new network)."""
     if not 0 < eta < float("inf"):
         raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
+    if _fast.applies(net, *grads.dW, *grads.db, fast=fast):
+        new = _fast.step(net, grads.dW, grads.db, eta)
+        if new is not None:
+            return new
     L = net.L
     return net.replace(
         W=(None, *(eq.gradient_step(net.W[l], grads.dW[l], eta) for l in range(1, L + 1))),
