@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _checks
+from . import _backend, _checks
 from . import activations as _act
 from . import equations as eq
 from . import losses as _losses
@@ -306,7 +306,7 @@ def record(steps: list[TraceStep]) -> dict:
     ``db`` and the updated ``W``, ``b`` as nested lists of floats.
     """
     def tolist(v):
-        return np.asarray(v, dtype=np.float64).tolist()
+        return np.asarray(_backend.to_numpy(v), dtype=np.float64).tolist()
 
     return {"steps": [
         {"loss": float(s.grads.J),
@@ -355,7 +355,7 @@ def format_text(spec: TraceSpec, steps: list[TraceStep], precision: int = 9) -> 
         J = float(s.grads.J)
         head = f"step {k}: J = {J:.{precision}g}"
         if spec.l2:
-            pen = float(eq.l2_penalty(_before(spec, steps, k).W, spec.l2, m, np))
+            pen = float(eq.l2_penalty(_before(spec, steps, k).numpy().W, spec.l2, m, np))
             head += f"  (loss {J - pen:.{precision}g} + L2 penalty {pen:.{precision}g})"
         lines += ["", head]
         for l in range(1, L + 1):
@@ -367,7 +367,7 @@ def format_text(spec: TraceSpec, steps: list[TraceStep], precision: int = 9) -> 
                     ("b", "<-", s.net.b[l])]
             for name, op, value in rows:
                 label = f"    {f'{name}[{l}]':<{width}} {op:<2} "
-                text = np.array2string(np.asarray(value), prefix=label, **opts)
+                text = np.array2string(_backend.to_numpy(value), prefix=label, **opts)
                 lines.append(label + text)
     return "\n".join(lines)
 

@@ -304,13 +304,15 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
         if fit_state.get("optimizer") != opt.name:
             raise ValueError(f"{checkpoint}: checkpoint was written by optimizer "
                              f"{fit_state.get('optimizer')!r}, not {opt.name!r}")
-        net = ck["net"].to(xp, dtype=net.dtype)
+        dev = _backend.device(net.W[1])  # resume on the starting network's device
+        net = ck["net"].to(xp, device=None if _backend.is_numpy(xp) else dev, dtype=net.dtype)
         state = {k: (_backend.asarray(v, xp, like=net.W[1]) if isinstance(v, np.ndarray) else v)
                  for k, v in ck["opt_state"].items()}
         rng.bit_generator.state = ck["rng_state"]
         history = History(list(ck["history"]))
         start = ck["epoch"]
-        best = None if ck["best"] is None else ck["best"].to(xp, dtype=net.dtype)
+        best = None if ck["best"] is None else ck["best"].to(
+            xp, device=None if _backend.is_numpy(xp) else dev, dtype=net.dtype)
         best_loss = fit_state.get("best_loss", math.inf)
         best_loss = math.inf if best_loss is None else best_loss
         bad_epochs = fit_state.get("bad_epochs", 0)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
 
 import numpy as np
+
+from ._common import add_backend_options, backend_from_args
 
 
 def register(sub):
@@ -25,6 +28,7 @@ def register(sub):
                    help="check at most this many random entries per array")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON")
+    add_backend_options(p, "the analytic gradients (finite differences: NumPy float64)")
     p.set_defaults(func=_gradcheck)
 
     p = sub.add_parser(
@@ -41,6 +45,7 @@ def register(sub):
                    help="digits after the decimal point in the text output (default 9)")
     p.add_argument("--show-spec", action="store_true",
                    help="print the spec as JSON (e.g. the built-in example, to copy and edit)")
+    add_backend_options(p)
     p.set_defaults(func=_trace)
 
 
@@ -48,6 +53,7 @@ def _gradcheck(args):
     from .. import Network, losses
     from ..gradcheck import gradcheck
 
+    be = backend_from_args(args)
     sizes = [int(s) for s in args.sizes.split(",")]
     loss = losses.get(args.loss)
     acts = args.activations.split(",")
@@ -66,6 +72,8 @@ def _gradcheck(args):
         y = rng.uniform(size=(args.samples, sizes[-1]))
     else:
         y = rng.normal(size=(args.samples, sizes[-1]))
+    net = be.network(net)
+    x, y = be.asarray(x, like=net.W[1]), be.asarray(y, like=net.W[1])
     result = gradcheck(net, x, y, loss, args.l2, max_entries=args.max_entries, seed=args.seed)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
@@ -92,9 +100,12 @@ def _trace(args):
         with open(args.spec, encoding="utf-8") as f:
             print(f.read(), end="")
         return 0
+    be = backend_from_args(args)
     spec = trace.load(args.spec)
+    net = be.network(spec.net)
     with np.errstate(all="ignore"):  # a diverging trace shows its inf/NaN in the output
-        steps = trace.run(spec)
+        steps = trace.run(replace(spec, net=net, x=be.asarray(spec.x, like=net.W[1]),
+                                  y=be.asarray(spec.y, like=net.W[1])))
     if args.json:
         try:
             text = json.dumps(trace.record(steps), indent=2, allow_nan=False)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import sys
 
+from ._common import add_backend_options, backend_from_args
+
 
 def _floats(text):
     vals = [float(v) for v in str(text).split(",")]
@@ -66,7 +68,7 @@ def register(sub):
                    help="forward statistics for the predictions (default theory)")
     e.add_argument("--bins", type=int, default=64, help="histogram bins (multiple of 4; 0 off)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float64")
-    e.add_argument("--backend", default=None, help="numpy (default), torch, ...")
+    add_backend_options(e, "the ensemble (or --model) and the inputs")
     e.add_argument("--model", default=None,
                    help="record a trained model file instead of an ensemble (with --inputs)")
     o = p.add_argument_group("output")
@@ -78,6 +80,7 @@ def register(sub):
 def _study(args):
     from ..stats.study import Study
 
+    be = backend_from_args(args)
     args.inputs = args.inputs or "digits"
     if args.K < 1:
         raise ValueError(f"--K must be >= 1, got {args.K}")
@@ -94,7 +97,7 @@ def _study(args):
                  target_mean=args.target_mean, target_var=args.target_var, m=args.samples,
                  K=args.K, K_chunk=args.K_chunk, batch_size=args.batch_size, seed=args.seed,
                  forward=args.forward, bins=args.bins or None, dtype=args.dtype,
-                 backend=args.backend)
+                 backend=be.name, device=be.device)
 
 
 def _model(args):
@@ -111,6 +114,9 @@ def _model(args):
         standardization=meta.get("standardization"))
     if n0 != net.sizes[0]:
         raise ValueError(f"the model takes {net.sizes[0]} inputs but {args.inputs} has {n0}")
+    be = backend_from_args(args)
+    net = be.network(net)
+    x, y = be.asarray(x, like=net.W[1]), be.asarray(y, like=net.W[1])
     return study_network(net, x, y, loss, y_mean=y_mean, y_second=y_second,
                          batch_size=args.batch_size, bins=args.bins or None,
                          forward=args.forward)

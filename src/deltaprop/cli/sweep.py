@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import sys
 
+from ._common import add_backend_options, backend_from_args
+
 
 def _int(s):
     v = float(s)
@@ -61,9 +63,7 @@ def register(sub):
                        help="start a local cluster of this many worker processes "
                        "(default: one per core)")
     where.add_argument("--serial", action="store_true", help="no Dask: one cell after another")
-    p.add_argument("--backend", default=None, choices=["numpy", "torch", "cupy"],
-                   help="array library for the K networks of a cell (default numpy)")
-    p.add_argument("--device", default=None, help="device for --backend (e.g. cuda, cuda:1)")
+    add_backend_options(p, "the K networks of a cell")
     p.add_argument("--fresh", action="store_true",
                    help="start a new table instead of resuming the one at --out")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per finished cell")
@@ -101,6 +101,7 @@ def _sweep(args):
             continue
         axes[axis] = parse_list(text, convert)
     cells = sweep.grid(**axes, K=args.K, m=args.m)
+    be = backend_from_args(args)  # fail here, not on every worker
     before = {r["key"] for r in sweep.read_table(_table(args.out))} if not args.fresh else set()
     new = [0]
 
@@ -125,7 +126,7 @@ def _sweep(args):
         client = Client(cluster, set_as_default=False)
     try:
         rows = sweep.run(cells, args.out, client=client, serial=args.serial,
-                         backend=args.backend, device=args.device, resume=not args.fresh,
+                         backend=be.name, device=be.device, resume=not args.fresh,
                          on_row=on_row)
     finally:
         if client is not None:

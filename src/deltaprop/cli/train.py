@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._common import add_backend_options, backend_from_args
+
 #: every setting of a run, with its default (keys of config files and of config.json)
 DEFAULTS = {
     "data": "digits", "target": None, "sizes": [128], "activation": "tanh", "activations": None,
@@ -76,6 +78,7 @@ def register(sub):
       "matrices are small, and more threads only add overhead)")
     a("--quiet", action="store_true", help="no progress bar, no table")
     a("--json", action="store_true", help="print the final metrics as JSON")
+    add_backend_options(p)
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="loss and accuracy of a model file on a data set")
@@ -83,6 +86,7 @@ def register(sub):
     p.add_argument("data")
     p.add_argument("--target", help="CSV target column (default: the one used in training)")
     p.add_argument("--json", action="store_true")
+    add_backend_options(p)
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("predict", help="predictions of a model file, as CSV")
@@ -91,6 +95,7 @@ def register(sub):
     p.add_argument("--proba", action="store_true", help="add the class probabilities")
     p.add_argument("--target", help="CSV target column to drop")
     p.add_argument("--out", help="CSV file to write (default: standard output)")
+    add_backend_options(p)
     p.set_defaults(func=_predict)
 
     p = sub.add_parser("info", help="layers, parameter counts and training metadata of a model")
@@ -263,10 +268,12 @@ def _train(args):
         s["sizes"] = _parse_sizes(s["sizes"])
     else:
         s = _settings(args)
+    be = backend_from_args(args)  # not a setting: every backend trains the same network
     splits, std, net, loss = _prepare_run(s)
+    net = be.network(net)
     train, val, test = splits
-    x_tr, x_va, x_te = (std.transform(d.x) for d in splits)
-    y_tr, y_va, y_te = (_targets(d, loss) for d in splits)
+    x_tr, x_va, x_te = (be.asarray(std.transform(d.x), like=net.W[1]) for d in splits)
+    y_tr, y_va, y_te = (be.asarray(_targets(d, loss), like=net.W[1]) for d in splits)
     has_val = val.m > 0
     if args.resume:
         try:
@@ -415,10 +422,13 @@ def _evaluate(args):
     from .. import io as dio
     from ..train import evaluate
 
+    be = backend_from_args(args)
     net, meta = dio.load_model(args.model)
     x, ds = _model_inputs(net, meta, args.data, args.target, need_target=True)
     y = _model_targets(ds, meta, net, args.data)
-    res = evaluate(net, x, y, meta.get("loss", "mse"))
+    net = be.network(net)
+    res = evaluate(net, be.asarray(x, like=net.W[1]), be.asarray(y, like=net.W[1]),
+                   meta.get("loss", "mse"))
     res["m"] = ds.m
     if args.json:
         print(json.dumps(res, indent=2))
@@ -429,12 +439,14 @@ def _evaluate(args):
 
 
 def _predict(args):
-    from .. import backprop
+    from .. import _backend, backprop
     from .. import io as dio
 
+    be = backend_from_args(args)
     net, meta = dio.load_model(args.model)
     x, _ = _model_inputs(net, meta, args.data, args.target, need_target=False)
-    a = np.asarray(backprop.predict(net, x))
+    net = be.network(net)
+    a = np.asarray(_backend.to_numpy(backprop.predict(net, be.asarray(x, like=net.W[1]))))
     classes = meta.get("classes")
     if args.out is not None and Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a folder; give a file name")

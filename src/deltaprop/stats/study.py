@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import _backend
 from .. import activations as _act
 from .. import losses as _losses
 from ..theory.forward import data_input_stats, gaussian_input_stats
@@ -56,6 +57,7 @@ class Study:
     bins: int | None = 64
     dtype: str = "float64"
     backend: str | None = None
+    device: str | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -137,12 +139,13 @@ def run_study(study: Study = Study()) -> StudyResult:
     for i, k0 in enumerate(range(0, study.K, chunk)):
         k = min(chunk, study.K - k0)
         seed = study.seed if chunk == study.K else np.random.default_rng([study.seed, i])
-        net = _ens.draw(pr, acts, K=k, seed=seed, dtype=study.dtype, backend=study.backend)
+        net = _ens.draw(pr, acts, K=k, seed=seed, dtype=study.dtype, backend=study.backend,
+                       device=study.device)
         xx, yy = (x, y) if x.ndim == 2 else (x[k0:k0 + k], y[k0:k0 + k])
         if study.backend not in (None, "numpy"):
-            from .. import _backend
             xx = _backend.asarray(xx, net.xp, like=net.W[1])
-            yy = _backend.asarray(yy, net.xp, like=net.W[1] if y.dtype.kind == "f" else None)
+            yy = _backend.asarray(yy, net.xp, like=net.W[1]) if y.dtype.kind == "f" else \
+                _backend.asarray(yy, net.xp, device=_backend.device(net.W[1]))
         part = _record(net, xx, yy, loss, batch_size=study.batch_size, bins=study.bins)
         rec = part if rec is None else rec.concat(part)
     inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
@@ -163,13 +166,13 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
     t0 = time.perf_counter()
     rec = _record(net, x, y, loss, batch_size=batch_size, bins=bins)
     pr = _ens.empirical_prior(net)
-    y_np = np.asarray(y, float)
+    y_np = np.asarray(_backend.to_numpy(y), float)
     if _losses.get(loss).targets == "distribution" and y_np.ndim == 1:
         y_np = np.eye(net.sizes[-1])[y_np.astype(int)]
     y_mean = float(y_np.mean()) if y_mean is None else y_mean
     y_second = float((y_np**2).mean()) if y_second is None else y_second
     acts = net.activation_names()
-    preds = predict(pr, acts, loss, data_input_stats(np.asarray(x)), y_mean, y_second,
+    preds = predict(pr, acts, loss, data_input_stats(_backend.to_numpy(x)), y_mean, y_second,
                     record=rec, forward=forward)
     return StudyResult(None, rec, preds, compare(rec, preds), time.perf_counter() - t0, net,
                        {"prior": pr, "sizes": net.sizes, "activations": acts})
