@@ -112,7 +112,7 @@ def deltaprop_fns(net, x, y, loss, eta):
         bp.step(net, bp.gradients(net, x, y, loss)[1], eta)
 
     def generic():
-        bp.step(net, bp.gradients(net, x, y, loss, fast=False)[1], eta)
+        bp.step(net, bp.gradients(net, x, y, loss, fast=False)[1], eta, fast=False)
 
     return {"deltaprop": train, "gradients": public, "generic": generic}
 
