@@ -352,15 +352,30 @@ def config6(repeats, target, quick):
         for f in floors:
             f()
 
+    # for contrast, an overhead-bound shape (seed 000's kind of network): where stacking pays
+    small = dp.Network.init([10, 10, 10, 1], "tanh", "identity", K=K, dtype=s["dtype"], seed=0)
+    small_singles = [small[k] for k in range(K)]
+    xs, ys = _data([10, 10, 10, 1], 32, s["dtype"], "mse")
+
+    def small_stacked():
+        bp.gradients(small, xs, ys, "mse")
+
+    def small_loop():
+        for n in small_singles:
+            bp.gradients(n, xs, ys, "mse")
+
     reps, tgt = (1, 0.0) if quick else (max(3, repeats // 3), target)
     t = measure({"deltaprop": rec_stacked, "loop": rec_loop, "grad_stacked": grad_stacked,
                  "grad_loop": grad_loop, "floor": floor}, reps, tgt)
+    ts = measure({"stacked": small_stacked, "loop": small_loop}, reps if quick else repeats,
+                 tgt)
     ms = {k: v * 1e3 for k, v in t.items()}
     return _row(6, _study_title(s, f"record(), K={K} stacked vs a loop over {K}"), t,
                 loop_ms=ms["loop"], vs_loop=t["loop"] / t["deltaprop"],
                 gradients_stacked_ms=ms["grad_stacked"], gradients_loop_ms=ms["grad_loop"],
                 gradients_vs_loop=t["grad_loop"] / t["grad_stacked"],
-                max_vs_loop=t["loop"] / t["floor"])
+                max_vs_loop=t["loop"] / t["floor"],
+                small_10_10_10_1_batch32_gradients_vs_loop=ts["loop"] / ts["stacked"])
 
 
 def config7(repeats, target, quick):
@@ -501,7 +516,8 @@ def table(head, rows) -> str:
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         other = []
-        for k in ("vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop", "overhead",
+        for k in ("vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop",
+                  "small_10_10_10_1_batch32_gradients_vs_loop", "overhead",
                   "plain_ms", "overhead_full", "deltaprop_epoch_ms", "torch_epoch_ms",
                   "sklearn_epoch_ms", "todo"):
             if r.get(k) is not None:
