@@ -5,12 +5,14 @@ equations, one function each) and :mod:`deltaprop.backprop` (the drivers).
 """
 
 from . import activations, equations, losses
-from .backprop import Gradients, Trace, backward, forward, gradients, loss_value, predict, step
+from .backprop import (
+    Gradients, Trace, backward, forward, gradients, loss_value, predict, step, train_step,
+)
 from .network import Network
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Network", "Trace", "Gradients", "forward", "backward", "gradients", "loss_value",
-    "predict", "step", "activations", "losses", "equations", "__version__",
+    "predict", "step", "train_step", "activations", "losses", "equations", "__version__",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .. import __version__
@@ -34,13 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deltaprop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f".{name}", __name__).register(sub)
     return parser
 
 
@@ -56,6 +51,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("deltaprop: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `deltaprop predict ... | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (UsageError, ValueError, TypeError, OSError, KeyError) as exc:
         msg = str(exc) if not isinstance(exc, KeyError) else f"missing key {exc}"
         msg = " ".join(msg.split())  # one line
