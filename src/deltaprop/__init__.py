@@ -6,7 +6,15 @@ equations, one function each) and :mod:`deltaprop.backprop` (the drivers).
 
 from . import activations, equations, losses
 from .backprop import (
-    Gradients, Trace, backward, forward, gradients, loss_value, predict, step, train_step,
+    Gradients,
+    Trace,
+    backward,
+    forward,
+    gradients,
+    loss_value,
+    predict,
+    step,
+    train_step,
 )
 from .network import Network
 
