@@ -146,3 +146,33 @@ def test_state_keys_name_the_parameters():
     s = optim.get("adam").init(net)
     assert set(s) == {"t"} | {f"{k}.{p}.{l}" for k in "mv" for p in "Wb" for l in (1, 2)}
     assert s["m.W.2"].shape == net.W[2].shape
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (300, 200)])  # 300 x 200 float64: NumPy elides
+def test_rules_are_the_textbook_expressions_bit_for_bit_and_pure(shape):
+    """The rules are written (-eta d) + p to let NumPy reuse temporaries; that must give the
+    same bits as p - eta d, and never write into the arrays passed in."""
+    rng = np.random.default_rng(2)
+    for dt in (np.float64, np.float32):
+        p, g, v, m = (rng.normal(size=shape).astype(dt) for _ in range(4))
+        v = np.abs(v)
+        saved = [a.copy() for a in (p, g, v, m)]
+        eta, mu = 0.03, 0.9
+        p1, v1 = optim.momentum_update(p, g, m, eta, mu)
+        assert np.array_equal(v1, mu * m + g) and np.array_equal(p1, p - eta * (mu * m + g))
+        p2, _ = optim.nesterov_update(p, g, m, eta, mu)
+        assert np.array_equal(p2, p - eta * (g + mu * (mu * m + g)))
+        t, b1, b2, eps = 3, 0.9, 0.999, 1e-8
+        p3 = optim.adam_update(p, m, v, t, eta, b1, b2, eps, np)
+        step = eta / (1 - b1 ** t)
+        assert np.array_equal(p3, p - step * (m / (np.sqrt(v) / math.sqrt(1 - b2 ** t) + eps)))
+        assert all(p_.dtype == dt for p_ in (p1, v1, p2, p3))
+        assert all(np.array_equal(a, b) for a, b in zip((p, g, v, m), saved, strict=True))
+
+
+def test_is_plain_gd():
+    assert optim.is_plain_gd(optim.get("sgd", 0.3))
+    assert not any(optim.is_plain_gd(optim.get(n)) for n in ("momentum", "nesterov", "adam"))
+    gd = optim.get("gd")
+    assert not optim.is_plain_gd(optim.Optimizer(gd.init, lambda *a, **k: gd.update(*a, **k),
+                                                 "gd"))  # a user's own rule named gd

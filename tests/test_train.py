@@ -28,33 +28,88 @@ def _same(a, b):
                                                      strict=True))
 
 
+def _close(a, b, rtol=1e-13):
+    """Same weights to rtol relative to the largest entry of each parameter array."""
+    return all(np.max(np.abs(p - q)) <= rtol * np.max(np.abs(q))
+               for p, q in zip(a.W[1:] + a.b[1:], b.W[1:] + b.b[1:], strict=True))
+
+
+def _copy(net):
+    return net.replace(W=(None, *(w.copy() for w in net.W[1:])),
+                       b=(None, *(b.copy() for b in net.b[1:])))
+
+
 # --- batch semantics ---------------------------------------------------------------------
 
 def test_full_batch_is_plain_gradient_descent():
     x, y = _data()
     net = _net()
     for bs in (None, 0, "full", 1000):
+        two_line = fit(net, x, y, LOSS, batch_size=bs, epochs=3, learning_rate=0.5, fused=False)
         res = fit(net, x, y, LOSS, batch_size=bs, epochs=3, learning_rate=0.5)
-        ref = net
+        ref, fused_ref = net, net
         for _ in range(3):
             _, g = backprop.gradients(ref, x, y, LOSS)
             ref = backprop.step(ref, g, 0.5)
-        assert _same(res.net, ref), bs
+            fused_ref = backprop.train_step(fused_ref, x, y, LOSS, 0.5)[0]
+        assert _same(two_line.net, ref), bs
+        assert _same(res.net, fused_ref), bs  # the default loop is train_step's
+        assert _close(res.net, ref), bs  # which rounds differently by a few ulp per step
 
 
 def test_online_and_minibatch_follow_the_shuffle():
     x, y = _data(m=10)
     net = _net()
     for bs in (1, 3):
+        two_line = fit(net, x, y, LOSS, batch_size=bs, epochs=2, learning_rate=0.2, seed=7,
+                       fused=False)
         res = fit(net, x, y, LOSS, batch_size=bs, epochs=2, learning_rate=0.2, seed=7)
-        rng, ref = np.random.default_rng(7), net
+        rng, ref, fused_ref = np.random.default_rng(7), net, net
         for _ in range(2):
             order = rng.permutation(10)
             for i in range(0, 10, bs):  # last batch of 3 has one sample
                 idx = order[i:i + bs]
                 _, g = backprop.gradients(ref, x[idx], y[idx], LOSS)
                 ref = backprop.step(ref, g, 0.2)
-        assert _same(res.net, ref), bs
+                fused_ref = backprop.train_step(fused_ref, x[idx], y[idx], LOSS, 0.2)[0]
+        assert _same(two_line.net, ref), bs
+        assert _same(res.net, fused_ref), bs
+        assert _close(res.net, ref), bs
+
+
+def test_fused_step_is_used_only_for_plain_gd_without_on_step(monkeypatch):
+    x, y = _data(m=20)
+    calls = []
+    real = backprop.train_step
+    monkeypatch.setattr(backprop, "train_step",
+                        lambda *a, **k: calls.append(k["donate"]) or real(*a, **k))
+
+    class Steps:
+        def on_step(self, info):
+            pass
+
+    fit(_net(), x, y, LOSS, batch_size=8, epochs=2)  # 3 batches per epoch
+    assert calls == [False, True, True] * 2  # each epoch's starting network is never donated
+    for kw in (dict(callbacks=[Steps()]), dict(optimizer="momentum"), dict(fused=False)):
+        calls.clear()
+        fit(_net(), x, y, LOSS, batch_size=8, epochs=2, **kw)
+        assert calls == [], kw
+
+
+def test_fused_loop_never_overwrites_a_network_it_hands_out():
+    """The caller's network, the networks given to on_epoch and the best network of early
+    stopping keep their values while the loop goes on donating its own networks."""
+    x, y = _data(m=30)
+    net = _net()
+    start = _copy(net)
+    seen = []
+    res = fit(net, x, y, LOSS, batch_size=4, epochs=8, learning_rate=0.5, early_stopping=2,
+              x_val=x[:10], y_val=y[:10],
+              callbacks=[lambda info: seen.append((info.net, _copy(info.net)))])
+    assert _same(net, start)
+    assert len(seen) >= 3 and all(_same(kept, copy) for kept, copy in seen)
+    assert any(res.net is kept for kept, _ in seen)  # the best network is one handed out
+    assert len({id(kept.W[1]) for kept, _ in seen}) == len(seen)  # no shared buffers
 
 
 def test_batches_helper():
@@ -182,7 +237,8 @@ class _KillError(Exception):
 
 
 @pytest.mark.parametrize("optimizer, bs, es", [("adam", 7, None), ("nesterov", 1, None),
-                                               ("momentum", 5, 50), ("gd", 0, None)])
+                                               ("momentum", 5, 50), ("gd", 0, None),
+                                               ("gd", 4, 1)])
 def test_resume_is_bit_for_bit(tmp_path, optimizer, bs, es):
     x, y = _data(m=25)
     kw = dict(optimizer=optimizer, learning_rate=0.05, batch_size=bs, epochs=6, seed=3,

@@ -33,9 +33,8 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from . import backprop
-from . import equations as eq
 
-__all__ = ["Optimizer", "get", "names", "schedule", "schedule_names",
+__all__ = ["Optimizer", "get", "names", "schedule", "schedule_names", "is_plain_gd",
            "momentum_update", "nesterov_update", "adam_moments", "adam_update"]
 
 
@@ -50,19 +49,33 @@ class Optimizer(NamedTuple):
 
 # --- the update rules, one parameter array at a time ------------------------------------
 
+def _descend(p, d, eta):
+    """p - eta d  (:func:`deltaprop.equations.gradient_step`), written ``(-eta * d) + p``.
+
+    Bit-identical to ``p - eta * d`` (negation is exact and rounding is symmetric, so
+    fl(-eta d) + p == p - fl(eta d)), and cheaper: the temporary ``-eta * d`` is the left
+    operand of the addition, so NumPy adds ``p`` into it in place (temporary elision,
+    arrays of 256 KiB and more) instead of allocating the result, whose fresh pages the
+    kernel must zero; 1024 x 1024 float64 measured 7x faster (0.39 ms against 2.8 ms).
+    ``p - eta * d`` cannot do that (the temporary is the right operand of a subtraction).
+    Nothing the caller holds is written: the function stays pure.
+    """
+    return (-eta * d) + p
+
+
 def momentum_update(p, g, v, eta, mu):
     """v <- mu v + g,  p <- p - eta v   (heavy-ball momentum, PyTorch's form).
 
     Returns ``(p_new, v_new)``.
     """
-    v = mu * v + g
-    return eq.gradient_step(p, v, eta), v
+    v = (mu * v) + g
+    return _descend(p, v, eta), v
 
 
 def nesterov_update(p, g, v, eta, mu):
     """v <- mu v + g,  p <- p - eta (g + mu v)   (Nesterov momentum, PyTorch's form)."""
-    v = mu * v + g
-    return eq.gradient_step(p, g + mu * v, eta), v
+    v = (mu * v) + g
+    return _descend(p, (mu * v) + g, eta), v
 
 
 def adam_moments(g, m, v, beta1, beta2):
@@ -74,7 +87,7 @@ def adam_update(p, m, v, t, eta, beta1, beta2, eps, xp):
     """p <- p - eta/(1 - b1^t) m / (sqrt(v)/sqrt(1 - b2^t) + eps)   (bias-corrected Adam)."""
     step = eta / (1 - beta1 ** t)
     denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
-    return p - step * (m / denom)
+    return (-step * (m / denom)) + p  # = p - step (m / denom), see _descend
 
 
 # --- the optimisers -------------------------------------------------------------------
@@ -118,7 +131,15 @@ def gd(learning_rate=0.1) -> Optimizer:
         eta = eta0 if lr is None else lr
         return backprop.step(net, grads, eta), {"t": state["t"] + 1}
 
+    update.plain_gd = True  # lets a training loop fuse the step (see is_plain_gd)
     return Optimizer(init, update, "gd", {"learning_rate": eta0})
+
+
+def is_plain_gd(opt: Optimizer) -> bool:
+    """True if ``opt`` is this module's :func:`gd`, so that a training loop may replace
+    ``update(net, gradients(...)[1], state, lr)`` by :func:`deltaprop.backprop.train_step`
+    (the same rule W[l] <- W[l] - eta dW[l]) and the state by ``{"t": t + 1}``."""
+    return getattr(opt.update, "plain_gd", False) is True
 
 
 def _momentum(learning_rate=0.1, momentum=0.9, nesterov=False) -> Optimizer:
