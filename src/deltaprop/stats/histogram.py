@@ -21,6 +21,8 @@ from .. import _backend
 
 __all__ = ["Histogram"]
 
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
 
 @dataclass(frozen=True, eq=False)
 class Histogram:
@@ -63,17 +65,29 @@ class Histogram:
 
     def add(self, x) -> Histogram:
         """A histogram with the values of array ``x`` (any shape, any backend) added."""
-        x = np.asarray(_backend.to_numpy(x), dtype=np.float64).reshape(-1)
-        x = x[np.isfinite(x)]
+        x = np.asarray(_backend.to_numpy(x))
+        if x.dtype not in _FLOATS:
+            x = x.astype(np.float64)
+        x = x.reshape(-1)
         if x.size == 0:
             return self
-        top = float(np.max(np.abs(x)))
+        lo, hi = float(np.minimum.reduce(x)), float(np.maximum.reduce(x))
+        if not (math.isfinite(lo) and math.isfinite(hi)):  # drop NaN and +-inf
+            x = x[np.isfinite(x)]
+            if x.size == 0:
+                return self
+            lo, hi = float(np.minimum.reduce(x)), float(np.maximum.reduce(x))
+        top = max(-lo, hi)
         need = math.frexp(top)[1] if top > 0 else -1074  # 2^need > top
         h = self.widen(max(need, self.exponent if self.exponent is not None else need))
-        R = 2.0 ** h.exponent
-        idx = np.floor((x + R) * (h.bins / (2 * R))).astype(np.int64)
-        idx = np.clip(idx, 0, h.bins - 1)
-        return Histogram(h.counts + np.bincount(idx, minlength=h.bins), h.exponent)
+        # bin index floor((x + R) bins / 2R) = floor(x s + bins/2), s = bins / 2R a power of
+        # two (so the same rounding); it is >= 0, so truncation by astype is the floor; the
+        # values x = R exactly land in an extra bin, folded into the last one
+        t = np.multiply(x, np.float64(h.bins) * 2.0 ** (-1 - h.exponent), dtype=np.float64)
+        t += h.bins // 2
+        c = np.bincount(t.astype(np.intp), minlength=h.bins + 1)
+        c[h.bins - 1] += c[h.bins]
+        return Histogram(h.counts + c[:h.bins], h.exponent)
 
     def merge(self, other: Histogram) -> Histogram:
         """Exact merge: widen both to the larger range, add counts."""

@@ -36,6 +36,7 @@ from .. import _backend, _checks
 from .. import equations as eq
 from .. import losses as _losses
 from ..backprop import forward
+from . import _fastrec
 from .histogram import Histogram
 from .moments import Moments
 
@@ -204,7 +205,9 @@ def _from_sums(s1, s2, m, values, xp):
     n = float(m)
     mean = s1 / n
     m2 = s2 - n * mean * mean
-    tol = _CANCEL[_backend.dtype_name(s1.dtype)]
+    tol = _CANCEL_BY_DTYPE.get(s1.dtype) if isinstance(s1, np.ndarray) else None
+    if tol is None:
+        tol = _CANCEL[_backend.dtype_name(s1.dtype)]
     Q = s1.shape[0]
     bad = _backend.to_numpy(xp.any(xp.reshape(m2 < tol * s2, (Q, -1)), axis=1))
     if bad.any():
@@ -217,6 +220,7 @@ def _from_sums(s1, s2, m, values, xp):
 _RTOL = {"float64": 1e-7, "float32": 1e-3}
 #: M2 / S2 below which the one-pass M2 is replaced by the two-pass one
 _CANCEL = {k: float(np.finfo(k).eps) / v for k, v in _RTOL.items()}
+_CANCEL_BY_DTYPE = {np.dtype(k): v for k, v in _CANCEL.items()}
 
 
 def deltas(net, trace, y, loss, *, check=True) -> list:
@@ -334,12 +338,42 @@ def record(net, x, y=None, loss="mse", *, batch_size=None, into: Record | None =
     """
     rec = into
     for xb, yb in _batches(x, y, batch_size):
-        trace = forward(net, xb)
-        part = record_pass(net, trace, deltas(net, trace, yb, loss), **options)
+        if _fastrec.applies(net, xb, yb):
+            part = _record_fast(net, xb, yb, loss, **options)
+        else:
+            trace = forward(net, xb)
+            part = record_pass(net, trace, deltas(net, trace, yb, loss), **options)
         rec = part if rec is None else rec.merge(part)
     if rec is None:
         raise ValueError("no data to record")
     return rec
+
+
+def _record_fast(net, x, y, loss, *, quantities=QUANTITIES, bins=None, weight_grads=True,
+                 cross=True) -> Record:
+    """:func:`record_pass` of one batch on the NumPy fast path (:mod:`._fastrec`), with
+    the generic path's keys and shapes."""
+    layers, accw, hists = _fastrec.record_batch(net, x, y, loss, quantities=quantities,
+                                                bins=bins, weight_grads=weight_grads,
+                                                cross=cross)
+    stats, cross_key = {}, None
+
+    def part(moms, i, j):
+        return tuple(Moments(mm.count, mm.mean[i:j], mm.m2[i:j]) for mm in moms)
+
+    for l in range(1, net.L + 1):
+        if l in layers:
+            names, moms = layers[l]
+            for i, q in enumerate(names):
+                if q in ("fdf", "dfS"):
+                    cross_key = ((("fdf", "dfS"), l), part(moms, i, i + 2))
+                    break
+                stats[((q,), l)] = part(moms, i, i + 1)
+        if weight_grads:
+            stats[(("dW2",), l)] = accw[l]
+    if cross_key is not None:
+        stats[cross_key[0]] = cross_key[1]
+    return Record(tuple(net.sizes), net.K or 1, stats, hists)
 
 
 def _batches(x, y, batch_size) -> Iterable:
