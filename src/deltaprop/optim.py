@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from . import backprop
+from ._fast import _rebuild as _same_layout  # replace() without re-validating
 
 __all__ = ["Optimizer", "get", "names", "schedule", "schedule_names", "is_plain_gd",
            "momentum_update", "nesterov_update", "adam_moments", "adam_update"]
@@ -108,9 +109,16 @@ def _grad(grads, kind, l):
 
 
 def _rebuild(net, new):
+    """``net.replace`` with the new parameters; when every new array has the type, shape and
+    dtype of the one it replaces (always, for well-formed state), the network's checks are
+    skipped (they cost more than a small network's whole Adam update)."""
     L = net.L
-    return net.replace(W=(None, *(new[f"W.{l}"] for l in range(1, L + 1))),
-                       b=(None, *(new[f"b.{l}"] for l in range(1, L + 1))))
+    W = (None, *(new[f"W.{l}"] for l in range(1, L + 1)))
+    b = (None, *(new[f"b.{l}"] for l in range(1, L + 1)))
+    if all(type(q) is type(p) and q.shape == p.shape and q.dtype == p.dtype
+           for p, q in zip(net.W[1:] + net.b[1:], W[1:] + b[1:], strict=True)):
+        return _same_layout(net, W, b)
+    return net.replace(W=W, b=b)
 
 
 def _check_lr(lr):
