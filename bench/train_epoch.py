@@ -18,25 +18,35 @@ Contenders:
 * ``deltaprop fit``: :func:`deltaprop.train.fit` exactly as ``deltaprop train`` calls it,
   including its per-epoch evaluation of loss and accuracy on the training and validation sets;
 * ``deltaprop fit (no val)``: the same without validation data;
+* ``deltaprop fused=False`` (sgd only): ``fit`` with its two-line loop (``gradients`` then
+  ``step``) instead of the fused :func:`deltaprop.backprop.train_step` it takes by default
+  for plain gradient descent;
 * ``sklearn MLPClassifier``: ``solver="adam"`` or ``"sgd"`` (``momentum=0``), ``alpha=0``,
   ``tol=0``; ``fit`` time divided by ``n_iter_`` (it also computes the training loss per epoch);
 * ``torch loop``: ``nn.Sequential(Linear, Tanh, Linear)`` in float64, ``CrossEntropyLoss``,
   ``torch.optim.Adam``/``SGD``, ``randperm`` minibatches, no evaluation.
 
 Each row is the median over ``--repeats`` runs of (wall time of the run / epochs); the
-threads of NumPy's BLAS and of PyTorch are limited to ``--threads`` (default 1).  The table
-in the closing note of issue 3 and in docs/training.md came from this script (2-core machine,
-load average 5 to 6 from other work, 30 epochs, median of 5)::
+threads of NumPy's BLAS and of PyTorch are limited to ``--threads`` (default 1).
 
-    contender                solver  ms/epoch  test acc
-    deltaprop fit            adam        26.9    0.9638
-    deltaprop fit (no val)   adam        25.0    0.9638
-    sklearn MLPClassifier    adam        22.1    0.9610
-    torch loop               adam        35.2    0.9582
-    deltaprop fit            sgd         19.8    0.9638
-    deltaprop fit (no val)   sgd         14.6    0.9638
-    sklearn MLPClassifier    sgd         14.5    0.9554
-    torch loop               sgd         14.8    0.9554
+Measured on the 2-core machine, 1 thread, load average about 1, 30 epochs, median of 5
+(``OMP_NUM_THREADS=1 python bench/train_epoch.py --repeats 5``), before and after ``fit``
+took :func:`deltaprop.backprop.train_step` for plain gradient descent and the optimisers
+stopped re-validating the network every step (2026-11-22)::
+
+    contender                solver  before  after  (ms/epoch)  test acc
+    deltaprop fit            adam      10.1    9.5               0.9638
+    deltaprop fit (no val)   adam      10.0    9.1               0.9638
+    sklearn MLPClassifier    adam       7.5    7.2               0.9610
+    torch loop               adam      11.6   11.3               0.9582
+    deltaprop fit            sgd        5.8    4.1               0.9638
+    deltaprop fit (no val)   sgd        5.5    4.0               0.9638
+    deltaprop fused=False    sgd          -    5.8               0.9638
+    sklearn MLPClassifier    sgd        5.9    5.9               0.9554
+    torch loop               sgd        7.2    7.4               0.9554
+
+(The table in the closing note of issue 3 and in docs/training.md is older: the same script,
+measured at load average 5 to 6 from other work.)
 """
 
 from __future__ import annotations
@@ -81,13 +91,13 @@ def digits():
     return [(std.transform(d.x), d.y) for d in (tr, va, te)]
 
 
-def run_deltaprop(splits, solver, epochs, val=True):
+def run_deltaprop(splits, solver, epochs, val=True, fused=True):
     (x, y), (xv, yv), (xt, yt) = splits
     net = Network.init([64, 128, 10], "tanh", "softmax", seed=0)
     t = time.perf_counter()
     res = fit(net, x, y, "softmax-cross-entropy", optimizer="adam" if solver == "adam" else "gd",
               learning_rate=SOLVERS[solver], batch_size=32, epochs=epochs, seed=0,
-              x_val=xv if val else None, y_val=yv if val else None)
+              x_val=xv if val else None, y_val=yv if val else None, fused=fused)
     sec = time.perf_counter() - t
     return sec / epochs, evaluate(res.net, xt, yt, "softmax-cross-entropy")["accuracy"]
 
@@ -142,6 +152,9 @@ def main():
     contenders = [("deltaprop fit", lambda s: run_deltaprop(splits, s, args.epochs)),
                   ("deltaprop fit (no val)",
                    lambda s: run_deltaprop(splits, s, args.epochs, val=False)),
+                  ("deltaprop fused=False",  # sgd only: the two-line loop, gradients + step
+                   lambda s: run_deltaprop(splits, s, args.epochs, fused=False)
+                   if s == "sgd" else None),
                   ("sklearn MLPClassifier", lambda s: run_sklearn(splits, s, args.epochs))]
     try:
         import torch  # noqa: F401
@@ -152,7 +165,8 @@ def main():
     rows = []
     for solver in SOLVERS:
         for name, f in contenders:
-            f(solver)  # warm-up
+            if f(solver) is None:  # warm-up (None: not run for this solver)
+                continue
             times, accs = zip(*(f(solver) for _ in range(args.repeats)), strict=True)
             rows.append({"contender": name, "solver": solver,
                          "ms_per_epoch": 1000 * statistics.median(times),

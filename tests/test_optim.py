@@ -176,3 +176,12 @@ def test_is_plain_gd():
     gd = optim.get("gd")
     assert not optim.is_plain_gd(optim.Optimizer(gd.init, lambda *a, **k: gd.update(*a, **k),
                                                  "gd"))  # a user's own rule named gd
+
+
+def test_malformed_state_still_reaches_the_network_checks():
+    net = _net()
+    opt = optim.get("momentum", 0.1)
+    s = opt.init(net)
+    s["v.W.1"] = np.zeros((2, *net.W[1].shape))  # broadcasts to a stack: not W[1]'s shape
+    with pytest.raises(ValueError, match="has shape"):
+        opt.update(net, _grads(net, np.random.default_rng(0)), s)
