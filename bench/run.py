@@ -301,7 +301,7 @@ def lab_study(K, quick):
     out = st.output or dp.losses.get(st.loss).output or "identity"
     return {"sizes": sizes, "hidden": st.activations, "output": out, "loss": st.loss,
             "x": x.astype(st.dtype), "y": y, "batch_size": st.batch_size or len(x), "K": K,
-            "dtype": st.dtype, "study_K": st.K}
+            "dtype": st.dtype, "study_K": st.K, "bins": st.bins}
 
 
 def _batched(x, y, B):
@@ -330,12 +330,12 @@ def config6(repeats, target, quick):
     batches = _batched(s["x"], s["y"], s["batch_size"])
     loss = s["loss"]
 
-    def rec_stacked():
-        record(stack, s["x"], s["y"], loss, batch_size=s["batch_size"])
+    def rec_stacked():  # the study's record: all quantities, histograms, cross terms
+        record(stack, s["x"], s["y"], loss, batch_size=s["batch_size"], bins=s["bins"])
 
     def rec_loop():
         for n in singles:
-            record(n, s["x"], s["y"], loss, batch_size=s["batch_size"])
+            record(n, s["x"], s["y"], loss, batch_size=s["batch_size"], bins=s["bins"])
 
     def grad_stacked():
         for xb, yb in batches:
@@ -364,18 +364,26 @@ def config6(repeats, target, quick):
         for n in small_singles:
             bp.gradients(n, xs, ys, "mse")
 
+    def small_rec_stacked():
+        record(small, xs, ys, "mse", bins=s["bins"])
+
+    def small_rec_loop():
+        for n in small_singles:
+            record(n, xs, ys, "mse", bins=s["bins"])
+
     reps, tgt = (1, 0.0) if quick else (max(3, repeats // 3), target)
     t = measure({"deltaprop": rec_stacked, "loop": rec_loop, "grad_stacked": grad_stacked,
                  "grad_loop": grad_loop, "floor": floor}, reps, tgt)
-    ts = measure({"stacked": small_stacked, "loop": small_loop}, reps if quick else repeats,
-                 tgt)
+    ts = measure({"stacked": small_stacked, "loop": small_loop, "rec_stacked": small_rec_stacked,
+                  "rec_loop": small_rec_loop}, reps if quick else repeats, tgt)
     ms = {k: v * 1e3 for k, v in t.items()}
     return _row(6, _study_title(s, f"record(), K={K} stacked vs a loop over {K}"), t,
                 loop_ms=ms["loop"], vs_loop=t["loop"] / t["deltaprop"],
                 gradients_stacked_ms=ms["grad_stacked"], gradients_loop_ms=ms["grad_loop"],
                 gradients_vs_loop=t["grad_loop"] / t["grad_stacked"],
                 max_vs_loop=t["loop"] / t["floor"],
-                small_10_10_10_1_batch32_gradients_vs_loop=ts["loop"] / ts["stacked"])
+                small_10_10_10_1_batch32_gradients_vs_loop=ts["loop"] / ts["stacked"],
+                small_10_10_10_1_batch32_record_vs_loop=ts["rec_loop"] / ts["rec_stacked"])
 
 
 def config7(repeats, target, quick):
@@ -398,8 +406,8 @@ def config7(repeats, target, quick):
         record(net, s["x"], s["y"], loss, batch_size=B, quantities=("delta",), bins=None,
                weight_grads=False, cross=False)
 
-    def rec_full():
-        record(net, s["x"], s["y"], loss, batch_size=B)
+    def rec_full():  # the study's record: all quantities, histograms, cross terms
+        record(net, s["x"], s["y"], loss, batch_size=B, bins=s["bins"])
 
     reps, tgt = (1, 0.0) if quick else (max(5, repeats // 2), target)
     t = measure({"deltaprop": rec_delta, "plain": plain, "full": rec_full}, reps, tgt)
@@ -517,7 +525,8 @@ def table(head, rows) -> str:
     for r in rows:
         other = []
         for k in ("vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop",
-                  "small_10_10_10_1_batch32_gradients_vs_loop", "overhead",
+                  "small_10_10_10_1_batch32_gradients_vs_loop",
+                  "small_10_10_10_1_batch32_record_vs_loop", "overhead",
                   "plain_ms", "overhead_full", "deltaprop_epoch_ms", "torch_epoch_ms",
                   "sklearn_epoch_ms", "todo"):
             if r.get(k) is not None:

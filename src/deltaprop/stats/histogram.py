@@ -80,11 +80,16 @@ class Histogram:
         top = max(-lo, hi)
         need = math.frexp(top)[1] if top > 0 else -1074  # 2^need > top
         h = self.widen(max(need, self.exponent if self.exponent is not None else need))
-        # bin index floor((x + R) bins / 2R) = floor(x s + bins/2), s = bins / 2R a power of
-        # two (so the same rounding); it is >= 0, so truncation by astype is the floor; the
+        # bin index floor((x + R) bins / 2R) = floor((x / 2R + 1/2) bins): dividing by 2R (a
+        # power of two, in two steps where 1/2R overflows) is exact, so the roundings are
+        # those of the formula; the index is >= 0, so truncation by astype is the floor; the
         # values x = R exactly land in an extra bin, folded into the last one
-        t = np.multiply(x, np.float64(h.bins) * 2.0 ** (-1 - h.exponent), dtype=np.float64)
-        t += h.bins // 2
+        c = -1 - h.exponent
+        t = np.multiply(x, 2.0 ** min(c, 1000), dtype=np.float64)
+        if c > 1000:
+            t *= 2.0 ** (c - 1000)
+        t += 0.5
+        t *= h.bins
         c = np.bincount(t.astype(np.intp), minlength=h.bins + 1)
         c[h.bins - 1] += c[h.bins]
         return Histogram(h.counts + c[:h.bins], h.exponent)
