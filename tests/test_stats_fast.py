@@ -127,20 +127,21 @@ def _reference_counts(x, bins, exponent):
     return np.bincount(idx, minlength=bins)
 
 
+@pytest.mark.parametrize("bins", [16, 12])
 @pytest.mark.parametrize("dtype", ["float64", "float32", "int64"])
-def test_histogram_add_matches_reference_binning(dtype):
+def test_histogram_add_matches_reference_binning(dtype, bins):
     rng = np.random.default_rng(3)
     x = (rng.normal(size=(7, 300)) * 3).astype(dtype)
-    h = Histogram.empty(16).add(x)
+    h = Histogram.empty(bins).add(x)
     R = 2.0 ** h.exponent
     assert R >= np.abs(x).max() and R / 2 <= np.abs(x).max()
-    np.testing.assert_array_equal(h.counts, _reference_counts(x, 16, h.exponent))
+    np.testing.assert_array_equal(h.counts, _reference_counts(x, bins, h.exponent))
     # values at +-R (the range doubles) and at bin edges, NaN and inf dropped
     edges = np.array([-R, R, 0.0, R / 8, -R / 8, -R / 4, np.nan, np.inf, -np.inf])
     h2 = h.add(edges)
     assert h2.exponent == h.exponent + 1
     both = np.concatenate([x.reshape(-1).astype(np.float64), edges])
-    np.testing.assert_array_equal(h2.counts, _reference_counts(both, 16, h2.exponent))
+    np.testing.assert_array_equal(h2.counts, _reference_counts(both, bins, h2.exponent))
     assert h2.total == h.total + 6
     zeros = Histogram.empty(8).add(np.zeros(5))  # all zero: the two middle bins' edge
     assert zeros.counts[4] == 5 and zeros.total == 5

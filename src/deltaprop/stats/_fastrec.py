@@ -72,18 +72,34 @@ def _act_into(f, z, out):
     return out
 
 
-def _sums(XX, ones_m, ones_n, Q):
+def _sums(XX, ones_m, ones_n, Q, scaled=None):
     """Column sums of x, x^2, x^4 (Q, K, n) and row means of x, x^2 (Q, K, m).
 
-    ``XX`` is (2, Qs, K, m, n) with x in ``XX[0, :Q]``; ``XX[1, :Q]`` is scratch."""
+    ``XX`` is (2, Qs, K, m, n) with x in ``XX[0, :Q]``; ``XX[1, :Q]`` is scratch.
+
+    ``scaled = (i, S)`` appends the sums of x_i S (S (K, m, 1) per sample) as a last
+    quantity without forming it: column sums S^T x_i, (S^2)^T x_i^2, (S^4)^T x_i^4 and row
+    means S mean_j x_i, S^2 mean_j x_i^2 (seed 000's f'(z_j) sum_l f(z_l) term)."""
     X, X2 = XX[0, :Q], XX[1, :Q]
     np.multiply(X, X, out=X2)
     both = XX[:, :Q]
     s12 = np.matmul(ones_m, both)[..., 0, :]
     r12 = np.matmul(both, ones_n)[..., 0] * (1.0 / X.shape[-1])
+    if scaled is not None:
+        i, S = scaled
+        St = S.mT
+        St2 = St * St
+        e1 = np.matmul(St, X[i])[..., 0, :]
+        e2 = np.matmul(St2, X2[i])[..., 0, :]
     X2 *= X2
     s4 = np.matmul(ones_m, X2)[..., 0, :]
-    return s12[0], s12[1], s4, r12[0], r12[1]
+    out = [s12[0], s12[1], s4, r12[0], r12[1]]
+    if scaled is not None:
+        e4 = np.matmul(St2 * St2, X2[i])[..., 0, :]
+        S1 = S[..., 0]
+        extra = (e1, e2, e4, S1 * r12[0][i], S1 * S1 * r12[1][i])
+        out = [np.concatenate([o, e[None]]) for o, e in zip(out, extra, strict=True)]
+    return out
 
 
 def _last(r):
@@ -95,10 +111,14 @@ def _last(r):
     return Moments(float(n), mean, np.add.reduce(d, axis=-1))
 
 
-def _moments(X, s1, s2, s4, r1, r2):
+def _moments(values, m, s1, s2, s4, r1, r2):
+    """Moments from :func:`_sums`; ``values()`` gives x (Q, K, m, n) for the two-pass M2."""
     from .record import _from_sums
-    m = X.shape[-2]
-    return (_from_sums(s1, s2, m, lambda: X, np), _from_sums(s2, s4, m, lambda: X * X, np),
+
+    def squares():
+        x = values()
+        return x * x
+    return (_from_sums(s1, s2, m, values, np), _from_sums(s2, s4, m, squares, np),
             _last(r1), _last(r2))
 
 
@@ -123,7 +143,8 @@ def record_batch(net, x, y, loss, *, quantities, bins, weight_grads, cross, budg
         rec = [q for q in quantities if q != "df" or (
             f[l].elementwise and not (l == L and f[l].name == "identity"))]
         ncross = 2 if (cross and l == L - 1 and f[l].elementwise) else 0
-        slots = list(rec) + ["fdf", "dfS"][:ncross]
+        # f'(z_j) sum_l f(z_l) is summarised without forming it where f'(z) is recorded
+        slots = list(rec) + ["fdf", "dfS"][:ncross - (ncross and "df" in rec)]
         need = ["z", "a", "delta"] + (["df"] if l < L else [])
         slots += [q for q in need if q not in slots]
         plan.append((rec, ncross, {q: i for i, q in enumerate(slots)}, len(slots)))
@@ -179,17 +200,21 @@ def record_batch(net, x, y, loss, *, quantities, bins, weight_grads, cross, budg
             rows2_prev = np.broadcast_to(x2, (K, mc))
         for l in range(1, L + 1):
             rec, ncross, idx, _ = plan[l - 1]
+            scaled, Q, XX, n = None, len(rec) + ncross, B[l - 1], sizes[l]
             if ncross:
                 df, a = v(l, "df"), v(l, "a")
                 np.multiply(df, a, out=v(l, "fdf"))
-                S = np.matmul(a, ones_of("n", (sizes[l], 1)))
-                np.multiply(df, S, out=v(l, "dfS"))
-            Q = len(rec) + ncross
-            XX = B[l - 1]
-            n = sizes[l]
+                S = np.matmul(XX[0, idx["a"]], ones_of("n", (n, 1)))  # (K, mc, 1)
+                if "dfS" in idx:
+                    np.multiply(df, S if stacked else S[0], out=v(l, "dfS"))
+                else:
+                    scaled, Q = (rec.index("df"), S), Q - 1
             if Q:
-                sums = _sums(XX, ones_of("m", (1, mc)), ones_of("n", (n, 1)), Q)
-                part = _moments(XX[0, :Q], *sums)
+                sums = _sums(XX, ones_of("m", (1, mc)), ones_of("n", (n, 1)), Q, scaled)
+                X = XX[0, :Q]
+                values = (lambda X=X: X) if scaled is None else (
+                    lambda X=X, i=scaled[0], S=S: np.concatenate([X, (X[i] * S)[None]]))
+                part = _moments(values, mc, *sums)
                 acc[l] = part if acc[l] is None else tuple(
                     p.merge(q) for p, q in zip(acc[l], part, strict=True))
             if weight_grads:

@@ -85,11 +85,17 @@ class Histogram:
         # those of the formula; the index is >= 0, so truncation by astype is the floor; the
         # values x = R exactly land in an extra bin, folded into the last one
         c = -1 - h.exponent
+        pow2 = h.bins & (h.bins - 1) == 0  # then x bins / 2R is exact too: one pass fewer
+        if pow2:
+            c += h.bins.bit_length() - 1
         t = np.multiply(x, 2.0 ** min(c, 1000), dtype=np.float64)
         if c > 1000:
             t *= 2.0 ** (c - 1000)
-        t += 0.5
-        t *= h.bins
+        if pow2:
+            t += h.bins // 2
+        else:
+            t += 0.5
+            t *= h.bins
         c = np.bincount(t.astype(np.intp), minlength=h.bins + 1)
         c[h.bins - 1] += c[h.bins]
         return Histogram(h.counts + c[:h.bins], h.exponent)
