@@ -166,6 +166,8 @@ def record_batch(net, x, y, loss, *, quantities, bins, weight_grads, cross, budg
     acc = [None] * (L + 1)
     accw = [None] * (L + 1)
     hists = {l: Histogram.empty(bins) for l in range(1, L + 1)} if bins else {}
+    nbig = K * min(mb, m) * max(sizes[1:])
+    work = (np.empty(nbig, np.float64), np.empty(nbig, np.intp)) if bins else None
     for s in range(0, m, mb):
         e = min(s + mb, m)
         mc = e - s
@@ -237,7 +239,7 @@ def record_batch(net, x, y, loss, *, quantities, bins, weight_grads, cross, budg
                     p.merge(q) for p, q in zip(accw[l], part, strict=True))
                 rows2_prev = ra
             if bins:
-                hists[l] = hists[l].add(XX[0, idx["delta"]])
+                hists[l] = hists[l].add(XX[0, idx["delta"]], work=work)
     layers = {l: (tuple(plan[l - 1][0]) + ("fdf", "dfS")[:plan[l - 1][1]], acc[l])
               for l in range(1, L + 1) if acc[l] is not None}
     return layers, accw, hists

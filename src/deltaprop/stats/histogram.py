@@ -63,8 +63,12 @@ class Histogram:
             e += 1
         return Histogram(c, e)
 
-    def add(self, x) -> Histogram:
-        """A histogram with the values of array ``x`` (any shape, any backend) added."""
+    def add(self, x, *, work=None) -> Histogram:
+        """A histogram with the values of array ``x`` (any shape, any backend) added.
+
+        ``work``: optional reused scratch ``(float64 array, intp array)`` of at least
+        ``x.size`` entries each (the NumPy recording path passes them: fresh megabyte-sized
+        temporaries cost page faults on every call)."""
         x = np.asarray(_backend.to_numpy(x))
         if x.dtype not in _FLOATS:
             x = x.astype(np.float64)
@@ -88,7 +92,11 @@ class Histogram:
         pow2 = h.bins & (h.bins - 1) == 0  # then x bins / 2R is exact too: one pass fewer
         if pow2:
             c += h.bins.bit_length() - 1
-        t = np.multiply(x, 2.0 ** min(c, 1000), dtype=np.float64)
+        if work is not None and work[0].size >= x.size:
+            t, idx = work[0][:x.size], work[1][:x.size]
+        else:
+            t, idx = np.empty(x.size, np.float64), None
+        np.multiply(x, 2.0 ** min(c, 1000), out=t, dtype=np.float64)
         if c > 1000:
             t *= 2.0 ** (c - 1000)
         if pow2:
@@ -96,7 +104,11 @@ class Histogram:
         else:
             t += 0.5
             t *= h.bins
-        c = np.bincount(t.astype(np.intp), minlength=h.bins + 1)
+        if idx is None:
+            idx = t.astype(np.intp)
+        else:
+            np.copyto(idx, t, casting="unsafe")
+        c = np.bincount(idx, minlength=h.bins + 1)
         c[h.bins - 1] += c[h.bins]
         return Histogram(h.counts + c[:h.bins], h.exponent)
 
