@@ -107,7 +107,7 @@ class Network:
             raise ValueError(f"sizes must list >= 2 positive layer widths, got {sizes}")
         L = len(sizes) - 1
         acts = _layer_activations(activations, output, L)
-        per = {k: _per_layer(v, L, k) for k, v in
+        per = {k: per_layer(v, L, k) for k, v in
                dict(mean=mean, std=std, bias_mean=bias_mean, bias_std=bias_std).items()}
         if K is not None and (int(K) != K or K < 1):
             raise ValueError(f"K must be a positive integer, got {K}")
@@ -243,7 +243,8 @@ def _layer_activations(activations, output, L):
     return acts
 
 
-def _per_layer(value, L, name):
+def per_layer(value, L, name):
+    """``value`` for layers 1..L: a scalar (or None) repeated, or a sequence of exactly L."""
     if value is None or np.isscalar(value):
         return [value] * L
     value = list(value)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import _backend
 from ..init import canonical
-from ..network import Network
+from ..network import Network, per_layer
 
 __all__ = ["Prior", "prior", "empirical_prior", "draw", "gaussian_inputs", "gaussian_targets",
            "init_variance"]
@@ -63,15 +63,6 @@ def init_variance(name, n_in, n_out) -> tuple[float, float]:
     return table[key], 0.0
 
 
-def _per_layer(v, L, name):
-    if v is None or np.isscalar(v):
-        return [v] * L
-    v = list(v)
-    if len(v) != L:
-        raise ValueError(f"{name} needs one value per layer 1..{L}, got {len(v)}")
-    return v
-
-
 def prior(sizes, *, init=None, mean_w=0.0, std=None, sigma_w2=None, sigma_b2=0.0,
           bias_mean=0.0) -> Prior:
     """The weight distribution of an ensemble.
@@ -86,9 +77,9 @@ def prior(sizes, *, init=None, mean_w=0.0, std=None, sigma_w2=None, sigma_b2=0.0
     given = [v is not None for v in (init, std, sigma_w2)]
     if sum(given) > 1:
         raise ValueError("give only one of init, std and sigma_w2")
-    mw, sd, s2 = (_per_layer(v, L, k) for k, v in
+    mw, sd, s2 = (per_layer(v, L, k) for k, v in
                   (("mean_w", mean_w), ("std", std), ("sigma_w2", sigma_w2)))
-    sb2, mb = _per_layer(sigma_b2, L, "sigma_b2"), _per_layer(bias_mean, L, "bias_mean")
+    sb2, mb = per_layer(sigma_b2, L, "sigma_b2"), per_layer(bias_mean, L, "bias_mean")
     var_w, var_b = [None], [None]
     name = "normal"
     for l in range(1, L + 1):
