@@ -63,6 +63,18 @@ def test_tanh_expectations_match_adaptive_quadrature(mu, var):
         assert E[k] == pytest.approx(v, abs=1e-7)
 
 
+@pytest.mark.parametrize("var", [0.5, 4.0])  # Gauss-Hermite and the Simpson grid
+def test_odd_activation_at_mean_zero_gives_exact_zeros(var):
+    # E[f] and E[f f'] of tanh at mu = 0 vanish by symmetry: exactly 0, not a rounding
+    # residue (the default `deltaprop stats` printed exact E[delta] = 1.5e-65)
+    E = expectations("tanh", 0.0, var)
+    assert E["f"] == 0.0 and E["fdf"] == 0.0
+    assert E["df"] > 0 and E["f2"] > 0
+    mixed = expectations("tanh", np.array([0.0, 0.3, -0.3]), var)
+    assert mixed["fdf"][0] == 0.0 and mixed["fdf"][1] > 0.01
+    assert mixed["fdf"][1] == pytest.approx(-mixed["fdf"][2], rel=1e-12)
+
+
 def test_relu_closed_form_by_hand():
     # z ~ N(0, s^2): E[relu] = s / sqrt(2 pi), E[relu^2] = s^2 / 2, E[f'] = E[f'^2] = 1/2
     E = expectations("relu", 0.0, 4.0)
