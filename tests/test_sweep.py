@@ -47,6 +47,8 @@ def test_cell_key_is_canonical():
 @pytest.mark.parametrize("bad, match", [
     (dict(depth=2), "depth must be >= 3"), (dict(sigma_w2=-1), "sigma_w2 must be"),
     (dict(width=2.5), "width must be an integer"), (dict(nope=1), "unknown sweep parameter"),
+    (dict(depth=float("inf")), "depth must be an integer"),
+    (dict(seed=float("nan")), "seed must be an integer"),
     (dict(activation="nope"), "unknown activation"), (dict(seed=[]), "empty"),
 ])
 def test_bad_grids_are_value_errors(bad, match):
@@ -163,8 +165,9 @@ def test_cli_sweep_resumes_and_plots(tmp_path, capsys):
     assert "4 cells (0 computed, 4 from the table)" in capsys.readouterr().out
 
 
-def test_cli_bad_list_is_one_line_exit_2(capsys):
-    assert main(["sweep", "--depth", "4.5", "--serial", "--no-plot"]) == 2
+@pytest.mark.parametrize("depth", ["4.5", "inf"])
+def test_cli_bad_list_is_one_line_exit_2(capsys, depth):
+    assert main(["sweep", "--depth", depth, "--serial", "--no-plot"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "not an integer" in err
 

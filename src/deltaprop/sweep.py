@@ -73,7 +73,8 @@ def _canonical(cell: dict) -> dict:
         if not (math.isfinite(out[k]) and out[k] >= 0):
             raise ValueError(f"{k} must be a finite number >= 0, got {out[k]}")
     for k in _INTS:
-        if float(out[k]) != int(float(out[k])):
+        v = float(out[k])
+        if not math.isfinite(v) or v != int(v):
             raise ValueError(f"{k} must be an integer, got {out[k]!r}")
         out[k] = int(float(out[k]))
     if out["depth"] < 3:

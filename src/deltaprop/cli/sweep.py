@@ -10,7 +10,7 @@ from ._common import add_backend_options, backend_from_args
 
 def _int(s):
     v = float(s)
-    if v != int(v):
+    if not math.isfinite(v) or v != int(v):
         raise ValueError(f"{s} is not an integer")
     return int(v)
 
