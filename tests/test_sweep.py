@@ -173,7 +173,6 @@ def test_cli_bad_list_is_one_line_exit_2(capsys, depth):
 
 
 def test_edge_of_chaos_line_for_relu_is_sigma_w2_two(tmp_path, serial_table):
-    pytest.importorskip("deltaprop.theory.mean_field")
     line = sw._edge_line("relu", [0.0, 0.1])
     assert [round(w, 6) for w, _ in line] == [2.0, 2.0]
     rows = [r for r in serial_table[1] if r["activation"] == "relu"]
@@ -189,16 +188,23 @@ def test_parquet_table(tmp_path):
     assert pq.read_table(tmp_path / "t.parquet").num_rows == len(rows) == 4
 
 
-def test_without_the_laboratory_the_numbers_are_the_same(monkeypatch):
-    """The direct fallback (mean of delta^2 per network) equals the recorder's numbers."""
-    import sys
+def test_cell_numbers_equal_a_direct_computation():
+    """The recorder's numbers equal the mean of delta^2 per network, then mean and s.e. over K."""
+    from deltaprop import backprop
+    from deltaprop.network import Network
 
     c = sw.grid(**{**SMALL, "sigma_w2": 2.5, "activation": "tanh"})[0]
-    with_lab = sw.run_cell(c)
-    monkeypatch.setitem(sys.modules, "deltaprop.stats.record", None)  # import -> ImportError
-    without = sw.run_cell(c)
-    np.testing.assert_allclose(without["E_delta2"], with_lab["E_delta2"], rtol=1e-12)
-    np.testing.assert_allclose(without["E_delta2_se"], with_lab["E_delta2_se"], rtol=1e-9)
+    row = sw.run_cell(c)
+    L, n, K = c["depth"], c["width"], c["K"]
+    net = Network.init([n] * (L + 1), ["tanh"] * (L - 1) + ["identity"], init="normal",
+                       seed=c["seed"], K=K, std=math.sqrt(2.5 / n), bias_std=0.0)
+    rng = np.random.default_rng([c["seed"], 2026])
+    x, y = rng.normal(size=(c["m"], n)), rng.normal(size=(c["m"], n))
+    _, g = backprop.gradients(net, x, y, "mse")
+    per_net = np.stack([np.mean(g.delta[l] ** 2, axis=(-2, -1)) for l in range(1, L + 1)])
+    np.testing.assert_allclose(row["E_delta2"], per_net.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(row["E_delta2_se"],
+                               per_net.std(axis=1, ddof=1) / math.sqrt(K), rtol=1e-9)
 
 
 def test_cli_on_an_existing_scheduler(tmp_path, serial_table, dask_client):  # noqa: F811

@@ -54,8 +54,6 @@ STUDY = {"K": 16, "m": 32}
 #: the table's columns
 COLUMNS = ("key", *PARAMS, *STUDY, "growth", "E_delta2", "E_delta2_se")
 _FLOATS, _INTS = ("sigma_w2", "sigma_b2"), ("depth", "width", "seed", "K", "m")
-_OUTPUT = {"mse": "identity", "sigmoid-cross-entropy": "sigmoid",
-           "softmax-cross-entropy": "softmax"}
 
 
 # ----------------------------------------------------------------------------- the grid
@@ -157,12 +155,12 @@ def run_cell(cell: dict, backend=None, device=None) -> dict:
         Array library for the K networks (``"torch"``, ``"cupy"``, ...); results are the
         same to rounding.  Random draws are on the host, so every backend sees one network.
     """
-    from . import _backend
+    from . import _backend, losses
     from .network import Network
 
     c = _canonical(cell)
     L, n, K, m = c["depth"], c["width"], c["K"], c["m"]
-    out = _OUTPUT[c["loss"]]
+    out = losses.get(c["loss"]).output or "identity"
     acts = [c["activation"]] * (L - 1) + [out]
     std = math.sqrt(c["sigma_w2"] / n) if c["init"] in ("normal", "uniform") else None
     net = Network.init([n] * (L + 1), acts, init=c["init"], seed=c["seed"], K=K, std=std,
@@ -179,30 +177,15 @@ def run_cell(cell: dict, backend=None, device=None) -> dict:
 
 
 def _second_moments(net, x, y, loss):
-    """E[delta[l]^2] and its standard error over the K networks, l = 1..L (lists).
+    """E[delta[l]^2] and its standard error over the K networks, l = 1..L (lists), by the
+    laboratory's recorder (:func:`deltaprop.stats.record`); the s.e. is NaN for K = 1."""
+    from .stats.record import record
 
-    The laboratory's recorder (:func:`deltaprop.stats.record`) when it is installed; else
-    the same numbers directly: the mean of delta^2 per network, then mean and s.e. over K.
-    """
-    L, K = net.L, net.K or 1
-    try:
-        from .stats.record import record
-    except ImportError:
-        record = None
-    if record is not None:
-        rec = record(net, x, y, loss, quantities=("delta",), bins=None, weight_grads=False,
-                     cross=False)
-        s = [rec.layer_summary(l) for l in range(1, L + 1)]
-        se = [r["second_moment_se"] if K > 1 else math.nan for r in s]
-        return [r["second_moment"] for r in s], se
-    from . import _backend, backprop
-
-    _, g = backprop.gradients(net, x, y, loss)
-    xp = net.xp
-    per_net = np.stack([_backend.to_numpy(xp.mean(g.delta[l] ** 2, axis=(-2, -1)))
-                        for l in range(1, L + 1)]).reshape(L, K)
-    se = per_net.std(axis=1, ddof=1) / math.sqrt(K) if K > 1 else np.full(L, math.nan)
-    return list(per_net.mean(axis=1)), list(se)
+    rec = record(net, x, y, loss, quantities=("delta",), bins=None, weight_grads=False,
+                 cross=False)
+    s = [rec.layer_summary(l) for l in range(1, net.L + 1)]
+    se = [r["second_moment_se"] if (net.K or 1) > 1 else math.nan for r in s]
+    return [r["second_moment"] for r in s], se
 
 
 # ----------------------------------------------------------------------------- the table
@@ -431,11 +414,9 @@ def _edges(v):
 
 
 def _edge_line(act, sigma_b2s):
-    """[(sigma_w2*, sigma_b2)] from the laboratory's solver (empty if it is unavailable)."""
-    try:
-        from .theory.mean_field import edge_of_chaos
-    except ImportError:
-        return []
+    """[(sigma_w2*, sigma_b2)] from :func:`deltaprop.theory.mean_field.edge_of_chaos`."""
+    from .theory.mean_field import edge_of_chaos
+
     pts = []
     for b in sigma_b2s:
         try:
