@@ -239,3 +239,14 @@ def test_predict_features_only_csv_and_regression(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "y1" and len(lines) == 501
     assert np.all(np.isfinite([float(v) for v in lines[1:]]))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--lr", "-1"], "learning rate"), (["--schedule", "bogus"], "unknown schedule"),
+    (["--optimizer", "foo"], "unknown optimizer"), (["--l2", "-1"], "l2"),
+    (["--early-stopping", "0"], "early_stopping"), (["--batch-size", "-3"], "batch_size"),
+    (["--epochs", "-1"], "epochs"), (["--threads", "0"], "--threads")])
+def test_a_bad_setting_leaves_no_run_folder(tmp_path, capsys, flags, message):
+    out = tmp_path / "run"
+    _one_line_exit_2(["train", *SMALL, *flags, "--out", out], message, capsys=capsys)
+    assert not out.exists()  # so the corrected command may use the same --out

@@ -48,7 +48,8 @@ from . import _backend, _checks, _fast, backprop, optim
 from . import losses as _losses
 from .network import Network
 
-__all__ = ["History", "FitResult", "StepInfo", "EpochInfo", "fit", "evaluate", "batches"]
+__all__ = ["History", "FitResult", "StepInfo", "EpochInfo", "fit", "check_options", "evaluate",
+           "batches"]
 
 
 @dataclass
@@ -227,6 +228,30 @@ def _progress_bar(progress, epochs, start):
                 disable=None if progress == "auto" else False)
 
 
+def check_options(*, optimizer="gd", learning_rate=0.1, schedule="constant", batch_size=32,
+                  epochs=10, l2=0.0, early_stopping=None, optimizer_options=None,
+                  schedule_options=None):
+    """Check :func:`fit`'s training options (same names and defaults) without training.
+
+    Returns ``(optimizer, schedule)``: the :class:`~deltaprop.optim.Optimizer` and the
+    function epoch -> learning rate that :func:`fit` uses.  Raises ``ValueError`` naming the
+    first bad option (a caller can check a run's settings before writing anything).
+    """
+    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    _batch_size(batch_size, 1)  # raises on a bad batch size
+    if not (isinstance(l2, int | float) and math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+    if early_stopping is not None and (int(early_stopping) != early_stopping or
+                                       early_stopping < 1):
+        raise ValueError(f"early_stopping (patience) must be an integer >= 1, got "
+                         f"{early_stopping!r}")
+    opt = optim.get(optimizer, learning_rate, **(optimizer_options or {}))
+    sched = optim.schedule(schedule, opt.hyper.get("learning_rate", learning_rate),
+                           epochs=max(int(epochs), 1), **(schedule_options or {}))
+    return opt, sched
+
+
 def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule="constant",
         batch_size=32, epochs=10, l2=0.0, seed=0, x_val=None, y_val=None, early_stopping=None,
         callbacks=(), progress=False, checkpoint=None, resume=False, optimizer_options=None,
@@ -290,25 +315,18 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
     _losses.check_pair(loss, net.activations[-1])
     if net.K is not None:
         raise ValueError("fit trains a single network; train the members of a stack one by one")
-    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
+    opt, sched = check_options(optimizer=optimizer, learning_rate=learning_rate,
+                               schedule=schedule, batch_size=batch_size, epochs=epochs, l2=l2,
+                               early_stopping=early_stopping,
+                               optimizer_options=optimizer_options,
+                               schedule_options=schedule_options)
     epochs = int(epochs)
-    if not (isinstance(l2, int | float) and math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    if early_stopping is not None and (int(early_stopping) != early_stopping or
-                                       early_stopping < 1):
-        raise ValueError(f"early_stopping (patience) must be an integer >= 1, got "
-                         f"{early_stopping!r}")
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val, or neither")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
-    opt = optim.get(optimizer, learning_rate, **(optimizer_options or {}))
-    sched = optim.schedule(schedule, opt.hyper.get("learning_rate", learning_rate),
-                           epochs=max(epochs, 1), **(schedule_options or {}))
     X, Y = _prepare(net, loss, x, y, "training data")
     m = X.shape[0]
-    _batch_size(batch_size, m)
     val = None if x_val is None else _prepare(net, loss, x_val, y_val, "validation data")
     xp = net.xp
     steps_cb, epochs_cb = _callbacks(callbacks)

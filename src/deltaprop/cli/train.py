@@ -253,7 +253,7 @@ def _new_run_dir(out):
 def _train(args):
     from .. import __version__
     from .. import io as dio
-    from ..train import evaluate, fit
+    from ..train import check_options, evaluate, fit
 
     if args.resume:
         given = [k for k in (*DEFAULTS, "out", "config") if getattr(args, k, None) is not None]
@@ -269,7 +269,13 @@ def _train(args):
     else:
         s = _settings(args)
     be = backend_from_args(args)  # not a setting: every backend trains the same network
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     splits, std, net, loss = _prepare_run(s)
+    fit_options = dict(optimizer=s["optimizer"], learning_rate=s["lr"], schedule=s["schedule"],
+                       batch_size=s["batch_size"], epochs=s["epochs"], l2=s["l2"],
+                       early_stopping=s["early_stopping"], optimizer_options=_opt_options(s))
+    check_options(**fit_options)  # before the run folder is made: a bad setting leaves none
     net = be.network(net)
     train, val, test = splits
     x_tr, x_va, x_te = (be.asarray(std.transform(d.x), like=net.W[1]) for d in splits)
@@ -290,17 +296,13 @@ def _train(args):
         dio.atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
 
     quiet = args.quiet or args.json
-    if args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
     t0 = time.perf_counter()
     with _blas_threads(args.threads):
-        result = fit(net, x_tr, y_tr, loss, optimizer=s["optimizer"], learning_rate=s["lr"],
-                     schedule=s["schedule"], batch_size=s["batch_size"], epochs=s["epochs"],
-                     l2=s["l2"], seed=s["seed"], x_val=x_va if has_val else None,
-                     y_val=y_va if has_val else None, early_stopping=s["early_stopping"],
+        result = fit(net, x_tr, y_tr, loss, **fit_options, seed=s["seed"],
+                     x_val=x_va if has_val else None, y_val=y_va if has_val else None,
                      progress=False if quiet else "auto",
                      checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
-                     optimizer_options=_opt_options(s), checkpoint_meta={"settings": s})
+                     checkpoint_meta={"settings": s})
     wall = time.perf_counter() - t0
     final = {"train": evaluate(result.net, x_tr, y_tr, loss)}
     if has_val:
