@@ -259,3 +259,25 @@ def test_records_merge_after_pickling_between_processes():
     whole = record(net, x, y, "mse", bins=8)
     assert a.merge(b).layer_summary(1) == pytest.approx(whole.layer_summary(1))
     np.testing.assert_array_equal(a.merge(b).hist[2].counts, whole.hist[2].counts)
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--samples", "-5"], "m \\(samples per network\\) must be >= 1"),  # was x[:-5], silently
+    (["--samples", "0", "--inputs", "gaussian"], "must be >= 1"),  # was 256, silently
+    (["--K-chunk", "-2"], "K_chunk >= 0"),  # was an AttributeError traceback
+    (["--K", "0"], "K must be >= 1"),
+])
+def test_cli_bad_counts_are_one_line_exit_2(capsys, args, match):
+    import re
+
+    from deltaprop.cli import main
+
+    assert main(["stats", "--sizes", "64,8,10", "--K", "2", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err), err
+
+
+def test_record_of_no_samples_says_so():
+    net = Network.init([3, 4, 2], "tanh", seed=0)
+    with pytest.raises(ValueError, match="empty batch"):
+        record(net, np.zeros((0, 3)), np.zeros((0, 2)), "mse")

@@ -82,8 +82,6 @@ def _study(args):
 
     be = backend_from_args(args)
     args.inputs = args.inputs or "digits"
-    if args.K < 1:
-        raise ValueError(f"--K must be >= 1, got {args.K}")
     if args.sizes is not None:
         sizes = args.sizes
     else:

@@ -383,6 +383,8 @@ def _batches(x, y, batch_size) -> Iterable:
         yield from x
         return
     m = x.shape[-2]
+    if m == 0:
+        raise ValueError("x is an empty batch (m = 0 samples): no data to record")
     step = m if not batch_size else int(batch_size)
     if step < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -82,6 +82,8 @@ def load_inputs(study: Study, n_out=None, standardization=None):
     E[y^2] measured.
     """
     loss = _losses.get(study.loss)
+    if study.m is not None and study.m < 1:
+        raise ValueError(f"m (samples per network) must be >= 1, got {study.m}")
     if study.inputs == "gaussian":
         n0, nL = study.sizes[0], study.sizes[-1] if n_out is None else n_out
         if n0 is None or nL is None:
@@ -121,6 +123,9 @@ def load_inputs(study: Study, n_out=None, standardization=None):
 def run_study(study: Study = Study()) -> StudyResult:
     """Draw K networks from the study's prior, record, predict and compare."""
     t0 = time.perf_counter()
+    if study.K < 1 or (study.K_chunk or 0) < 0:
+        raise ValueError(f"K must be >= 1 and K_chunk >= 0, got K = {study.K}, "
+                         f"K_chunk = {study.K_chunk}")
     x, y, y_mean, y_second, n0, nL = load_inputs(study)
     sizes = list(study.sizes)
     sizes[0] = sizes[0] or n0
