@@ -305,6 +305,21 @@ def test_torch_network_trains_like_numpy():
         np.testing.assert_allclose(a, b.numpy(), rtol=0, atol=1e-12)
 
 
+def test_fit_takes_torch_tensors_that_numpy_cannot_read():
+    """Tensors needing .detach() (or on a GPU) are data like any other (were a RuntimeError)."""
+    torch = pytest.importorskip("torch")
+    x, y = _data()
+    kw = dict(batch_size=7, epochs=2, seed=1)
+    ref = fit(_net(), x, y, LOSS, **kw)
+    xt, yt = torch.asarray(x).requires_grad_(True), torch.asarray(y)
+    for net in (_net(), _net().to("torch")):
+        res = fit(net, xt, yt, LOSS, x_val=xt, y_val=yt, **kw)
+        np.testing.assert_allclose(res.history.column("val_loss"), ref.history.column("loss"),
+                                   rtol=1e-12)
+        assert evaluate(res.net, xt, yt, LOSS)["loss"] == pytest.approx(
+            evaluate(ref.net, x, y, LOSS)["loss"], rel=1e-12)
+
+
 def test_history_summary():
     h = History([{"epoch": 1, "loss": 2.0, "time": 0.5}, {"epoch": 2, "loss": 1.0, "time": 0.5}])
     s = h.summary()

@@ -157,14 +157,7 @@ def _batch_size(batch_size, m):
 def _prepare(net, loss, x, y, name):
     """x, y checked and moved to the network's namespace (y one-hot for class labels)."""
     xp = net.xp
-    if isinstance(x, np.ndarray) or not hasattr(x, "__array_namespace__"):
-        x = _backend.asarray(np.asarray(x), xp, like=net.W[1])
-    if isinstance(y, np.ndarray) or not hasattr(y, "__array_namespace__"):
-        y = np.asarray(y)
-        if y.dtype.kind in "iu":  # class labels stay integers (one-hot below)
-            y = _backend.asarray(y, xp, device=_backend.device(net.W[1]))
-        else:
-            y = _backend.asarray(y, xp, like=net.W[1])
+    x, y = _on_network(net, x), _on_network(net, y, labels=True)
     try:
         x = _checks.check_x(net, x, xp)
         m = x.shape[0]
@@ -172,6 +165,16 @@ def _prepare(net, loss, x, y, name):
     except ValueError as exc:
         raise ValueError(f"{name}: {exc}") from None
     return x, y
+
+
+def _on_network(net, v, labels=False):
+    """Data ``v`` (list, NumPy or any supported library's array: a torch tensor on a GPU or
+    with ``requires_grad`` included) as an array of the network's library, on its device, in
+    its dtype; integer class labels stay integers.  Copied through the host once per call."""
+    v = np.asarray(_backend.to_numpy(v))
+    if labels and v.dtype.kind in "iu":  # class labels stay integers (one-hot later)
+        return _backend.asarray(v, net.xp, device=_backend.device(net.W[1]))
+    return _backend.asarray(v, net.xp, like=net.W[1])
 
 
 def _is_classification(loss):
