@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from . import activations as _act
-from ._backend import to_numpy
+from ._backend import dtype_name, to_numpy
 from .network import Network
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "save_checkpoint",
@@ -102,7 +102,7 @@ def _tensors(net: Network, prefix="") -> dict:
 def _header(net: Network, fmt: str, meta) -> dict:
     return {"format": fmt, "format_version": str(FORMAT_VERSION),
             "sizes": json.dumps(net.sizes), "activations": json.dumps(net.activation_names()),
-            "dtype": str(np.dtype(net.numpy().W[1].dtype)),
+            "dtype": dtype_name(net.dtype),
             "meta": json.dumps(_jsonable(meta or {}), allow_nan=False)}
 
 
