@@ -106,12 +106,7 @@ class _BaseMLP(BaseEstimator):
         optim.get(self.optimizer, self.learning_rate)  # raises on a bad name or rate
 
     def _batch(self, m):
-        bs = self.batch_size
-        if bs is None or bs == "full" or bs == 0:
-            return "full"
-        if isinstance(bs, bool) or not isinstance(bs, int | np.integer) or bs < 0:
-            raise ValueError(f"batch_size must be a positive integer, 0 or 'full', got {bs!r}")
-        return min(int(bs), m)
+        return _train._batch_size(self.batch_size, m)
 
     def _new_net(self, n_in, n_out, seed):
         hidden = self._hidden()

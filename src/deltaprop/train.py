@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _backend, _checks, _fast, backprop, optim
+from . import data as _data
 from . import losses as _losses
 from .network import Network
 
@@ -130,14 +131,11 @@ def batches(m: int, batch_size, rng: np.random.Generator | None):
     """Index arrays of one epoch's batches.
 
     ``batch_size`` 1 is online learning, ``None``, ``0`` or ``"full"`` is the full batch
-    (in order, no random draw); otherwise the samples are permuted by ``rng`` and cut into
-    batches of ``batch_size`` (the last one may be smaller).
+    (in order, no random draw); otherwise the samples are permuted by ``rng`` (``None``:
+    kept in order) and cut into batches of ``batch_size`` (the last one may be smaller).
+    This is :func:`deltaprop.data.batches` after fit's check of ``batch_size``.
     """
-    bs = _batch_size(batch_size, m)
-    if bs >= m:
-        return [np.arange(m)]
-    order = rng.permutation(m)
-    return [order[i:i + bs] for i in range(0, m, bs)]
+    return list(_data.batches(m, _batch_size(batch_size, m), rng))
 
 
 def _batch_size(batch_size, m):
