@@ -136,9 +136,10 @@ def _stats(args):
     print(table(res.rows))
     cond = ex.get("seed000_conditions")
     if cond:
+        t = {k: v + 0.0 for k, v in cond.items()}  # + 0.0: no "-0" (mu_w = 0 times < 0)
         print(f"seed 000 at layer {len(ex['sizes']) - 2}: exact - independence = "
-              f"{cond['total']:.4g} = variance term M v E[f'f] {cond['variance_term']:.4g} "
-              f"+ covariance term {cond['covariance_term']:.4g}")
+              f"{t['total']:.4g} = variance term M v E[f'f] {t['variance_term']:.4g} "
+              f"+ covariance term {t['covariance_term']:.4g}")
     print(f"({res.seconds:.2f} s)", file=sys.stderr)
     return 0
 
