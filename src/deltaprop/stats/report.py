@@ -32,13 +32,11 @@ import io
 import json
 import math
 
-import numpy as np
-
 from .. import activations as _act
 from .. import losses as _losses
 from ..theory import exact_last_layer as _exact
 from ..theory.forward import forward_recursion
-from ..theory.gaussian import bivariate
+from ..theory.gaussian import bivariate, numpy_pair
 from ..theory.independence import independence_backward
 from ..theory.mean_field import mean_field_backward
 from ..theory.output import output_delta_moments
@@ -131,15 +129,8 @@ def _forward_cross(fwd, acts, sizes, l, record):
         def mean(q):
             return record.layer_summary(l, q)["mean"]
         return _exact.ForwardCross(mean("df"), mean("fdf"), mean("dfS"), mean("a"), H)
-    st, act = fwd[l], acts[l - 1]
-    E = st.E
-
-    def f(z):
-        return act.f(z, np)
-
-    def df(z):
-        return act.df(z, f(z), np)
-
+    st, E = fwd[l], fwd[l].E
+    _, f, df = numpy_pair(acts[l - 1])
     cross = bivariate(df, f, st.mean, st.var, st.cov) if st.cov > 0 else E["df"] * E["f"]
     return _exact.ForwardCross(E["df"], E["fdf"], E["fdf"] + (H - 1) * cross, E["f"], H)
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import activations as _act
-from .gaussian import bivariate, expectations
+from .gaussian import bivariate, expectations, numpy_pair
 
 __all__ = ["InputStats", "LayerForward", "gaussian_input_stats", "data_input_stats",
            "pre_activation_moments", "forward_recursion", "raw_variance"]
@@ -125,14 +125,10 @@ def forward_recursion(sizes, activations, inp: InputStats, mean_w, var_w, mean_b
         out.append(LayerForward(m, q, c, E))
         if l < L:
             n = sizes[l]
-            f = _f(act)
+            f = numpy_pair(act)[1]
             Eff = bivariate(f, f, m, q, c) if c > 0 else E["f"] ** 2
             inp = InputStats(n * E["f"], n * E["f2"], n * E["f2"] + n * (n - 1) * Eff)
     return out
-
-
-def _f(act):
-    return lambda z: act.f(z, np)
 
 
 def _per_layer(v, L):

@@ -33,8 +33,8 @@ import numpy as np
 
 from .. import activations as _act
 
-__all__ = ["expect", "expectations", "piecewise_linear", "bivariate", "phi", "Phi",
-           "NAMES", "GRID_ABOVE"]
+__all__ = ["expect", "expectations", "piecewise_linear", "bivariate", "numpy_pair", "phi",
+           "Phi", "NAMES", "GRID_ABOVE"]
 
 #: the five expectations of :func:`expectations`, in order
 NAMES = ("f", "df", "df2", "fdf", "f2")
@@ -134,7 +134,9 @@ def piecewise_linear(slopes, mu, var):
     }
 
 
-def _numpy_pair(f):
+def numpy_pair(f):
+    """(activation, f, f') with f(z) and f'(z) vectorised NumPy functions of z alone (the
+    integrands of :func:`expect`); ``ValueError`` for a non-elementwise activation."""
     act = _act.get(f)
     if not act.elementwise:
         raise ValueError(f"{act.name} is not elementwise: no Gaussian expectations per unit")
@@ -166,7 +168,7 @@ def expectations(f, mu, var, n=101) -> dict:
         Keys ``"f", "df", "df2", "fdf", "f2"``, each an array shaped like ``mu`` and ``var``.
         Closed forms for identity, relu and leaky relu; quadrature otherwise.
     """
-    act, fz, dfz = _numpy_pair(f)
+    act, fz, dfz = numpy_pair(f)
     if act.name in _SLOPES:
         return piecewise_linear(_SLOPES[act.name], mu, var)
     g = {"f": fz, "df": dfz, "df2": lambda z: dfz(z) ** 2, "fdf": lambda z: fz(z) * dfz(z),

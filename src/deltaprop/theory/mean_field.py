@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from .. import activations as _act
-from .gaussian import expectations
+from .gaussian import expectations, numpy_pair
 
 __all__ = ["chi", "mean_field_backward", "fixed_point", "chi_at_fixed_point", "depth_scale",
            "edge_of_chaos"]
@@ -69,10 +69,8 @@ def fixed_point(sigma_w2, sigma_b2, f, q_max=1e12):
     """
     from scipy.optimize import brentq
 
-    act = _act.get(f)
-    zero = np.zeros(1)
-    f0 = float(act.f(zero, np)[0])
-    df0 = float(act.df(zero, act.f(zero, np), np)[0])
+    act, fz, dfz = numpy_pair(f)
+    f0, df0 = float(fz(np.zeros(1))[0]), float(dfz(np.zeros(1))[0])
 
     def h(q):
         return sigma_w2 * float(expectations(act, 0.0, q)["f2"]) + sigma_b2 - q

@@ -15,11 +15,9 @@ with E[y] = ``y_mean`` and E[y^2] = ``y_second`` (per component; the same for ev
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import activations as _act
 from .. import losses as _losses
-from .gaussian import expect, expectations
+from .gaussian import expect, expectations, numpy_pair
 
 __all__ = ["output_delta_moments"]
 
@@ -33,13 +31,7 @@ def output_delta_moments(loss, f_out, mean, var, y_mean, y_second):
     if loss.name == "mse":
         if act.name == "identity":
             return mean - y_mean, var + mean**2 - 2 * mean * y_mean + y_second
-
-        def f(z):
-            return act.f(z, np)
-
-        def df(z):
-            return act.df(z, f(z), np)
-
+        _, f, df = numpy_pair(act)
         e_f2df2 = float(expect(lambda z: (f(z) * df(z)) ** 2, mean, var))
         e_fdf2 = float(expect(lambda z: f(z) * df(z) ** 2, mean, var))
         return (float(E["fdf"] - y_mean * E["df"]),
