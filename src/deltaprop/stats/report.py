@@ -160,10 +160,6 @@ def z_scores(row) -> dict:
     return out
 
 
-def _g(v):
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
 def table(rows) -> str:
     """A text table: measured mean and E[delta^2] with se, each prediction and its z."""
     short = {"independence": "indep", "mean_field": "mf", "exact_last_layer": "exact"}
