@@ -289,3 +289,10 @@ def test_peak_memory_does_not_grow_with_the_data(tmp_path):
         (d / "y.npy").unlink()
     assert peaks[64] < limit and peaks[256] < limit, peaks  # the growth while computing
     assert peaks[256] < peaks[64] + 8 * 2**20, peaks  # 4x the data, no more memory
+
+
+def test_negative_l2_fails_before_the_pass_over_the_data(monkeypatch):
+    net = dp.Network.init([3, 4, 2], "tanh", seed=0)
+    monkeypatch.setattr(dd, "sums", lambda *a, **k: pytest.fail("the data were read first"))
+    with pytest.raises(ValueError, match="l2 must be >= 0"):
+        dd.gradients(net, np.zeros((8, 3)), np.zeros((8, 2)), "mse", l2=-0.1)

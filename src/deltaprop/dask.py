@@ -263,11 +263,10 @@ def gradients(net: Network, x, y, loss, l2=0.0, *, split_every=8, chunk_rows=Non
 
     ``result``: already computed :class:`ChunkSums` (e.g. from ``client.compute``).
     """
-    s = sums(net, x, y, loss, split_every=split_every, chunk_rows=chunk_rows,
-             scheduler=scheduler) \
-        if result is None else result
-    if l2 < 0:
+    if l2 < 0:  # before the pass over the data, not after it
         raise ValueError(f"l2 must be >= 0, got {l2}")
+    s = sums(net, x, y, loss, split_every=split_every, chunk_rows=chunk_rows,
+             scheduler=scheduler) if result is None else result
     host, m, L = net.numpy(), s.m, net.L
     J = s.J / m
     dW = [None] + [s.dW[l] / m for l in range(1, L + 1)]
