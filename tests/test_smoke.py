@@ -15,3 +15,10 @@ def test_cli_bad_input_is_one_line_exit_2():
                          capture_output=True, text=True)
     assert out.returncode == 2
     assert out.stderr.count("\n") == 1 and "unknown activation 'foo'" in out.stderr
+
+
+def test_gradcheck_bad_sizes_name_the_flag(capsys):
+    from deltaprop.cli import main
+
+    assert main(["gradcheck", "--sizes", "4,,3"]) == 2
+    assert "--sizes must be comma-separated integers" in capsys.readouterr().err

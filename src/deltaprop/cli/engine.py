@@ -54,7 +54,11 @@ def _gradcheck(args):
     from ..gradcheck import gradcheck
 
     be = backend_from_args(args)
-    sizes = [int(s) for s in args.sizes.split(",")]
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") \
+            from None
     loss = losses.get(args.loss)
     acts = args.activations.split(",")
     output = args.output or loss.output or "identity"
