@@ -250,3 +250,23 @@ def test_a_bad_setting_leaves_no_run_folder(tmp_path, capsys, flags, message):
     out = tmp_path / "run"
     _one_line_exit_2(["train", *SMALL, *flags, "--out", out], message, capsys=capsys)
     assert not out.exists()  # so the corrected command may use the same --out
+
+
+@pytest.mark.parametrize("labels, loss", [("7", "sigmoid-cross-entropy"),
+                                          ("012", "sigmoid-cross-entropy"), ("01", "mse")])
+def test_evaluate_encodes_targets_as_training_did(tmp_path, capsys, labels, loss):
+    """evaluate on the training data repeats the run's own final train metrics (a single
+    class under sigmoid cross-entropy was encoded as 0 by evaluate and as 1 by train)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 2))
+    csv_path = tmp_path / "d.csv"
+    csv_path.write_text("a,b,y\n" + "".join(f"{u},{v},{labels[i % len(labels)]}\n"
+                                            for i, (u, v) in enumerate(x)))
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(csv_path), "--loss", loss, "--epochs", "2", "--json",
+                 "--val-split", "0", "--test-split", "0", "--out", str(out)]) == 0
+    trained = json.loads(capsys.readouterr().out)["metrics"]["train"]
+    assert main(["evaluate", str(out / "model.safetensors"), str(csv_path), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["loss"] == pytest.approx(trained["loss"], rel=1e-12)
+    assert again.get("accuracy") == trained.get("accuracy")

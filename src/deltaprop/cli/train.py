@@ -182,14 +182,18 @@ def _parse_sizes(sizes):
 # ------------------------------------------------------------------------------ data
 
 def _targets(ds, loss_name):
-    """Targets for the loss: labels for softmax CE, (m, 1) or one-hot floats otherwise."""
-    if ds.task == "regression":
-        return ds.y
+    """Targets for the loss: real targets as they are, class indices :func:`_encode`-d."""
+    return ds.y if ds.task == "regression" else _encode(ds.y, ds.n_classes, loss_name)
+
+
+def _encode(y, n_classes, loss_name):
+    """Class indices y (m,) as the loss wants them: the indices for softmax CE, p(class 1)
+    (m, 1) for sigmoid CE on two classes (one output unit), else one-hot (m, n_classes)."""
     if loss_name == "softmax-cross-entropy":
-        return ds.y
-    if loss_name == "sigmoid-cross-entropy" and ds.n_classes == 2:
-        return ds.y.astype(np.float64)[:, None]
-    return np.eye(ds.n_classes)[ds.y]
+        return y
+    if loss_name == "sigmoid-cross-entropy" and n_classes == 2:
+        return y.astype(np.float64)[:, None]
+    return np.eye(n_classes)[y]
 
 
 def _n_outputs(ds, loss_name):
@@ -413,11 +417,7 @@ def _model_targets(ds, meta, net, source):
     except KeyError as exc:
         raise ValueError(f"{source}: class {exc.args[0]} was not seen in training "
                          f"(model classes: {classes})") from None
-    if loss == "softmax-cross-entropy":
-        return y
-    if loss == "sigmoid-cross-entropy" and net.sizes[-1] == 1:
-        return y.astype(np.float64)[:, None]
-    return np.eye(len(classes))[y]
+    return _encode(y, len(classes), loss)
 
 
 def _evaluate(args):
