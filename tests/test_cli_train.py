@@ -270,3 +270,9 @@ def test_evaluate_encodes_targets_as_training_did(tmp_path, capsys, labels, loss
     again = json.loads(capsys.readouterr().out)
     assert again["loss"] == pytest.approx(trained["loss"], rel=1e-12)
     assert again.get("accuracy") == trained.get("accuracy")
+    pred = tmp_path / "pred.csv"
+    assert main(["predict", str(out / "model.safetensors"), str(csv_path), "--proba",
+                 "--out", str(pred)]) == 0  # a single class was an IndexError traceback
+    rows = pred.read_text().splitlines()
+    assert rows[0] == ",".join(["prediction", *(f"p_{c}" for c in sorted(set(labels)))])
+    assert len(rows) == 31 and all(len(r.split(",")) == len(set(labels)) + 1 for r in rows)

@@ -458,9 +458,9 @@ def _predict(args):
         w.writerow([f"y{k + 1}" for k in range(a.shape[1])])
         w.writerows([[repr(float(v)) for v in row] for row in a])
     else:
-        if a.shape[1] == 1:  # binary sigmoid output: p(class 1)
+        if len(classes) == 2 and a.shape[1] == 1:  # binary sigmoid output: p(class 1)
             proba = np.column_stack([1 - a[:, 0], a[:, 0]])
-        else:
+        else:  # one column per class (see _encode)
             proba = a
         pred = np.argmax(proba, axis=1)
         w.writerow(["prediction"] + ([f"p_{c}" for c in classes] if args.proba else []))
