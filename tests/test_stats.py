@@ -291,3 +291,20 @@ def test_cli_seed000_line_prints_no_negative_zero(capsys):
                  "--forward", "measured"]) == 0
     line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("seed 000")][0]
     assert line.endswith("covariance term 0"), line
+
+
+def test_cli_model_explicit_loss_mse_is_used(tmp_path, capsys):
+    # --loss mse used to be taken for "not given" and replaced by the model's own loss
+    io = pytest.importorskip("deltaprop.io")
+    from deltaprop.cli import main
+
+    net = Network.init([64, 8, 10], "tanh", "softmax", seed=0)
+    path = tmp_path / "m.safetensors"
+    io.save_model(path, net, {"loss": "softmax-cross-entropy"})
+    second = {}
+    for loss in (None, "mse"):
+        argv = ["stats", "--model", str(path), "--inputs", "digits", "--samples", "100",
+                "--bins", "0", "--json"] + (["--loss", loss] if loss else [])
+        assert main(argv) == 0
+        second[loss] = json.loads(capsys.readouterr().out)[-1]["measured"]["second_moment"]
+    assert second[None] > 10 * second["mse"], second  # p - y vs J^T (p - y): ~85x

@@ -38,7 +38,8 @@ def register(sub):
     g.add_argument("--activations", default="tanh",
                    help="hidden activation, or a comma list for every hidden layer")
     g.add_argument("--output", default=None, help="output activation (default: fits the loss)")
-    g.add_argument("--loss", default="mse")
+    g.add_argument("--loss", default=None,
+                   help="loss (default mse; with --model, the model's own loss)")
     w = p.add_argument_group("weights (one of --init, --weight-std, --sigma-w2)")
     w.add_argument("--init", default=None, help="named initialiser (default glorot_normal)")
     w.add_argument("--weight-std", type=_floats, default=None,
@@ -89,7 +90,8 @@ def _study(args):
         nL = args.n_out if args.n_out is not None else (10 if args.inputs == "gaussian" else None)
         sizes = (n0, *args.hidden, nL)
     return Study(sizes=tuple(sizes), activations=args.activations, output=args.output,
-                 loss=args.loss, init=args.init, mean_w=args.weight_mean, std=args.weight_std,
+                 loss=args.loss or "mse", init=args.init, mean_w=args.weight_mean,
+                 std=args.weight_std,
                  sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, bias_mean=args.bias_mean,
                  inputs=args.inputs, input_mean=args.input_mean, input_var=args.input_var,
                  target_mean=args.target_mean, target_var=args.target_var, m=args.samples,
@@ -103,7 +105,7 @@ def _model(args):
     from ..stats.study import Study, load_inputs, study_network
 
     net, meta = load_model(args.model)
-    loss = args.loss if args.loss != "mse" or not meta.get("loss") else meta["loss"]
+    loss = args.loss or meta.get("loss") or "mse"  # an explicit --loss mse wins too
     args.inputs = args.inputs or meta.get("data") or "digits"
     if args.inputs == "gaussian":
         raise ValueError("--model needs data: give --inputs (a data set or file)")
