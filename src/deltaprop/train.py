@@ -346,15 +346,15 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
         if fit_state.get("optimizer") != opt.name:
             raise ValueError(f"{checkpoint}: checkpoint was written by optimizer "
                              f"{fit_state.get('optimizer')!r}, not {opt.name!r}")
-        dev = _backend.device(net.W[1])  # resume on the starting network's device
-        net = ck["net"].to(xp, device=None if _backend.is_numpy(xp) else dev, dtype=net.dtype)
+        dev = None if _backend.is_numpy(xp) else _backend.device(net.W[1])
+        here = dict(device=dev, dtype=net.dtype)  # resume on the starting network's device
+        net = ck["net"].to(xp, **here)
         state = {k: (_backend.asarray(v, xp, like=net.W[1]) if isinstance(v, np.ndarray) else v)
                  for k, v in ck["opt_state"].items()}
         rng.bit_generator.state = ck["rng_state"]
         history = History(list(ck["history"]))
         start = ck["epoch"]
-        best = None if ck["best"] is None else ck["best"].to(
-            xp, device=None if _backend.is_numpy(xp) else dev, dtype=net.dtype)
+        best = None if ck["best"] is None else ck["best"].to(xp, **here)
         best_loss = fit_state.get("best_loss", math.inf)
         best_loss = math.inf if best_loss is None else best_loss
         bad_epochs = fit_state.get("bad_epochs", 0)
@@ -408,7 +408,7 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
                 iteration += 1
             if stopped is not None:
                 break
-            row = {"epoch": e + 1, **{k: v for k, v in _evaluate(net, X, Y, loss).items()}}
+            row = {"epoch": e + 1, **_evaluate(net, X, Y, loss)}
             if val is not None:
                 row.update({f"val_{k}": v for k, v in _evaluate(net, *val, loss).items()})
             if not all(math.isfinite(v) for v in row.values()):
