@@ -176,6 +176,10 @@ def test_from_npy_and_iter_batches(tmp_path):
     np.testing.assert_array_equal(xs[order], x[ref])
     np.testing.assert_array_equal(ys[order], y[ref])
     assert not np.array_equal(xs, x)
+    # plain lists are arrays too (x.ndim of a list was an AttributeError)
+    got = list(dd.iter_batches(x[:5].tolist(), y[:5].tolist(), 2, scheduler="synchronous"))
+    assert [len(b[0]) for b in got] == [2, 2, 1]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in got]), x[:5])
 
 
 def test_zarr_store_gives_the_in_memory_gradients(tmp_path):

@@ -315,7 +315,8 @@ def iter_batches(x, y=None, batch_size=128, *, seed=None, drop_last=False, sched
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not isinstance(x, da.Array):
-        x = da.from_array(np.asarray(x), chunks=(max(batch_size, 4096),) + (-1,) * (x.ndim - 1))
+        x = np.asarray(x)
+        x = da.from_array(x, chunks=(max(batch_size, 4096),) + (-1,) * (x.ndim - 1))
     if y is not None:
         if not isinstance(y, da.Array):
             y = da.from_array(np.asarray(y))
