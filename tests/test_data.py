@@ -492,6 +492,8 @@ def test_standardizer_errors():
         Standardizer().fit(np.array([[np.nan]]))
     with pytest.raises(ValueError, match="'mean' and 'scale'"):
         Standardizer.from_dict({"mean": [0.0]})
+    with pytest.raises(ValueError, match="'mean' and 'scale'"):  # was a KeyError
+        Standardizer.from_dict({"mean": [0.0], "std": [1.0]})
     with pytest.raises(ValueError, match="positive"):
         Standardizer.from_dict({"mean": [0.0], "scale": [0.0]})
 

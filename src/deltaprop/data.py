@@ -644,7 +644,7 @@ class Standardizer:
     @classmethod
     def from_dict(cls, d) -> Standardizer:
         """The inverse of :meth:`to_dict`."""
-        if not isinstance(d, dict) or set(d) < {"mean", "scale"}:
+        if not isinstance(d, dict) or not {"mean", "scale"} <= set(d):
             raise ValueError("a Standardizer dict needs 'mean' and 'scale' lists")
         return cls(d["mean"], d["scale"])
 
