@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _backend, backprop, optim
 from . import data as _data
+from . import losses as _losses
 from . import train as _train
 from .network import Network
 
@@ -100,8 +101,8 @@ class _BaseMLP(BaseEstimator):
                              f"{self.validation_fraction!r}")
         if not self.tol >= 0:
             raise ValueError(f"tol must be >= 0, got {self.tol!r}")
-        if not self.l2 >= 0:
-            raise ValueError(f"l2 must be >= 0, got {self.l2!r}")
+        if not 0 <= self.l2 < np.inf:
+            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
         self._batch(2)  # raises on a bad batch_size
         optim.get(self.optimizer, self.learning_rate)  # raises on a bad name or rate
 
@@ -197,11 +198,12 @@ class _BaseMLP(BaseEstimator):
         if state is None or getattr(self, "_opt_key", None) != key:
             state = opt.init(net)
         m = X.shape[0]
-        xs, ys = _backend.asarray(X, np, dtype=net.dtype), Y
+        loss = _losses.get(self._loss)
+        xs, ys = _train._prepare(net, loss, X, Y, "training data")  # checked once, as fit
         for idx in _data.batches(m, self._batch(m), self._rng):
-            _, grads = backprop.gradients(net, xs[idx], ys[idx], self._loss, self.l2)
+            _, grads = backprop.gradients(net, xs[idx], ys[idx], loss, self.l2, check=False)
             net, state = opt.update(net, grads, state)
-        J = _train.evaluate(net, xs, ys, self._loss)["loss"]
+        J = _train._evaluate(net, xs, ys, loss)["loss"]
         if not np.isfinite(J):
             raise ValueError(f"training failed: the loss became {J}")
         self.net_, self._opt_state, self._opt_key = net, state, key
