@@ -1,7 +1,9 @@
 """Model files: round trip, metadata, and refusal of everything that is not one."""
 
 import json
+import os
 import pickle
+import stat
 import struct
 
 import numpy as np
@@ -65,6 +67,23 @@ def test_atomic_write_keeps_old_file_on_failure(model_file, monkeypatch):
         dio.save_model(model_file, Network.init([4, 2, 3], "tanh", "softmax"), {})
     assert model_file.read_bytes() == before
     assert [p.name for p in model_file.parent.iterdir()] == [model_file.name]  # no temp left
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_atomic_write_gives_the_mode_a_plain_write_would(tmp_path):
+    """New files: 0o666 less the umask (tempfile.mkstemp made them 0o600); a replaced file
+    keeps its mode."""
+    umask = os.umask(0o022)
+    try:
+        new = dio.atomic_write_text(tmp_path / "new.json", "{}")
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        old = tmp_path / "old.json"
+        old.write_text("x")
+        old.chmod(0o640)
+        dio.atomic_write_text(old, "y")
+        assert stat.S_IMODE(old.stat().st_mode) == 0o640 and old.read_text() == "y"
+    finally:
+        os.umask(umask)
 
 
 def _save_raw(path, tensors, meta):

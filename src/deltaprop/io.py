@@ -30,8 +30,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import stat
 import struct
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,11 +54,19 @@ _MAX_HEADER = 16 * 1024 * 1024
 # --- atomic writes ----------------------------------------------------------------------
 
 def atomic_write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, replace).
+
+    The file gets the permissions a plain ``open(path, "w")`` would give it: those of the
+    file it replaces, else 0o666 less the umask.
+    """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temp_file(folder, path.name)
     try:
+        try:  # keep the mode of the file being replaced
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        except OSError:
+            pass
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -78,6 +87,19 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     except OSError:
         pass
     return path
+
+
+def _temp_file(folder, name):
+    """(fd, path) of a new, exclusive temporary file ``.<name>.<random>.tmp`` in ``folder``,
+    created with mode 0o666 so that the umask applies (``tempfile.mkstemp`` forces 0o600)."""
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{folder}: cannot create a temporary file for {name}")
 
 
 def atomic_write_text(path, text: str) -> Path:
