@@ -336,3 +336,12 @@ def test_float32_network_stays_float32_and_regression_plot_has_one_panel():
     assert res.net.W[1].dtype == np.float32 and res.opt_state["m.W.1"].dtype == np.float32
     fig = res.history.plot()
     assert len(fig.axes) == 1 and fig.axes[0].get_xlabel() == "epoch"
+
+
+def test_fit_and_evaluate_refuse_a_stack_in_one_line():
+    """evaluate on a stack was a TypeError from float() of a (K,) loss."""
+    x, y = _data()
+    stack = Network.init([4, 6, 3], "tanh", "softmax", K=2)
+    for call in (lambda: fit(stack, x, y, LOSS), lambda: evaluate(stack, x, y, LOSS)):
+        with pytest.raises(ValueError, match="single network.*net\\[k\\]"):
+            call()

@@ -192,8 +192,15 @@ def evaluate(net: Network, x, y, loss) -> dict:
     Returns ``{"loss": float, "accuracy": float}`` (no ``accuracy`` for MSE).
     """
     loss = _losses.get(loss)
+    _single(net, "evaluate")
     x, Y = _prepare(net, loss, x, y, "data")
     return _evaluate(net, x, Y, loss)
+
+
+def _single(net, what):
+    if net.K is not None:
+        raise ValueError(f"{what} takes a single network; take the members of a stack of "
+                         f"K = {net.K} one by one (net[k])")
 
 
 def _evaluate(net, x, Y, loss):
@@ -314,8 +321,7 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
 
     loss = _losses.get(loss)
     _losses.check_pair(loss, net.activations[-1])
-    if net.K is not None:
-        raise ValueError("fit trains a single network; train the members of a stack one by one")
+    _single(net, "fit")
     opt, sched = check_options(optimizer=optimizer, learning_rate=learning_rate,
                                schedule=schedule, batch_size=batch_size, epochs=epochs, l2=l2,
                                early_stopping=early_stopping,
