@@ -22,3 +22,27 @@ def test_gradcheck_bad_sizes_name_the_flag(capsys):
 
     assert main(["gradcheck", "--sizes", "4,,3"]) == 2
     assert "--sizes must be comma-separated integers" in capsys.readouterr().err
+
+
+
+def test_cli_missing_optional_package_is_one_line_exit_2(monkeypatch, capsys, tmp_path):
+    """A command that needs an extra (here dask, hidden) names it instead of a traceback."""
+    import builtins
+
+    from deltaprop.cli import main
+
+    real_import = builtins.__import__
+
+    def no_dask(name, *args, **kwargs):
+        if name.split(".")[0] in ("dask", "distributed"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_dask)
+    for mod in [m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")]:
+        monkeypatch.delitem(sys.modules, mod)
+    code = main(["sweep", "--out", str(tmp_path / "sweep"), "--depth", "3", "--width", "4",
+                 "--K", "2", "--m", "4", "--no-plot"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "optional package 'dask'" in err and "deltaprop[dask]" in err

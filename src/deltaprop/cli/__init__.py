@@ -19,6 +19,10 @@ from .. import __version__
 COMMAND_MODULES = ["engine", "train", "stats", "sweep"]
 
 
+#: optional extras of pyproject.toml, named in the hint for a missing package
+_EXTRAS = ("torch", "dask")
+
+
 class UsageError(Exception):
     """A bad command line or bad input: printed as one line, exit status 2."""
 
@@ -51,6 +55,13 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("deltaprop: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an optional dependency (extras in pyproject.toml)
+        name = (exc.name or "?").split(".")[0]
+        extra = {"distributed": "dask"}.get(name, name)
+        hint = f"pip install 'deltaprop[{extra}]'" if extra in _EXTRAS else f"pip install {name}"
+        print(f"deltaprop: error: this needs the optional package {name!r} ({hint})",
+              file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `deltaprop predict ... | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
