@@ -46,3 +46,4 @@ def test_cli_missing_optional_package_is_one_line_exit_2(monkeypatch, capsys, tm
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "optional package 'dask'" in err and "deltaprop[dask]" in err
+    assert not (tmp_path / "sweep").exists()  # failed before writing anything

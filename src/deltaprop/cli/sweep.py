@@ -102,6 +102,8 @@ def _sweep(args):
         axes[axis] = parse_list(text, convert)
     cells = sweep.grid(**axes, K=args.K, m=args.m)
     be = backend_from_args(args)  # fail here, not on every worker
+    if not args.serial:
+        import dask.distributed  # noqa: F401  (a missing extra fails before any file is written)
     before = {r["key"] for r in sweep.read_table(_table(args.out))} if not args.fresh else set()
     new = [0]
 
