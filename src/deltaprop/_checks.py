@@ -99,3 +99,19 @@ def one_hot(labels, n, xp, dtype):
             f"y: labels must lie in 0..{n - 1} (n_L = {n} classes), got {lo}..{hi}")
     classes = _backend.asarray(list(range(n)), xp, like=labels)
     return xp.astype(labels[..., None] == classes, dtype)
+
+
+def registry_key(name, table, kind, aliases=None, sep="_", accepts="a name"):
+    """The key of ``table`` that ``name`` means, or a clear error.
+
+    Case and surrounding space are ignored, ``-`` and ``_`` are interchangeable (keys use
+    ``sep``), and ``aliases`` maps other spellings to keys.  The name registries of
+    activations, losses, initialisers, optimisers and schedules all look names up here.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} must be {accepts}, got {type(name).__name__}")
+    key = name.strip().lower().replace("_" if sep == "-" else "-", sep)
+    key = (aliases or {}).get(key, key)
+    if key not in table:
+        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(table)}")
+    return key

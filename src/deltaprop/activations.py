@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._backend import namespace
+from ._checks import registry_key
 
 __all__ = ["Activation", "ACTIVATIONS", "get", "names"]
 
@@ -175,14 +176,12 @@ def names() -> list[str]:
     return list(ACTIVATIONS)
 
 
+_ALIASES = {"linear": "identity", "logistic": "sigmoid", "swish": "silu"}
+
+
 def get(name) -> Activation:
     """The activation called ``name`` (an :class:`Activation` passes through)."""
     if isinstance(name, Activation):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"activation must be a name or an Activation, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    key = {"linear": "identity", "logistic": "sigmoid", "swish": "silu"}.get(key, key)
-    if key not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; known: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[key]
+    return ACTIVATIONS[registry_key(name, ACTIVATIONS, "activation", _ALIASES,
+                                    accepts="a name or an Activation")]

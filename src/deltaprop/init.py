@@ -20,6 +20,8 @@ import math
 
 import numpy as np
 
+from ._checks import registry_key
+
 __all__ = ["INITIALIZERS", "init_layer", "names"]
 
 
@@ -67,13 +69,7 @@ def names() -> list[str]:
 
 def canonical(name: str) -> str:
     """Registry key for ``name`` (``-`` or ``_``, aliases such as ``xavier`` and ``kaiming``)."""
-    if not isinstance(name, str):
-        raise TypeError(f"init must be a name, got {type(name).__name__}")
-    key = name.strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key not in INITIALIZERS:
-        raise ValueError(f"unknown initialiser {name!r}; known: {', '.join(INITIALIZERS)}")
-    return key
+    return registry_key(name, INITIALIZERS, "initialiser", _ALIASES)
 
 
 def debug_theta(n_out: int, n_in: int) -> np.ndarray:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._checks import registry_key
+
 __all__ = ["Loss", "LOSSES", "get", "names"]
 
 
@@ -98,13 +100,8 @@ def get(name) -> Loss:
     """The loss called ``name`` (``_`` and ``-`` are interchangeable)."""
     if isinstance(name, Loss):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"loss must be a name or a Loss, got {type(name).__name__}")
-    key = name.strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
-    return LOSSES[key]
+    return LOSSES[registry_key(name, LOSSES, "loss", _ALIASES, sep="-",
+                               accepts="a name or a Loss")]
 
 
 def check_pair(loss: Loss, output_activation) -> None:

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from . import backprop
+from ._checks import registry_key
 from ._fast import _rebuild as _same_layout  # replace() without re-validating
 
 __all__ = ["Optimizer", "get", "names", "schedule", "schedule_names", "is_plain_gd",
@@ -227,12 +228,8 @@ def get(name, learning_rate=None, **hyper) -> Optimizer:
     """
     if isinstance(name, Optimizer):
         return name
-    if not isinstance(name, str):
-        raise TypeError(f"optimizer must be a name or an Optimizer, got {type(name).__name__}")
-    key = name.strip().lower().replace("_", "-")
-    key = _ALIASES.get(key, key)
-    if key not in _OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(_OPTIMIZERS)} (or sgd)")
+    key = registry_key(name, _OPTIMIZERS, "optimizer", _ALIASES, sep="-",
+                       accepts="a name or an Optimizer")
     if learning_rate is None:
         learning_rate = 0.001 if key == "adam" else 0.1
     try:
@@ -287,9 +284,7 @@ def schedule(name, learning_rate, **kw) -> Callable[[int], float]:
     """
     if callable(name):
         return name
-    key = str(name).strip().lower().replace("_", "-")
-    if key not in _SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; known: {', '.join(_SCHEDULES)}")
+    key = registry_key(str(name), _SCHEDULES, "schedule", sep="-")
     lr = _check_lr(learning_rate)
     if key != "cosine":
         kw.pop("epochs", None)
