@@ -30,7 +30,7 @@ The seed's conditions for the two to agree are evaluated by :func:`independence_
 from __future__ import annotations
 
 __all__ = ["seed_formula", "exact_mean", "independence_mean", "independence_gap",
-           "ForwardCross"]
+           "ForwardCross", "ForwardSecond", "forward_second", "exact_second_moment"]
 
 from dataclasses import dataclass
 
@@ -88,6 +88,67 @@ def independence_gap(M, sigma_w2, mu_w, fw: ForwardCross):
     var_term = M * sigma_w2 * fw.fdf
     cov_term = M * mu_w**2 * (fw.df_sum_f - fw.H * fw.df * fw.f)
     return {"variance_term": var_term, "covariance_term": cov_term, "total": var_term + cov_term}
+
+
+@dataclass(frozen=True)
+class ForwardSecond:
+    """Forward expectations of the last hidden layer that E[delta_j^2] needs (per unit j).
+
+    With d = f'(z_j), a = f(z_j), S = sum_l f(z_l), Q = sum_l f(z_l)^2: ``d2`` = E[d^2],
+    ``d2a`` = E[d^2 a], ``d2a2`` = E[d^2 a^2], ``d2S`` = E[d^2 S], ``d2S2`` = E[d^2 S^2],
+    ``d2Q`` = E[d^2 Q], ``d2aS`` = E[d^2 a S].
+    """
+
+    d2: float
+    d2a: float
+    d2a2: float
+    d2S: float
+    d2S2: float
+    d2Q: float
+    d2aS: float
+
+
+def forward_second(df, f):
+    """The :class:`ForwardSecond` of forward samples ``df`` = f'(z), ``f`` = f(z), (N, H)
+    arrays (plug-in averages over samples and units)."""
+    import numpy as np
+
+    d2 = np.asarray(df, float) ** 2
+    a = np.asarray(f, float)
+    S, Q = a.sum(-1, keepdims=True), (a * a).sum(-1, keepdims=True)
+    return ForwardSecond(*(float(np.mean(d2 * t)) for t in (1.0, a, a * a, S, S * S, Q, a * S)))
+
+
+def exact_second_moment(M, sigma_w2, mu_w, fw: ForwardSecond, y_mean, y_var, b_mean=0.0,
+                        b_var=0.0):
+    """E[delta_j^2] of the last hidden layer, exactly (MSE, linear output, Gaussian W[L]).
+
+    delta_j = f'(z_j) sum_k W_kj e_k with e_k = sum_l W_kl a_l + b_k - y_k.  Given the layer
+    below (a, S = sum_l a_l, Q = sum_l a_l^2), row k of (W[L], b[L]) is independent of the
+    other rows, and (W_kj, e_k) is jointly Gaussian in the weights with means (mu, cbar),
+    cbar = mu S + E[b] - E[y], variances (v, v Q + Var(b) + Var(y)) and covariance v a_j.
+    Isserlis' theorem (fourth moments of a Gaussian pair) gives, for one row,
+
+        E[W_kj^2 e_k^2] = (mu^2 + v)(cbar^2 + v Q + Var(b) + Var(y)) + 2 v^2 a_j^2
+                          + 4 mu v a_j cbar,
+
+    and two rows k != k' are independent with E[W_kj e_k] = v a_j + mu cbar, so
+
+        E[delta_j^2 | a] = f'(z_j)^2 ( M E[W_kj^2 e_k^2] + M (M - 1) (v a_j + mu cbar)^2 ).
+
+    Averaged over the forward pass this needs the seven moments of :class:`ForwardSecond`
+    (the targets only through their mean and variance).  ``sigma_w2`` is the raw per-entry
+    variance v of W[L] (the question's sigma_w^2).
+    """
+    mu, v, c0 = mu_w, sigma_w2, b_mean - y_mean
+    # E[d^2 cbar^k] for k = 1, 2 and E[d^2 a cbar], cbar = mu S + c0
+    d2c = mu * fw.d2S + c0 * fw.d2
+    d2c2 = mu * mu * fw.d2S2 + 2 * mu * c0 * fw.d2S + c0 * c0 * fw.d2
+    d2ac = mu * fw.d2aS + c0 * fw.d2a
+    one_row = ((mu * mu + v) * (d2c2 + v * fw.d2Q + (b_var + y_var) * fw.d2)
+               + 2 * v * v * fw.d2a2 + 4 * mu * v * d2ac)
+    pairs = v * v * fw.d2a2 + 2 * v * mu * d2ac + mu * mu * d2c2
+    return M * one_row + M * (M - 1) * pairs
 
 
 def _sum_over_outputs(y_mean, M):
