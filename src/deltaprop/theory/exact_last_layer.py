@@ -141,8 +141,7 @@ def exact_second_moment(M, sigma_w2, mu_w, fw: ForwardSecond, y_mean, y_var, b_m
     variance v of W[L] (the question's sigma_w^2).
     """
     mu, v, c0 = mu_w, sigma_w2, b_mean - y_mean
-    # E[d^2 cbar^k] for k = 1, 2 and E[d^2 a cbar], cbar = mu S + c0
-    d2c = mu * fw.d2S + c0 * fw.d2
+    # E[d^2 cbar^2] and E[d^2 a cbar], cbar = mu S + c0
     d2c2 = mu * mu * fw.d2S2 + 2 * mu * c0 * fw.d2S + c0 * c0 * fw.d2
     d2ac = mu * fw.d2aS + c0 * fw.d2a
     one_row = ((mu * mu + v) * (d2c2 + v * fw.d2Q + (b_var + y_var) * fw.d2)
