@@ -6,12 +6,15 @@
 * :mod:`.ensemble`: weight priors and stacked draws of K networks;
 * :mod:`.report`: predictions of :mod:`deltaprop.theory` beside the measurement;
 * :mod:`.study`: the whole study (``deltaprop stats``); :mod:`.callback`: during training;
+* :mod:`.independent`: the forward pass back-propagated through an independent copy of the
+  weights (gradient independence, measured);
 * :mod:`.plots`: figures (matplotlib, imported lazily).
 """
 
 from .callback import RecordCallback
 from .ensemble import Prior, draw, empirical_prior, gaussian_inputs, gaussian_targets, prior
 from .histogram import Histogram
+from .independent import permuted_copy, record_independent
 from .moments import Moments
 from .record import Record, deltas, record, record_pass
 from .report import compare, predict, table, z_scores
@@ -24,4 +27,5 @@ DEFAULT_STUDY = {"sizes": [64, 64, 64, 64, 64, 10], "hidden": "tanh", "output": 
 __all__ = ["DEFAULT_STUDY", "RecordCallback", "Moments", "Histogram", "Record", "record",
            "record_pass", "deltas", "Prior", "prior", "empirical_prior", "draw",
            "gaussian_inputs", "gaussian_targets", "predict", "compare", "table", "z_scores",
-           "Study", "StudyResult", "run_study", "study_network"]
+           "Study", "StudyResult", "run_study", "study_network", "record_independent",
+           "permuted_copy"]

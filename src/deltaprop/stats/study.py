@@ -4,7 +4,9 @@
 :func:`run_study` returns a :class:`StudyResult` with the record, the predictions, the
 comparison rows and the wall time.  :func:`study_network` does the same for a given network
 (e.g. a trained model file), with the theory evaluated at the empirical per-layer weight
-mean and variance of that network.
+mean and variance of that network.  With ``gradient_independence`` both also back-propagate
+the forward pass through an independent copy of the weights (:mod:`.independent`): the rows
+gain ``row["gradient_independence"]`` and ``extra["gradient_independence"]`` holds its record.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .. import activations as _act
 from .. import losses as _losses
 from ..theory.forward import data_input_stats, gaussian_input_stats
 from . import ensemble as _ens
+from . import independent as _gi
 from .record import record as _record
 from .report import compare, predict, seed000_conditions
 
@@ -58,6 +61,7 @@ class Study:
     dtype: str = "float64"
     backend: str | None = None
     device: str | None = None
+    gradient_independence: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -140,7 +144,7 @@ def run_study(study: Study = Study()) -> StudyResult:
     pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
                     sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
     chunk = min(study.K_chunk or study.K, study.K)
-    rec = None
+    rec = gi = None
     for i, k0 in enumerate(range(0, study.K, chunk)):
         k = min(chunk, study.K - k0)
         seed = study.seed if chunk == study.K else np.random.default_rng([study.seed, i])
@@ -153,23 +157,35 @@ def run_study(study: Study = Study()) -> StudyResult:
                 _backend.asarray(yy, net.xp, device=_backend.device(net.W[1]))
         part = _record(net, xx, yy, loss, batch_size=study.batch_size, bins=study.bins)
         rec = part if rec is None else rec.concat(part)
+        if study.gradient_independence:  # W~: a second draw from the prior, its own seed
+            copy = _ens.draw(pr, acts, K=k, seed=np.random.default_rng([study.seed, i, 1]),
+                             dtype=study.dtype, backend=study.backend, device=study.device)
+            part = _gi.record_independent(net, xx, yy, loss, copy,
+                                          batch_size=study.batch_size)
+            gi = part if gi is None else gi.concat(part)
     inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
         if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
     preds = predict(pr, acts, loss, inp, y_mean, y_second, record=rec, forward=study.forward)
-    rows = compare(rec, preds)
+    rows = compare(rec, preds) if gi is None else _gi.add_rows(compare(rec, preds), rec, gi)
     cond = seed000_conditions(pr, acts, inp, record=rec, forward=study.forward) \
         if _losses.get(loss).name == "mse" else None
     return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net,
                        {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
-                        "seed000_conditions": cond})
+                        "seed000_conditions": cond, _gi.KEY: gi})
 
 
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
-                  forward="theory") -> StudyResult:
+                  forward="theory", gradient_independence=False, seed=0) -> StudyResult:
     """Record a given network (e.g. a trained model) and compare with the theory evaluated
-    at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`)."""
+    at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`).
+
+    ``gradient_independence``: also back-propagate through :func:`independent.permuted_copy`
+    (each W[l]'s entries permuted with ``seed``: the same empirical distribution, the
+    dependence on the data and the forward pass broken)."""
     t0 = time.perf_counter()
     rec = _record(net, x, y, loss, batch_size=batch_size, bins=bins)
+    gi = _gi.record_independent(net, x, y, loss, _gi.permuted_copy(net, seed),
+                                batch_size=batch_size) if gradient_independence else None
     pr = _ens.empirical_prior(net)
     y_np = np.asarray(_backend.to_numpy(y), float)
     if _losses.get(loss).targets == "distribution" and y_np.ndim == 1:
@@ -179,8 +195,9 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
     acts = net.activation_names()
     preds = predict(pr, acts, loss, data_input_stats(_backend.to_numpy(x)), y_mean, y_second,
                     record=rec, forward=forward)
-    return StudyResult(None, rec, preds, compare(rec, preds), time.perf_counter() - t0, net,
-                       {"prior": pr, "sizes": net.sizes, "activations": acts})
+    rows = compare(rec, preds) if gi is None else _gi.add_rows(compare(rec, preds), rec, gi)
+    return StudyResult(None, rec, preds, rows, time.perf_counter() - t0, net,
+                       {"prior": pr, "sizes": net.sizes, "activations": acts, _gi.KEY: gi})
 
 
 def _layer_acts(activations, output, L):
