@@ -157,11 +157,14 @@ def table(rows) -> str:
             line += f" {'-':>11}{split} | {'-':>9} {'':>6}"
         else:
             names.add(name)
-            p = r["predicted"][name]["second_moment"]
+            p = r["predicted"][name]
+            se = math.hypot(g["second_moment_se"], p.get("second_moment_se", 0.0))
+            p = p["second_moment"]
             line += (f" {p:>11.4g}{split} | {tg / p if p else math.inf:>9.3g} "
-                     f"{_z(tg - p, g['second_moment_se']):>6.1f}")
+                     f"{_z(tg - p, se):>6.1f}")
         lines.append(line)
     lines.append(f"theory: {' / '.join(sorted(names)) or 'none'}; true/gi = the "
                  "gradient-independence assumption, gi/theory = the forward model; "
-                 "z = difference / se (true - gi: paired se)")
+                 "z = difference / se (true - gi: paired se; gi - theory: gi's se and the "
+                 "prediction's, if it has one, in quadrature)")
     return "\n".join(lines)
