@@ -6,7 +6,9 @@ seeds fixed; each test also checks that a known-wrong predictor lies outside its
 the band can fail.
 """
 
+import importlib.util
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,47 +25,17 @@ from deltaprop.theory.conditional import (
 from deltaprop.theory.exact_last_layer import exact_second_moment, forward_second
 
 
-def _sig(z):
-    return 0.5 * (1 + np.tanh(z / 2))
+def _load_reference():
+    """The plain-NumPy Monte Carlo of examples/edelta_every_layer.py (no deltaprop in it)."""
+    path = Path(__file__).resolve().parents[1] / "examples" / "edelta_every_layer.py"
+    spec = importlib.util.spec_from_file_location("edelta_every_layer", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-F = {"sigmoid": (_sig, lambda z: _sig(z) * (1 - _sig(z))),
-     "tanh": (np.tanh, lambda z: 1 - np.tanh(z) ** 2)}
-
-
-def monte_carlo(sizes, act, mu, s, K, m, out="mse", seed=0, chunk=1000):
-    """Per-network averages of delta[l] and delta[l]^2: plain NumPy, weights N(mu, s^2),
-    inputs N(0.5, 1), targets N(1, 0.25) (mse), uniform labels (softmax) or U(0, 1)
-    (sigmoid); returns {l: (mean, se of mean, second, se of second)}."""
-    f, df = F[act]
-    rng = np.random.default_rng(seed)
-    L, nL = len(sizes) - 1, sizes[-1]
-    per = {l: [] for l in range(1, L + 1)}
-    for k0 in range(0, K, chunk):
-        k = min(chunk, K - k0)
-        W = [None] + [mu + s * rng.standard_normal((k, sizes[l], sizes[l - 1]))
-                      for l in range(1, L + 1)]
-        a, z = [0.5 + rng.standard_normal((k, m, sizes[0]))], [None]
-        for l in range(1, L + 1):
-            z.append(a[-1] @ W[l].transpose(0, 2, 1))
-            a.append(f(z[-1]) if l < L else z[-1])
-        if out == "mse":
-            d = z[L] - (1 + 0.5 * rng.standard_normal((k, m, nL)))
-        elif out == "softmax":
-            e = np.exp(z[L] - z[L].max(-1, keepdims=True))
-            d = e / e.sum(-1, keepdims=True) - np.eye(nL)[rng.integers(0, nL, (k, m))]
-        else:
-            d = _sig(z[L]) - rng.uniform(size=(k, m, nL))
-        for l in range(L, 0, -1):
-            per[l].append(np.stack([d.mean((1, 2)), (d * d).mean((1, 2))], 1))
-            if l > 1:
-                d = (d @ W[l]) * df(z[l - 1])
-    res = {}
-    for l, v in per.items():
-        v = np.concatenate(v)
-        mean, se = v.mean(0), v.std(0, ddof=1) / math.sqrt(len(v))
-        res[l] = (mean[0], se[0], mean[1], se[1])
-    return res
+_REF = _load_reference()
+monte_carlo, F = _REF.monte_carlo, _REF.F
 
 
 def _law(sizes, act, mu, s, loss, samples=100_000, y=(1.0, 1.25)):

@@ -146,12 +146,11 @@ def backward_given_forward(prior, activations, loss, z, a, y, y_cov=0.0):
         S, Q = al.sum(-1), np.einsum("nj,nj->n", al, al)
         V = v * Q + u
         ratio = np.divide(v, V, out=np.zeros_like(V), where=V > 0)  # v / V (0 if V = 0)
-        r = np.asarray(z[l + 1], float) - (mu * S + beta)[:, None]
-        P = np.stack([np.ones_like(r), r], -1)                      # (N, n_{l+1}, 2)
+        r = np.asarray(z[l + 1], float) - (mu * S + beta)[:, None]  # P = [1, r]
         B = np.stack([np.full_like(ratio, mu), ratio], -1)          # (N, 2)
-        Pm = np.einsum("nk,nkb->nb", m, P) * B                      # B P^T m[l+1]
+        Pm = np.stack([m.sum(-1), _dot(r, m)], -1) * B              # B P^T m[l+1]
         m = d * (Pm[:, :1] + Pm[:, 1:] * al)                        # (C1)
-        PCP, trace = forms(P)                                       # of C[l+1]
+        PCP, trace = forms(r)                                       # of C[l+1]
         G = B[:, :, None] * PCP * B[:, None, :]                     # (C2): B P^T C P B
         G[:, 1, 1] -= trace * v * ratio
         t = v * trace
@@ -162,27 +161,39 @@ def backward_given_forward(prior, activations, loss, z, a, y, y_cov=0.0):
     return mean, second
 
 
+def _dot(x, y):
+    """Row-wise dot products: (N, n), (N, n) -> (N,)."""
+    return np.einsum("ni,ni->n", x, y)
+
+
+def _gram(x, y, w=None):
+    """[[sum w, sum w y], [sum w x, sum w x y]] per row: (N, 2, 2) (U^T W P for U = [1, x],
+    P = [1, y], W = diag w)."""
+    w = np.ones_like(x) if w is None else w
+    wy = w * y
+    return np.stack([np.stack([w.sum(-1), wy.sum(-1)], -1),
+                     np.stack([_dot(w, x), _dot(wy, x)], -1)], -2)
+
+
 def _output_forms(m, dy, cov):
-    """(P^T C P, tr C) for C = m m^T + D_y Sigma_y D_y (the top, step 4)."""
-    def forms(P):
-        Pm = np.einsum("nk,nkb->nb", m, P)
-        DP = dy[..., None] * P
-        return (Pm[:, :, None] * Pm[:, None, :] + np.einsum("nka,kq,nqb->nab", DP, cov, DP),
-                np.einsum("nk,nk->n", m, m) + np.einsum("nk,k->n", dy * dy, np.diag(cov)))
+    """(P^T C P, tr C) for C = m m^T + D_y Sigma_y D_y (the top, step 4), P = [1, r]."""
+    def forms(r):
+        Pm = np.stack([m.sum(-1), _dot(r, m)], -1)
+        DP = np.stack([dy, dy * r], -1)                             # (N, n_L, 2)
+        return (Pm[:, :, None] * Pm[:, None, :] + DP.mT @ (cov @ DP),
+                _dot(m, m) + (dy * dy) @ np.diag(cov))
     return forms
 
 
 def _hidden_forms(d, a, G, t):
-    """(P^T C P, tr C) for C = D (U G U^T + t I) D, U = [1, a], D = diag d."""
-    U = np.stack([np.ones_like(a), a], -1)
+    """(P^T C P, tr C) for C = D (U G U^T + t I) D, U = [1, a], D = diag d, P = [1, r]."""
+    diag = G[:, :1, 0] + 2 * G[:, :1, 1] * a + G[:, 1:, 1] * a * a + t[:, None]
+    d2 = d * d
 
-    def forms(P):
-        DP = d[..., None] * P
-        UDP = np.einsum("nia,nib->nab", U, DP)
-        diag = G[:, :1, 0] + 2 * G[:, :1, 1] * a + G[:, 1:, 1] * a * a + t[:, None]
-        return (np.einsum("nba,nbc,ncd->nad", UDP, G, UDP)
-                + t[:, None, None] * np.einsum("nia,nib->nab", DP, DP),
-                np.einsum("nj,nj->n", d * d, diag))
+    def forms(r):
+        UDP = _gram(a, r, d)                                        # U^T D P
+        return (UDP.mT @ G @ UDP + t[:, None, None] * _gram(r, r, d2),
+                _dot(d2, diag))
     return forms
 
 
@@ -201,14 +212,17 @@ def law_batches(prior, activations, draw_inputs, *, samples=65536, chunk=8192, s
         yield z, a, y, y_cov, n
 
 
-def average(prior, activations, loss, batches):
+def average(prior, activations, loss, batches, *, rtol=None, min_groups=0):
     """Average (C1)-(C2) and the forward moments over batches of forward passes.
 
     ``batches`` yields ``(z, a, y, y_cov, groups)``: a forward pass of N samples whose rows
     fall into ``groups`` consecutive groups of equal size that are independent of each
     other (one group per sample for :func:`law_batches`; one per network for the recorded
     passes of an ensemble, whose samples share their network's weights).  Standard errors
-    are sd(group averages) / sqrt(groups).
+    are sd(group averages) / sqrt(groups).  With ``rtol``, batches stop being read once
+    at least ``min_groups`` groups are in and every layer's E[delta^2] has a standard error
+    of at most ``rtol`` times its value (a budget for the law's Monte Carlo integral; the
+    means are not used for this, since E[delta] may be 0).
 
     Returns ``(delta, forward)``: ``delta[l]`` = {"mean", "mean_se", "second_moment",
     "second_moment_se"} of delta[l], l = 1..L (the prediction and its integration error);
@@ -223,6 +237,12 @@ def average(prior, activations, loss, batches):
 
     def add(key, per_sample, groups):
         parts.setdefault(key, []).append(per_sample.reshape(groups, -1).mean(-1))
+
+    def precise():
+        if sum(v.size for v in parts[("second_moment", L)]) < max(min_groups, 2):
+            return False
+        vals = (np.concatenate(parts[("second_moment", l)]) for l in range(1, L + 1))
+        return all(_se_mean(v) <= rtol * abs(v.mean()) for v in vals)
 
     for z, a, y, y_cov, groups in batches:
         z = [None] + [np.asarray(v, float).reshape(-1, v.shape[-1]) for v in z[1:]]
@@ -246,13 +266,14 @@ def average(prior, activations, loss, batches):
                     add((key, l), (d2 * t).mean(-1), groups)
                 for key, t in (("d2S", S), ("d2S2", S * S), ("d2Q", Q)):
                     add((key, l), d2.mean(-1) * t, groups)
+        if rtol is not None and precise():
+            break
     delta, forward = {}, {}
     for (q, l), vals in parts.items():
         v = np.concatenate(vals)
         if q in ("mean", "second_moment"):
             delta.setdefault(l, {})[q] = float(v.mean())
-            delta[l][q + "_se"] = float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 \
-                else math.nan
+            delta[l][q + "_se"] = _se_mean(v)
         else:
             forward.setdefault(l, {})[q] = float(v.mean())
     return dict(sorted(delta.items())), forward
@@ -270,3 +291,8 @@ def exact_moments(prior, activations, loss, draw_inputs, *, samples=65536, chunk
     batches = law_batches(prior, activations, draw_inputs, samples=samples, chunk=chunk,
                           seed=seed)
     return average(prior, activations, loss, batches)[0]
+
+
+def _se_mean(v):
+    """Standard error of the mean of independent values (nan for fewer than two)."""
+    return float(v.std(ddof=1) / math.sqrt(v.size)) if v.size > 1 else math.nan
