@@ -207,13 +207,17 @@ def test_cli_json_rows_have_the_issue_format():
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [r["layer"] for r in rows] == [1, 2, 3]
+    moments = {"mean", "second_moment"}
     for r in rows:
-        assert set(r) == {"layer", "units", "measured", "predicted"}
+        assert set(r) == {"layer", "units", "forward", "measured", "predicted"}
+        assert r["forward"] == "law"
         assert set(r["measured"]) == {"mean", "mean_se", "second_moment", "second_moment_se"}
-        assert set(r["predicted"]) <= {"independence", "mean_field", "exact_last_layer"}
-        for p in r["predicted"].values():
-            assert set(p) and set(p) <= {"mean", "second_moment"}
-    assert "exact_last_layer" in rows[1]["predicted"]
+        assert set(r["predicted"]) <= {"exact", "independence", "mean_field", "exact_last_layer"}
+        # the exact prediction at every layer, with its own integration error
+        assert set(r["predicted"]["exact"]) == moments | {"mean_se", "second_moment_se"}
+        for name, p in r["predicted"].items():
+            assert moments & set(p) and set(p) <= moments | {"mean_se", "second_moment_se"}
+    assert set(rows[1]["predicted"]["exact_last_layer"]) == moments
     assert rows[0]["units"] == 8
 
 

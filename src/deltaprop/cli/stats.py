@@ -68,8 +68,16 @@ def register(sub):
                    help="draw and record this many networks at a time (memory)")
     e.add_argument("--batch-size", type=int, default=1024)
     e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--forward", choices=["theory", "measured"], default="theory",
-                   help="forward statistics for the predictions (default theory)")
+    e.add_argument("--forward", choices=["law", "measured", "gaussian"], default="law",
+                   help="forward model of the predictions: the exact per-sample law of the "
+                   "forward pass under the prior, integrated by Monte Carlo (law, default), "
+                   "the recorded forward pass (measured) or the Gaussian mean-field recursion "
+                   "(gaussian)")
+    e.add_argument("--theory-samples", type=int, default=65536,
+                   help="at least this many draws of the forward law (--forward law; 65536)")
+    e.add_argument("--theory-rtol", type=float, default=0.005,
+                   help="draw more (up to 2^20) until each E[delta^2] prediction has this "
+                   "relative integration error (0.005)")
     e.add_argument("--bins", type=int, default=64, help="histogram bins (multiple of 4; 0 off)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     e.add_argument("--gradient-independence", action="store_true",
@@ -103,7 +111,8 @@ def _study(args):
                  inputs=args.inputs, input_mean=args.input_mean, input_var=args.input_var,
                  target_mean=args.target_mean, target_var=args.target_var, m=args.samples,
                  K=args.K, K_chunk=args.K_chunk, batch_size=args.batch_size, seed=args.seed,
-                 forward=args.forward, bins=args.bins or None, dtype=args.dtype,
+                 forward=args.forward, theory_samples=args.theory_samples,
+                 theory_rtol=args.theory_rtol, bins=args.bins or None, dtype=args.dtype,
                  backend=be.name, device=be.device,
                  gradient_independence=args.gradient_independence)
 
@@ -127,7 +136,7 @@ def _model(args):
     x, y = be.asarray(x, like=net.W[1]), be.asarray(y, like=net.W[1])
     return study_network(net, x, y, loss, y_mean=y_mean, y_second=y_second,
                          batch_size=args.batch_size, bins=args.bins or None,
-                         forward=args.forward,
+                         forward=args.forward, theory_samples=args.theory_samples,
                          gradient_independence=args.gradient_independence, seed=args.seed)
 
 

@@ -3,16 +3,21 @@
 :func:`predict` evaluates every applicable theory of :mod:`deltaprop.theory` for one
 ensemble (its :class:`~deltaprop.stats.ensemble.Prior`, input and target statistics):
 
+* ``exact``          E[delta[l]] and E[delta[l]^2] at every layer, exact for Gaussian weights
+  given the forward pass (:mod:`deltaprop.theory.conditional`), averaged over the forward
+  model, with that average's integration error (``mean_se``, ``second_moment_se``);
 * ``independence``   seed 000's approximation: E[delta[l]] and E[delta[l]^2], l = L..1;
 * ``mean_field``     E[delta[l]^2] by the gradient-independence recursion (mu_w = 0, or
   negligible: mu_w^2 <= 0.05 Var(W) in every layer, as in trained networks);
-* ``exact_last_layer`` seed 000's exact E[delta[L-1]] (MSE, linear output, L >= 2).
+* ``exact_last_layer`` seed 000's exact E[delta[L-1]] and its second moment by Isserlis'
+  theorem (MSE, linear output, L >= 2).
 
-Forward statistics come from the forward mean-field recursion (``forward="theory"``, a
-prediction from the prior alone) or from the record (``forward="measured"``: E[f'], E[f'^2]
-and the cross moments measured on the same passes, the plug-in form of each formula).
-The backward recursions start from the output-layer theory of :mod:`deltaprop.theory.output`
-(or from the measured delta[L] where no theory applies, e.g. softmax, or with "measured").
+Forward statistics come from one of :data:`FORWARDS`: the exact per-sample law of the
+forward pass under the prior (``"law"``, the default, no measurement used), the record
+(``"measured"``: the plug-in form of each formula on the same passes), or the Gaussian
+mean-field recursion (``"gaussian"``).  The independence and mean-field recursions start
+from the output-layer moments of that forward model (or from the measured delta[L] where no
+theory applies: softmax with the Gaussian model, or with "measured").
 
 :func:`compare` turns a record and predictions into rows, one per layer::
 
@@ -44,11 +49,17 @@ from ..theory.output import output_delta_moments
 __all__ = ["predict", "compare", "z_scores", "table", "to_csv", "to_json", "THEORIES",
            "seed000_conditions"]
 
-THEORIES = ("independence", "mean_field", "exact_last_layer")
+THEORIES = ("exact", "independence", "mean_field", "exact_last_layer")
+
+MOMENTS = ("mean", "second_moment")
+
+#: forward models: the exact per-sample law of the forward pass (integrated by Monte Carlo),
+#: the recorded forward pass, the Gaussian mean-field recursion
+FORWARDS = ("law", "measured", "gaussian")
 
 
 def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=None,
-            forward="theory") -> dict:
+            forward="law", law=None) -> dict:
     """Predictions ``{theory: {layer: {"mean": .., "second_moment": ..}}}``.
 
     Parameters
@@ -62,13 +73,27 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
     y_mean, y_second : float
         E[y_k] and E[y_k^2] of the targets (assumed independent of the inputs).
     record : Record, optional
-        Needed for ``forward="measured"`` and for softmax outputs (anchor at delta[L]).
-    forward : {"theory", "measured"}
+        Needed for ``forward="measured"`` and for softmax outputs with the Gaussian forward
+        model (anchor at the measured delta[L]).
+    forward : {"law", "measured", "gaussian"}
+        Where the forward statistics come from: the exact per-sample law of the forward
+        pass under the prior (``law``, the default: every formula is then exact up to its
+        Monte Carlo integration error), the recorded passes (``measured``), or the Gaussian
+        mean-field recursion of :mod:`deltaprop.theory.forward` (``gaussian``).
+    law : (delta, forward), optional
+        :func:`deltaprop.theory.conditional.average` over forward passes: the law's draws
+        (:func:`~deltaprop.theory.conditional.law_batches`; required for ``forward="law"``)
+        or the recorded networks' own passes.  It gives the ``exact`` prediction of
+        E[delta[l]] and E[delta[l]^2] at every layer (with its integration error as
+        ``mean_se`` / ``second_moment_se``) and, for ``law``, the forward moments.
     """
-    if forward not in ("theory", "measured"):
-        raise ValueError(f"forward must be 'theory' or 'measured', got {forward!r}")
+    if forward not in FORWARDS:
+        raise ValueError(f"forward must be one of {', '.join(FORWARDS)}; got {forward!r}")
     if forward == "measured" and record is None:
         raise ValueError("forward='measured' needs a record")
+    if forward == "law" and law is None:
+        raise ValueError("forward='law' needs law=theory.conditional.average(...) over "
+                         "theory.conditional.law_batches(...)")
     acts = [_act.get(f) for f in activations]
     sizes, L = list(prior.sizes), prior.L
     loss = _losses.get(loss)
@@ -80,15 +105,21 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
         if forward == "measured":
             s = record.layer_summary(l, "df") if record.has("df", l) else None
             E_df[l], E_df2[l] = (s["mean"], s["second_moment"]) if s else (None, None)
-        elif acts[l - 1].elementwise:
+        elif forward == "law" and l in law[1]:
+            E_df[l], E_df2[l] = law[1][l]["df"], law[1][l]["df2"]
+        elif forward == "gaussian" and acts[l - 1].elementwise:
             E_df[l], E_df2[l] = fwd[l].E["df"], fwd[l].E["df2"]
     out = None
-    if forward == "theory":
+    if forward == "gaussian":
         out = output_delta_moments(loss, acts[-1], fwd[L].mean, fwd[L].var, y_mean, y_second)
+    elif forward == "law":
+        out = (law[0][L]["mean"], law[0][L]["second_moment"])
     if out is None and record is not None:
         s = record.layer_summary(L, "delta")
         out = (s["mean"], s["second_moment"])
     preds = {}
+    if law is not None:
+        preds["exact"] = {l: dict(law[0][l]) for l in range(1, L + 1)}
     if out is None or not hidden_ok or any(v is None for v in E_df[1:L]):
         return preds
     mean, second = independence_backward(sizes, E_df, E_df2, prior.mean_w, prior.var_w, *out)
@@ -99,13 +130,22 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
         sec = mean_field_backward(sizes, E_df2, prior.var_w, out[1])
         preds["mean_field"] = {l: {"second_moment": sec[l]} for l in range(1, L + 1)}
     if loss.name == "mse" and acts[-1].name == "identity" and L >= 2:
-        fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None)
-        preds["exact_last_layer"] = {L - 1: {"mean": _exact.exact_mean(
-            sizes[L], prior.var_w[L], prior.mean_w[L], fw, y_mean, prior.mean_b[L])}}
+        fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None,
+                            law[1].get(L - 1) if forward == "law" else None)
+        last = {"mean": _exact.exact_mean(sizes[L], prior.var_w[L], prior.mean_w[L], fw,
+                                          y_mean, prior.mean_b[L])}
+        if law is not None and forward != "gaussian":  # its forward moments: law or measured
+            f2 = law[1][L - 1]
+            last["second_moment"] = _exact.exact_second_moment(
+                sizes[L], prior.var_w[L], prior.mean_w[L], _exact.ForwardSecond(
+                    f2["df2"], *(f2[k] for k in ("d2a", "d2a2", "d2S", "d2S2", "d2Q", "d2aS"))),
+                y_mean, y_second - y_mean**2, prior.mean_b[L], prior.var_b[L])
+        preds["exact_last_layer"] = {L - 1: last}
     return preds
 
 
-def seed000_conditions(prior, activations, input_stats, *, record=None, forward="theory"):
+def seed000_conditions(prior, activations, input_stats, *, record=None, forward="law",
+                       law=None):
     """Seed 000's conditions for the independence approximation at layer L-1, as numbers.
 
     Returns :func:`deltaprop.theory.exact_last_layer.independence_gap` (``variance_term``
@@ -118,13 +158,17 @@ def seed000_conditions(prior, activations, input_stats, *, record=None, forward=
         return None
     fwd = forward_recursion(sizes, acts, input_stats, prior.mean_w[1:], prior.var_w[1:],
                             prior.mean_b[1:], prior.var_b[1:])
-    fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None)
+    fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None,
+                        law[1].get(L - 1) if forward == "law" and law is not None else None)
     return _exact.independence_gap(sizes[L], prior.var_w[L], prior.mean_w[L], fw)
 
 
-def _forward_cross(fwd, acts, sizes, l, record):
-    """The ForwardCross of layer l: from the record (measured) or the Gaussian model."""
+def _forward_cross(fwd, acts, sizes, l, record, law=None):
+    """The ForwardCross of layer l: from the law's draws, the record (measured) or the
+    Gaussian model."""
     H = sizes[l]
+    if law is not None:
+        return _exact.ForwardCross(law["df"], law["fdf"], law["dfS"], law["f"], H)
     if record is not None:
         def mean(q):
             return record.layer_summary(l, q)["mean"]
@@ -135,13 +179,15 @@ def _forward_cross(fwd, acts, sizes, l, record):
     return _exact.ForwardCross(E["df"], E["fdf"], E["fdf"] + (H - 1) * cross, E["f"], H)
 
 
-def compare(record, predictions, q="delta") -> list[dict]:
-    """Rows (one per layer 1..L) of measurement and every applicable prediction."""
+def compare(record, predictions, q="delta", forward=None) -> list[dict]:
+    """Rows (one per layer 1..L) of measurement and every applicable prediction;
+    ``forward`` (the forward model the predictions used, see :data:`FORWARDS`) is stated in
+    every row when given."""
     rows = []
     for l in range(1, record.L + 1):
         s = record.layer_summary(l, q)
         rows.append({
-            "layer": l, "units": int(record.sizes[l]),
+            "layer": l, "units": int(record.sizes[l]), **({"forward": forward} if forward else {}),
             "measured": {k: s[k] for k in ("mean", "mean_se", "second_moment",
                                            "second_moment_se")},
             "predicted": {name: dict(p[l]) for name, p in predictions.items() if l in p},
@@ -153,16 +199,20 @@ def z_scores(row) -> dict:
     """(prediction - measurement) / se for every predicted entry of a row."""
     meas, out = row["measured"], {}
     for name, p in row["predicted"].items():
-        for k, v in p.items():
-            se = meas[k + "_se"] if k == "mean" else meas["second_moment_se"]
-            diff = v - meas[k]
+        for k in MOMENTS:
+            if k not in p:
+                continue
+            # the prediction's own integration error (the exact law's) adds in quadrature
+            se = math.hypot(meas[k + "_se"], p.get(k + "_se", 0.0))
+            diff = p[k] - meas[k]
             out[(name, k)] = diff / se if se > 0 else (0.0 if diff == 0 else math.inf)
     return out
 
 
 def table(rows) -> str:
     """A text table: measured mean and E[delta^2] with se, each prediction and its z."""
-    short = {"independence": "indep", "mean_field": "mf", "exact_last_layer": "exact"}
+    short = {"exact": "exact", "independence": "indep", "mean_field": "mf",
+             "exact_last_layer": "seed"}
     cols = [(n, k) for n in THEORIES for k in ("mean", "second_moment")
             if any(k in r["predicted"].get(n, {}) for r in rows)]
     head = f"{'layer':>5} {'units':>5} {'E[delta]':>11} {'se':>9} {'E[delta^2]':>11} {'se':>9}"
@@ -179,7 +229,8 @@ def table(rows) -> str:
             line += (f" | {p[k] + 0.0:>12.4g} {z[(n, k)]:>6.1f}" if k in p
                      else f" | {'-':>12} {'':>6}")
         lines.append(line)
-    lines.append("z = (prediction - measurement) / standard error")
+    lines.append("z = (prediction - measurement) / standard error (the measurement's and, for "
+                 "exact, its own integration error)")
     return "\n".join(lines)
 
 
@@ -199,7 +250,8 @@ def to_csv(rows) -> str:
         w.writerow([r["layer"], r["units"], "", "second_moment", m["second_moment"],
                     m["second_moment_se"], "", ""])
         for name, p in r["predicted"].items():
-            for k, v in p.items():
-                se = m["mean_se"] if k == "mean" else m["second_moment_se"]
-                w.writerow([r["layer"], r["units"], name, k, m[k], se, v, z[(name, k)]])
+            for k in MOMENTS:
+                if k in p:
+                    w.writerow([r["layer"], r["units"], name, k, m[k], m[k + "_se"], p[k],
+                                z[(name, k)]])
     return buf.getvalue()

@@ -19,6 +19,8 @@ import numpy as np
 from .. import _backend
 from .. import activations as _act
 from .. import losses as _losses
+from ..backprop import forward as _forward
+from ..theory import conditional as _cond
 from ..theory.forward import data_input_stats, gaussian_input_stats
 from . import ensemble as _ens
 from . import independent as _gi
@@ -34,6 +36,12 @@ class Study:
 
     ``sizes[0]`` is replaced by the data's feature count and ``sizes[-1]`` by its class
     count when ``inputs`` names a data set and they are ``None``.
+
+    ``forward`` is the forward model of the predictions (``report.FORWARDS``).  For
+    ``"law"`` the exact prediction is a Monte Carlo integral over at least
+    ``theory_samples`` draws of the forward law, continued (up to ``theory_max_samples``)
+    until every layer's E[delta^2] has a relative integration error of at most
+    ``theory_rtol``; the error reached is reported as the prediction's standard error.
     """
 
     sizes: tuple = (None, 64, 64, 64, 64, None)
@@ -56,7 +64,10 @@ class Study:
     K_chunk: int | None = None
     batch_size: int | None = 1024
     seed: int = 0
-    forward: str = "theory"
+    forward: str = "law"
+    theory_samples: int = 65536
+    theory_rtol: float = 0.005
+    theory_max_samples: int = 1 << 20
     bins: int | None = 64
     dtype: str = "float64"
     backend: str | None = None
@@ -144,6 +155,7 @@ def run_study(study: Study = Study()) -> StudyResult:
     pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
                     sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
     chunk = min(study.K_chunk or study.K, study.K)
+    parts = []  # (network stack, inputs) for the exact prediction on measured forward passes
     rec = gi = None
     for i, k0 in enumerate(range(0, study.K, chunk)):
         k = min(chunk, study.K - k0)
@@ -157,6 +169,8 @@ def run_study(study: Study = Study()) -> StudyResult:
                 _backend.asarray(yy, net.xp, device=_backend.device(net.W[1]))
         part = _record(net, xx, yy, loss, batch_size=study.batch_size, bins=study.bins)
         rec = part if rec is None else rec.concat(part)
+        if study.forward == "measured":
+            parts.append((net, xx))
         if study.gradient_independence:  # W~: a second draw from the prior, its own seed
             copy = _ens.draw(pr, acts, K=k, seed=np.random.default_rng([study.seed, i, 1]),
                              dtype=study.dtype, backend=study.backend, device=study.device)
@@ -165,9 +179,12 @@ def run_study(study: Study = Study()) -> StudyResult:
             gi = part if gi is None else gi.concat(part)
     inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
         if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
-    preds = predict(pr, acts, loss, inp, y_mean, y_second, record=rec, forward=study.forward)
-    rows = compare(rec, preds) if gi is None else _gi.add_rows(compare(rec, preds), rec, gi)
-    cond = seed000_conditions(pr, acts, inp, record=rec, forward=study.forward) \
+    law = _law(study, pr, acts, loss, x, y, n0, nL, y_mean, y_second, parts)
+    preds = predict(pr, acts, loss, inp, y_mean, y_second, record=rec, forward=study.forward,
+                    law=law)
+    rows = compare(rec, preds, forward=study.forward) if gi is None else \
+        _gi.add_rows(compare(rec, preds, forward=study.forward), rec, gi)
+    cond = seed000_conditions(pr, acts, inp, record=rec, forward=study.forward, law=law) \
         if _losses.get(loss).name == "mse" else None
     return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net,
                        {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
@@ -175,7 +192,8 @@ def run_study(study: Study = Study()) -> StudyResult:
 
 
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
-                  forward="theory", gradient_independence=False, seed=0) -> StudyResult:
+                  forward="law", gradient_independence=False, seed=0,
+                  theory_samples=65536) -> StudyResult:
     """Record a given network (e.g. a trained model) and compare with the theory evaluated
     at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`).
 
@@ -193,11 +211,70 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
     y_mean = float(y_np.mean()) if y_mean is None else y_mean
     y_second = float((y_np**2).mean()) if y_second is None else y_second
     acts = net.activation_names()
-    preds = predict(pr, acts, loss, data_input_stats(_backend.to_numpy(x)), y_mean, y_second,
-                    record=rec, forward=forward)
-    rows = compare(rec, preds) if gi is None else _gi.add_rows(compare(rec, preds), rec, gi)
+    x_np = _backend.to_numpy(x)
+    law = _law(Study(sizes=tuple(net.sizes), inputs="data", forward=forward, seed=seed,
+                     theory_samples=theory_samples), pr, acts, loss, x_np, y,
+               net.sizes[0], net.sizes[-1], y_mean, y_second, [(net, x)])
+    preds = predict(pr, acts, loss, data_input_stats(x_np), y_mean, y_second,
+                    record=rec, forward=forward, law=law)
+    rows = compare(rec, preds, forward=forward) if gi is None else \
+        _gi.add_rows(compare(rec, preds, forward=forward), rec, gi)
     return StudyResult(None, rec, preds, rows, time.perf_counter() - t0, net,
                        {"prior": pr, "sizes": net.sizes, "activations": acts, _gi.KEY: gi})
+
+
+def _law(study, prior, acts, loss, x, y, n0, nL, y_mean, y_second, parts):
+    """theory.conditional.average over the study's forward model (None for "gaussian").
+
+    ``law``: draws from the exact per-sample law -- Gaussian inputs with targets integrated
+    analytically (their mean and covariance), or rows of the data set with their own
+    targets.  ``measured``: the recorded networks' own forward passes (``parts``), one
+    group per network for the standard error.
+    """
+    acts = [_act.get(f) for f in acts]
+    if study.forward == "gaussian" or not all(f.elementwise for f in acts[:-1]):
+        return None
+    if study.inputs == "gaussian":
+        ybar, cov = _cond.target_law(loss, nL, y_mean, y_second)
+        X = Y = None
+    else:
+        X, Y, cov = x.reshape(-1, n0), _targets(y, loss, nL).reshape(-1, nL), 0.0
+    if study.forward == "law":
+        def draw(rng, n):
+            if X is None:
+                return (study.input_mean + np.sqrt(study.input_var)
+                        * rng.standard_normal((n, n0)), ybar, cov)
+            i = rng.integers(0, len(X), n)
+            return X[i], Y[i], 0.0
+        batches = _cond.law_batches(prior, acts, draw, seed=study.seed + 3, samples=max(
+            study.theory_samples, study.theory_max_samples))
+        return _cond.average(prior, acts, loss, batches, rtol=study.theory_rtol,
+                             min_groups=study.theory_samples)
+    batches = _measured_batches(parts, None if X is None else Y, ybar if X is None else None,
+                                cov)
+    return _cond.average(prior, acts, loss, batches)
+
+
+def _measured_batches(parts, Y, ybar, cov):
+    """(z, a, y, y_cov, groups) of each recorded stack's forward pass, on the host."""
+    for net, xx in parts:
+        tr = _forward(net, xx)
+        z = [None] + [_backend.to_numpy(v) for v in tr.z[1:]]
+        a = [_backend.to_numpy(v) for v in tr.a]
+        k = z[1].shape[0] if z[1].ndim == 3 else 1
+        if Y is None:
+            y = ybar
+        else:  # the data's own targets, the same rows for every network of the stack
+            y = np.broadcast_to(Y, (k, *Y.shape)) if z[1].ndim == 3 else Y
+        yield z, a, y, cov, k if k > 1 else z[1].shape[0]
+
+
+def _targets(y, loss, nL):
+    """Targets as rows of n_L values (class labels one-hot encoded), on the host."""
+    y = np.asarray(_backend.to_numpy(y), float)
+    if _losses.get(loss).targets == "distribution" and y.shape[-1:] != (nL,):
+        y = np.eye(nL)[y.astype(int)]
+    return y
 
 
 def _layer_acts(activations, output, L):
