@@ -1,6 +1,7 @@
 """Theory against closed forms, quadrature and ensemble Monte Carlo (fixed seeds, stated bands)."""
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -11,13 +12,14 @@ from deltaprop.theory import (
     ForwardCross,
     bivariate,
     chi_at_fixed_point,
-    depth_scale,
     edge_of_chaos,
     exact_mean,
     expectations,
     fixed_point,
+    fixed_points,
     forward_recursion,
     gaussian_input_stats,
+    gradient_depth_scale,
     independence_gap,
     seed_formula,
 )
@@ -63,7 +65,7 @@ def test_tanh_expectations_match_adaptive_quadrature(mu, var):
         assert E[k] == pytest.approx(v, abs=1e-7)
 
 
-@pytest.mark.parametrize("var", [0.5, 4.0])  # Gauss-Hermite and the Simpson grid
+@pytest.mark.parametrize("var", [0.5, 4.0])  # Gauss-Hermite and the Gauss-Legendre panels
 def test_odd_activation_at_mean_zero_gives_exact_zeros(var):
     # E[f] and E[f f'] of tanh at mu = 0 vanish by symmetry: exactly 0, not a rounding
     # residue (the default `deltaprop stats` printed exact E[delta] = 1.5e-65)
@@ -109,8 +111,192 @@ def test_edge_of_chaos_values():
     assert edge_of_chaos(0.0, "tanh") == pytest.approx(1.0, abs=2e-3)
     q = fixed_point(1.5, 0.05, "tanh")
     assert q == pytest.approx(1.5 * float(expectations("tanh", 0, q)["f2"]) + 0.05)
-    assert depth_scale(1.0) == math.inf and depth_scale(math.exp(-0.1)) == pytest.approx(10)
-    assert depth_scale(2.0) < 0
+    assert gradient_depth_scale(1.0) == math.inf
+    assert gradient_depth_scale(math.exp(-0.1)) == pytest.approx(10)
+    assert gradient_depth_scale(2.0) < 0
+
+
+# ---------------------------------------------------------------- the variance map's fixed points
+# References below are independent of deltaprop.theory: scipy's adaptive quad for E[g(z)], the
+# map iterated layer by layer, a brute-force scan of F(q) - q, and closed forms worked by hand.
+
+
+def _quad_E(g, q):
+    """E[g(z)], z ~ N(0, q), by scipy quad on each half line of x = z / sqrt(q)."""
+    from scipy.integrate import quad
+
+    s = math.sqrt(q)
+
+    def density(x):
+        return g(s * x) * math.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+
+    return sum(quad(density, a, b, limit=400, epsabs=1e-15, epsrel=1e-12)[0]
+               for a, b in ((-14.0, 0.0), (0.0, 14.0)))
+
+
+def _scalar(name):
+    act = _act.get(name)
+
+    def f(z):
+        return float(act.f(np.array([z]), np)[0])
+
+    def df(z):
+        z = np.array([z])
+        return float(act.df(z, act.f(z, np), np)[0])
+
+    return f, df
+
+
+def _F(name, sigma_w2, sigma_b2):
+    f = _scalar(name)[0]
+    return lambda q: sigma_w2 * _quad_E(lambda z: f(z) ** 2, q) + sigma_b2
+
+
+def test_wide_variance_expectations_are_fast_and_right():
+    # z ~ N(0, s^2), s = 1e4: E[tanh'] = E[sech^2] = (int sech^2) / (s sqrt(2 pi)) + O(s^-3)
+    # = 2 / (1e4 sqrt(2 pi)); E[relu-like f'^2] -> 1/2; at mu = 0 tanh is exactly odd
+    E = expectations("tanh", 0.0, 1e8)
+    assert E["df"] == pytest.approx(2 / (1e4 * math.sqrt(2 * math.pi)), rel=1e-7)
+    assert E["f"] == 0.0 and E["fdf"] == 0.0
+    for name in ("softplus", "silu", "gelu"):
+        assert expectations(name, 0.0, 1e24)["df2"] == pytest.approx(0.5, abs=1e-10)
+
+
+@pytest.mark.parametrize("name", ["softplus", "silu", "gelu"])
+@pytest.mark.parametrize("sigma_b2", [0.0, 0.1])
+def test_divergent_variance_gives_inf_and_the_limiting_chi(name, sigma_b2, sigma_w2=3.0):
+    """sigma_w^2 = 3 > 2: q* = inf from q0 = 1 and chi its limit sigma_w^2 / 2 = 1.5 (the
+    old solver searched for minutes, then printed chi = 0, "vanishing")."""
+    F = _F(name, sigma_w2, sigma_b2)
+    q, seen = 1.0, []
+    for _ in range(40):  # iterate the map: q grows by about sigma_w^2 / 2 a layer
+        q = F(q)
+        seen.append(q)
+    assert seen[-1] > 1e5 and seen[-1] / seen[-2] == pytest.approx(1.5, rel=1e-3)
+    df = _scalar(name)[1]
+    assert sigma_w2 * _quad_E(lambda z: df(z) ** 2, 1e12) == pytest.approx(1.5, abs=1e-5)
+    assert fixed_point(sigma_w2, sigma_b2, name) == math.inf
+    assert chi_at_fixed_point(sigma_w2, sigma_b2, name) == 1.5
+    top = fixed_points(sigma_w2, sigma_b2, name)[-1]
+    assert (top.q, top.chi, top.stable) == (math.inf, 1.5, True)
+
+
+def _brute_force_roots(F, lo=1e-4, hi=1e4, n=81):
+    """Roots of F(q) - q from the sign changes on a geometric grid, refined by brentq."""
+    from scipy.optimize import brentq
+
+    q = np.geomspace(lo, hi, n)
+    h = np.array([F(v) - v for v in q])
+    return [brentq(lambda v: F(v) - v, q[i], q[i + 1], xtol=1e-15, rtol=1e-12)
+            for i in np.nonzero(h[:-1] * h[1:] < 0)[0]]
+
+
+@pytest.mark.parametrize("name,sigma_w2,sigma_b2,want", [
+    ("silu", 3.0, 0.0, ["stable", "unstable", "stable"]),  # 0, ~0.68, inf
+    ("gelu", 3.0, 0.0, ["stable", "unstable", "stable"]),  # 0, ~0.25, inf
+    ("silu", 2.0, 0.1, ["stable", "unstable", "stable"]),  # ~0.23, ~675, inf
+    ("tanh", 3.0, 0.0, ["unstable", "stable"]),            # 0, ~1.35
+    ("sigmoid", 3.0, 0.0, ["stable"]),
+])
+def test_every_fixed_point_with_its_stability(name, sigma_w2, sigma_b2, want):
+    F = _F(name, sigma_w2, sigma_b2)
+    roots = ([0.0] if F(0.0) == 0 else []) + _brute_force_roots(F)
+    if F(1e8) > 1e8:  # F(q) - q > 0 at large q: the variance diverges
+        roots.append(math.inf)
+    pts = fixed_points(sigma_w2, sigma_b2, name)
+    assert [p.stability for p in pts] == want
+    assert [p.q for p in pts] == pytest.approx(roots, rel=1e-9, abs=1e-12)
+    df = _scalar(name)[1]
+    for p in pts:
+        if 0 < p.q < math.inf:  # slope dF/dq by central differences, chi by quad
+            d = (F(p.q * (1 + 1e-5)) - F(p.q * (1 - 1e-5))) / (2e-5 * p.q)
+            assert p.slope == pytest.approx(d, rel=1e-6)
+            assert p.chi == pytest.approx(sigma_w2 * _quad_E(lambda z: df(z) ** 2, p.q),
+                                          rel=1e-9)
+        assert p.stable == (p.stability == "stable")
+
+
+@pytest.mark.parametrize("name,sigma_w2,sigma_b2,q0", [
+    ("silu", 3.0, 0.0, 1.0), ("silu", 3.0, 0.0, 0.5), ("gelu", 3.0, 0.0, 0.2),
+    ("silu", 2.0, 0.1, 1.0), ("tanh", 1.5, 0.05, 1.0), ("softplus", 1.5, 0.05, 1.0),
+])
+def test_fixed_point_is_where_the_iterated_map_goes(name, sigma_w2, sigma_b2, q0):
+    """SiLU at sigma_w^2 = 3 keeps q* = 0 stable below q ~ 0.68 and diverges above."""
+    F = _F(name, sigma_w2, sigma_b2)
+    q, prev = q0, -1.0
+    for _ in range(300):
+        q, prev = F(q), q
+        if q > 1e6 or q < 1e-30 or abs(q - prev) < 1e-14 * q:
+            break
+    want = math.inf if q > 1e6 else 0.0 if q < 1e-30 else q
+    got = fixed_point(sigma_w2, sigma_b2, name, q0=q0)
+    assert got == pytest.approx(want, rel=1e-8)
+    pt = next(p for p in fixed_points(sigma_w2, sigma_b2, name) if p.q == pytest.approx(got))
+    assert pt.stable
+    assert chi_at_fixed_point(sigma_w2, sigma_b2, name, q0=q0) == pytest.approx(pt.chi, rel=1e-12)
+
+
+def test_relu_fixed_points_by_hand():
+    # E[relu(z)^2] = q / 2, so F(q) = sigma_w^2 q / 2 + sigma_b^2 and chi = sigma_w^2 / 2:
+    # sigma_w^2 = 3 diverges (q* = 0 unstable), 2 with sigma_b^2 = 0 fixes every q,
+    # 1.5 with sigma_b^2 = 0.3 gives q* = 0.3 / (1 - 0.75) = 1.2
+    assert fixed_point(3, 0, "relu") == math.inf
+    assert chi_at_fixed_point(3, 0, "relu") == 1.5
+    assert [(p.q, p.stability) for p in fixed_points(3, 0, "relu")] == \
+        [(0.0, "unstable"), (math.inf, "stable")]
+    (line,) = fixed_points(2, 0, "relu")
+    assert math.isnan(line.q) and line.stability == "marginal" and line.chi == 1.0
+    assert fixed_point(2, 0, "relu", q0=0.7) == 0.7
+    assert fixed_point(2, 0.1, "relu") == math.inf
+    (p,) = fixed_points(1.5, 0.3, "relu")
+    assert (p.q, p.chi, p.stability) == (pytest.approx(1.2), 0.75, "stable")
+    assert fixed_point(1, 0, "identity", q0=3.0) == 3.0
+
+
+def test_sigmoid_edge_of_chaos_beyond_the_default_bracket():
+    s = edge_of_chaos(0.0, "sigmoid")
+    F = _F("sigmoid", s, 0.0)
+    q, prev = 1.0, -1.0
+    while abs(q - prev) > 1e-14 * q:  # the map contracts fast (dF/dq ~ 0.1)
+        q, prev = F(q), q
+    df = _scalar("sigmoid")[1]
+    assert s == pytest.approx(103.0, abs=0.1)
+    assert s * _quad_E(lambda z: df(z) ** 2, q) == pytest.approx(1.0, abs=1e-8)
+    assert chi_at_fixed_point(s, 0.0, "sigmoid") == pytest.approx(1.0, abs=1e-9)
+
+
+@pytest.mark.parametrize("name,want", [
+    ("identity", 1.0), ("relu", 2.0), ("leaky_relu", 2 / (1 + 0.01**2)), ("softplus", 2.0),
+    ("tanh", 1.7609), ("sigmoid", 103.13), ("silu", None), ("gelu", None),
+])
+def test_edge_of_chaos_for_every_activation(name, want):
+    """sigma_b^2 = 0.05.  Piecewise linear: chi = sigma_w^2 (1 + alpha^2) / 2 at every q.
+    Softplus: chi < sigma_w^2 / 2 at finite q*, q* = inf from sigma_w^2 = 2.  SiLU and GELU:
+    chi jumps past 1 where the reached q* jumps from the finite branch to inf."""
+    if want is None:
+        with pytest.raises(ValueError, match="jumps"):
+            edge_of_chaos(0.05, name)
+        return
+    s = edge_of_chaos(0.05, name)
+    assert s == pytest.approx(want, abs=1e-3 if want < 10 else 0.05)
+    assert chi_at_fixed_point(s, 0.05, name) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_silu_edge_jump_is_real():
+    """The jump for SiLU, sigma_b^2 = 0.05: iterating the map just below and just above it
+    ends on the finite branch (chi < 1) and diverges (chi = sigma_w^2 / 2 > 1)."""
+    with pytest.raises(ValueError, match="jumps") as err:
+        edge_of_chaos(0.05, "silu")
+    s = float(re.search(r"at sigma_w\^2 = ([0-9.]+)", str(err.value)).group(1))
+    for sw, diverges in ((s * 0.999, False), (s * 1.001, True)):
+        F, q, prev = _F("silu", sw, 0.05), 1.0, -1.0
+        for _ in range(3000):
+            q, prev = F(q), q
+            if q > 1e6 or abs(q - prev) < 1e-12 * q:
+                break
+        assert (q > 1e6) == diverges
+        assert chi_at_fixed_point(sw, 0.05, "silu") == pytest.approx(
+            sw / 2 if diverges else sw * _quad_E(lambda z: _scalar("silu")[1](z) ** 2, q))
 
 
 def test_forward_recursion_matches_simulation_with_mean():

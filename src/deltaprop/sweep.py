@@ -421,6 +421,6 @@ def _edge_line(act, sigma_b2s):
     for b in sigma_b2s:
         try:
             pts.append((float(edge_of_chaos(b, act)), float(b)))
-        except ValueError:  # no edge for this activation and bias variance
+        except ValueError:  # no edge here: chi never reaches 1, or jumps past it (SiLU, GELU)
             continue
     return pts

@@ -5,12 +5,12 @@
                            of z[l] (mu_w = 0 and mu_w != 0);
 * :mod:`.output`           moments of delta[L] from the loss;
 * :mod:`.independence`     seed 000's independence approximation, layer by layer;
-* :mod:`.mean_field`       the gradient-independence recursion, chi, depth scale, edge of
-                           chaos;
+* :mod:`.mean_field`       the gradient-independence recursion, chi, the variance map's
+                           fixed points, gradient depth scale, edge of chaos;
 * :mod:`.exact_last_layer` seed 000's exact last-hidden-layer formula and its conditions.
 
 Every function states its formula and assumptions in its docstring.  NumPy (and SciPy for
-the edge-of-chaos root) only.
+the roots of the mean-field fixed points and edge of chaos) only.
 """
 
 from .exact_last_layer import ForwardCross, exact_mean, independence_gap, seed_formula
@@ -24,11 +24,13 @@ from .forward import (
 from .gaussian import bivariate, expect, expectations
 from .independence import independence_backward
 from .mean_field import (
+                      FixedPoint,
                       chi,
                       chi_at_fixed_point,
-                      depth_scale,
                       edge_of_chaos,
                       fixed_point,
+                      fixed_points,
+                      gradient_depth_scale,
                       mean_field_backward,
 )
 from .output import output_delta_moments
@@ -36,5 +38,6 @@ from .output import output_delta_moments
 __all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_stats",
            "data_input_stats", "forward_recursion", "raw_variance", "output_delta_moments",
            "independence_backward", "mean_field_backward", "chi", "chi_at_fixed_point",
-           "depth_scale", "edge_of_chaos", "fixed_point", "ForwardCross", "seed_formula",
+           "gradient_depth_scale", "edge_of_chaos", "fixed_point", "fixed_points",
+           "FixedPoint", "ForwardCross", "seed_formula",
            "exact_mean", "independence_gap"]

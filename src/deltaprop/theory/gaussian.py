@@ -15,10 +15,15 @@ Methods
 * Smooth activations use Gauss-Hermite quadrature (``numpy.polynomial.hermite_e``,
   probabilists' weight e^{-x^2/2}):  E[g(z)] ~= sum_i w_i g(mu + s x_i) / sqrt(2 pi).
   When s is wide compared with the activation's unit scale (s > ``GRID_ABOVE``), the
-  nodes are too sparse near the origin where tanh' and sigmoid' live, so a composite
-  Simpson rule on a fine grid over mu +- 12 s is used instead.
-* Both rules have nodes symmetric about mu and add mirror pairs first, so an expectation
-  that vanishes by symmetry (E[f], E[f f'] of an odd f at mu = 0) is exactly 0.
+  nodes are too sparse near the origin where tanh' and sigmoid' live, so composite
+  8-point Gauss-Legendre on panels over mu +- 12 s is used instead (:func:`_panels`):
+  unit panels on |z| <= ``FINE_RADIUS``, panels growing with |z| beyond, none wider than
+  s/2.  Its cost does not grow with s (a fixed-step grid took minutes at s = 10^6).
+  Assumption: g varies on the unit scale only for |z| <= 40 and on the scale of |z|
+  beyond, as every activation of deltaprop (and their products and powers) does.
+* Both rules add mirror pairs first where the nodes are symmetric about mu (always for
+  Gauss-Hermite, at mu = 0 for the panels), so an expectation that vanishes by symmetry
+  (E[f], E[f f'] of an odd f at mu = 0) is exactly 0.
 
 All functions accept scalar or array ``mu`` and ``var`` (broadcast together) and return
 NumPy arrays of that shape.  NumPy only: the theory is host-side arithmetic.
@@ -34,12 +39,14 @@ import numpy as np
 from .. import activations as _act
 
 __all__ = ["expect", "expectations", "piecewise_linear", "bivariate", "numpy_pair", "phi",
-           "Phi", "NAMES", "GRID_ABOVE"]
+           "Phi", "NAMES", "GRID_ABOVE", "FINE_RADIUS"]
 
 #: the five expectations of :func:`expectations`, in order
 NAMES = ("f", "df", "df2", "fdf", "f2")
-#: s above which quadrature switches from Gauss-Hermite to a fine Simpson grid
+#: s above which quadrature switches from Gauss-Hermite to Gauss-Legendre panels
 GRID_ABOVE = 1.0
+#: |z| within which the panels are of unit width (where the activations bend)
+FINE_RADIUS = 40.0
 _SLOPES = {"identity": (1.0, 1.0), "relu": (0.0, 1.0), "leaky_relu": (_act.LEAKY_SLOPE, 1.0)}
 
 
@@ -62,9 +69,9 @@ def _hermite(n):
 def expect(g, mu, var, n=101):
     """E[g(z)] for z ~ N(mu, var), g a vectorised NumPy function of z.
 
-    Gauss-Hermite with ``n`` nodes where sqrt(var) <= GRID_ABOVE, else composite Simpson
-    on mu +- 12 s with step <= 0.02 (exact to ~1e-8 for tanh/sigmoid-like g).
-    ``var = 0`` gives g(mu).
+    Gauss-Hermite with ``n`` nodes where sqrt(var) <= GRID_ABOVE, else Gauss-Legendre
+    panels on mu +- 12 s (:func:`_panels`; ~1e-15 relative for the activations' f^2 at
+    any s, about 0.1 ms an element).  ``var = 0`` gives g(mu).
     """
     mu, var = np.broadcast_arrays(np.asarray(mu, float), np.asarray(var, float))
     shape = mu.shape
@@ -77,16 +84,33 @@ def expect(g, mu, var, n=101):
     if np.any(narrow):
         x, w = _hermite(n)
         out[narrow] = _symmetric_sum(g(mu[narrow][..., None] + s[narrow][..., None] * x), w)
-    if np.any(~narrow):
-        smax = float(s[~narrow].max())
-        k = int(math.ceil(24 * smax / 0.02 / 2)) * 2  # even number of Simpson intervals
-        t = np.arange(-k // 2, k // 2 + 1) * (24.0 / k)  # exactly symmetric about 0
-        c = np.ones(k + 1)
-        c[1:-1:2], c[2:-1:2] = 4.0, 2.0
-        c *= (t[1] - t[0]) / 3 * phi(t)
-        wide = np.nonzero(~narrow)[0]
-        out[wide] = _symmetric_sum(g(mu[wide, None] + s[wide, None] * t), c)
+    for i in np.nonzero(~narrow)[0]:
+        z, w = _panels(float(mu[i]), float(s[i]))
+        out[i] = _symmetric_sum(g(z), w) if mu[i] == 0 else g(z) @ w
     return out.reshape(shape)
+
+
+_LEGENDRE = np.polynomial.legendre.leggauss(8)
+
+
+def _panels(mu, s):
+    """Nodes z and weights w with sum_i w_i g(z_i) ~= E[g(z)], z ~ N(mu, s^2), s > 0.
+
+    Composite 8-point Gauss-Legendre on [mu - 12 s, mu + 12 s], cut at the integers of
+    |z| <= FINE_RADIUS (the activations' bends, and the kink of relu at 0), at
+    +-FINE_RADIUS 1.15^j beyond, and every s/2 from mu: about 250 panels at any s.  At
+    mu = 0 every cut has its mirror image, so the nodes are symmetric about mu.
+    """
+    lo, hi = mu - 12 * s, mu + 12 * s
+    far = max(abs(lo), abs(hi), FINE_RADIUS)
+    grow = FINE_RADIUS * 1.15 ** np.arange(math.ceil(math.log(far / FINE_RADIUS, 1.15)) + 1)
+    cuts = np.concatenate([np.arange(-FINE_RADIUS, FINE_RADIUS + 1), grow, -grow,
+                           mu + 0.5 * s * np.arange(-24, 25)])
+    cuts = np.unique(np.clip(cuts, lo, hi))
+    mid, half = (cuts[1:] + cuts[:-1]) / 2, (cuts[1:] - cuts[:-1]) / 2
+    x, w = _LEGENDRE
+    z = (mid[:, None] + half[:, None] * x).reshape(-1)
+    return z, (half[:, None] * w).reshape(-1) * phi((z - mu) / s) / s
 
 
 def _symmetric_sum(v, w):
