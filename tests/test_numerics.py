@@ -163,6 +163,8 @@ EXPECTED_STD = {
     "he_normal": (math.sqrt(2 / N_IN), None),
     "lecun_uniform": (math.sqrt(1 / N_IN), math.sqrt(3 / N_IN)),
     "lecun_normal": (math.sqrt(1 / N_IN), None),
+    "standard": (math.sqrt(1 / (3 * N_IN)), 1 / math.sqrt(N_IN)),
+    "orthogonal": (math.sqrt(1 / max(N_IN, N_OUT)), None),
     "epsilon": (math.sqrt(6 / (N_IN + N_OUT)) / SQRT3, math.sqrt(6 / (N_IN + N_OUT))),
 }
 

@@ -10,6 +10,18 @@ course initialisers, which fill the whole bias-node matrix theta = [b | W] of se
 * ``debug``: theta = sin(1 .. n_out (n_in + 1)) / 10 in column-major order
   (Ng's ``debugInitializeWeights``): deterministic, for gradient checking by hand.
 
+Two more laws:
+
+* ``standard``: W_jk ~ U(-1/sqrt(n_in), 1/sqrt(n_in)), Var = 1 / (3 n_in): the "commonly
+  used heuristic" of Glorot & Bengio (2010, eq. 1) that their normalised initialisation
+  (``glorot_uniform``) replaces;
+* ``orthogonal``: W = gain Q with Q Haar-distributed and orthonormal rows (n_out <= n_in,
+  W W^T = gain^2 I) or columns (n_out >= n_in, W^T W = gain^2 I) (Saxe et al. 2014, scaled
+  and rectangular).  Every entry has E[W_jk^2] = gain^2 / max(n_in, n_out) (a row, or
+  column, of unit length spread over max(n_in, n_out) exchangeable entries).  gain = 1, or
+  ``std`` sqrt(max(n_in, n_out)) when a per-entry ``std`` is given, so that ``std`` means
+  the same for every initialiser (for a square layer gain^2 = sigma_w^2 = n std^2).
+
 All draws are float64 NumPy arrays; :class:`deltaprop.network.Network` casts and moves
 them, so every backend and dtype starts from the same numbers.
 """
@@ -22,7 +34,7 @@ import numpy as np
 
 from ._checks import registry_key
 
-__all__ = ["INITIALIZERS", "init_layer", "names"]
+__all__ = ["INITIALIZERS", "init_layer", "names", "orthogonal"]
 
 
 def _normal(scale):
@@ -43,6 +55,25 @@ def _pick(std, default):
     return default if std is None else std
 
 
+def orthogonal(rng, n_out, n_in, gain=1.0):
+    """W = gain Q, Q (n_out, n_in) Haar-distributed with orthonormal rows or columns.
+
+    Q is the QR factor of an (max, min) standard normal matrix with each column's sign
+    set by the sign of R's diagonal (Mezzadri 2007: without it Q is not Haar), transposed
+    when n_out < n_in.  W W^T = gain^2 I (n_out <= n_in), W^T W = gain^2 I (n_out >= n_in);
+    E[W_jk^2] = gain^2 / max(n_in, n_out).
+    """
+    big, small = max(n_out, n_in), min(n_out, n_in)
+    Q, R = np.linalg.qr(rng.standard_normal((big, small)))
+    Q = Q * np.where(np.diag(R) < 0, -1.0, 1.0)
+    return gain * (Q if n_out >= n_in else Q.T)
+
+
+def _orthogonal(rng, n_out, n_in, std):
+    gain = 1.0 if std is None else std * math.sqrt(max(n_in, n_out))
+    return orthogonal(rng, n_out, n_in, gain)
+
+
 #: name -> draw(rng, n_out, n_in, std) -> zero-mean W of shape (n_out, n_in)
 INITIALIZERS = {
     "normal": _normal(lambda i, o: 1.0),
@@ -53,6 +84,8 @@ INITIALIZERS = {
     "he_normal": _normal(lambda i, o: math.sqrt(2 / i)),
     "lecun_uniform": _uniform(lambda i, o: math.sqrt(3 / i)),
     "lecun_normal": _normal(lambda i, o: math.sqrt(1 / i)),
+    "standard": _uniform(lambda i, o: 1 / math.sqrt(i)),
+    "orthogonal": _orthogonal,
     "epsilon": None,  # theta-level, below
     "debug": None,
 }

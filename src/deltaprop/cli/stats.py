@@ -43,8 +43,11 @@ def register(sub):
     g.add_argument("--output", default=None, help="output activation (default: fits the loss)")
     g.add_argument("--loss", default=None,
                    help="loss (default mse; with --model, the model's own loss)")
-    w = p.add_argument_group("weights (one of --init, --weight-std, --sigma-w2)")
-    w.add_argument("--init", default=None, help="named initialiser (default glorot_normal)")
+    w = p.add_argument_group("weights (--init, or one of --weight-std and --sigma-w2 scaling "
+                             "--init's law)")
+    w.add_argument("--init", default=None,
+                   help="named initialiser (default glorot_normal; e.g. orthogonal, standard, "
+                   "lecun_normal); with --weight-std or --sigma-w2 only its law (default normal)")
     w.add_argument("--weight-std", type=_floats, default=None,
                    help="raw std of each weight (seed 000's sigma_w), one or one per layer")
     w.add_argument("--sigma-w2", type=_floats, default=None,

@@ -8,8 +8,9 @@ prediction always describe one distribution.
 
 Parametrisations: ``std`` is the raw standard deviation of one entry (the seed's sigma_w);
 ``sigma_w2`` is the mean-field variance, Var(W[l]_jk) = sigma_w^2 / n_{l-1}; a named
-initialiser (``glorot_normal``, ``he_normal``, ...) fixes the variance from the fans.
-Biases are N(bias_mean, sigma_b^2).
+initialiser (``glorot_normal``, ``he_normal``, ``orthogonal``, ...) fixes the variance from
+the fans, or, given with ``std`` or ``sigma_w2``, only the law (uniform, normal, orthogonal)
+that they scale.  Biases are N(bias_mean, sigma_b^2).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Prior:
     mean_b: tuple
     var_b: tuple
     init: str = "normal"
+    scaled: bool = False  # var_w set by std or sigma_w2, not by the initialiser's fans
 
     @property
     def L(self) -> int:
@@ -48,12 +50,18 @@ class Prior:
 
 
 def init_variance(name, n_in, n_out) -> tuple[float, float]:
-    """(Var(W_jk), Var(b_j)) of a named initialiser with fans n_in, n_out (zero mean)."""
+    """(Var(W_jk), Var(b_j)) of a named initialiser with fans n_in, n_out (zero mean).
+
+    ``standard``, U(-1/sqrt(n_in), 1/sqrt(n_in)): 1 / (3 n_in).  ``orthogonal`` (gain 1):
+    1 / max(n_in, n_out), exactly -- a unit row (n_out <= n_in) or column (n_out >= n_in)
+    has its squared length 1 spread over max(n_in, n_out) exchangeable entries.
+    """
     key = canonical(name)
     table = {
         "normal": 1.0, "uniform": 0.05**2 / 3, "glorot_uniform": 2 / (n_in + n_out),
         "glorot_normal": 2 / (n_in + n_out), "he_uniform": 2 / n_in, "he_normal": 2 / n_in,
-        "lecun_uniform": 1 / n_in, "lecun_normal": 1 / n_in,
+        "lecun_uniform": 1 / n_in, "lecun_normal": 1 / n_in, "standard": 1 / (3 * n_in),
+        "orthogonal": 1 / max(n_in, n_out),
     }
     if key == "epsilon":
         eps2 = 6 / (n_in + n_out)
@@ -67,21 +75,25 @@ def prior(sizes, *, init=None, mean_w=0.0, std=None, sigma_w2=None, sigma_b2=0.0
           bias_mean=0.0) -> Prior:
     """The weight distribution of an ensemble.
 
-    Exactly one of ``init`` (a named initialiser), ``std`` (raw per-entry standard
-    deviation, scalar or per layer) or ``sigma_w2`` (mean-field variance, Var = sigma_w^2 /
-    n_{l-1}) sets the weight variance; default ``init="glorot_normal"``.  ``mean_w`` is added
-    to every weight (seed 000's mu_w); biases ~ N(bias_mean, sigma_b2).
+    At most one of ``std`` (raw per-entry standard deviation, scalar or per layer) or
+    ``sigma_w2`` (mean-field variance, Var = sigma_w^2 / n_{l-1}) sets the weight variance;
+    without them ``init`` (a named initialiser, default ``"glorot_normal"``) sets it from
+    the fans.  With one of them, ``init`` names only the law that they scale (``uniform``,
+    ``orthogonal``, ...; default normal).  ``mean_w`` is added to every weight (seed 000's
+    mu_w); biases ~ N(bias_mean, sigma_b2).
     """
     sizes = tuple(int(n) for n in sizes)
     L = len(sizes) - 1
-    given = [v is not None for v in (init, std, sigma_w2)]
-    if sum(given) > 1:
-        raise ValueError("give only one of init, std and sigma_w2")
+    if std is not None and sigma_w2 is not None:
+        raise ValueError("give only one of std and sigma_w2")
+    scaled = std is not None or sigma_w2 is not None
+    if scaled and init is not None and canonical(init) in ("epsilon", "debug"):
+        raise ValueError(f"initialiser {init!r} takes no std or sigma_w2")
     mw, sd, s2 = (per_layer(v, L, k) for k, v in
                   (("mean_w", mean_w), ("std", std), ("sigma_w2", sigma_w2)))
     sb2, mb = per_layer(sigma_b2, L, "sigma_b2"), per_layer(bias_mean, L, "bias_mean")
     var_w, var_b = [None], [None]
-    name = "normal"
+    name = canonical(init) if scaled and init is not None else "normal"
     for l in range(1, L + 1):
         n_in, n_out = sizes[l - 1], sizes[l]
         if std is not None:
@@ -96,7 +108,7 @@ def prior(sizes, *, init=None, mean_w=0.0, std=None, sigma_w2=None, sigma_b2=0.0
         var_w.append(vw)
         var_b.append(vb + float(sb2[l - 1]))
     return Prior(sizes, (None, *map(float, mw)), tuple(var_w), (None, *map(float, mb)),
-                 tuple(var_b), name)
+                 tuple(var_b), name, scaled and name != "normal")
 
 
 def empirical_prior(net: Network) -> Prior:
@@ -115,7 +127,8 @@ def draw(p: Prior, activations, output=None, *, K=None, seed=0, dtype="float64",
          backend=None, device=None) -> Network:
     """A stack of K networks (or one with K=None) drawn from the prior.
 
-    Named initialisers draw with their own law (uniform or normal) plus ``mean_w``; otherwise
+    Named initialisers draw with their own law (uniform, normal or orthogonal) plus
+    ``mean_w``, scaled to var_w when the prior is ``scaled``; otherwise
     W[l] ~ N(mean_w[l], var_w[l]) and b[l] ~ N(mean_b[l], var_b[l]).
     """
     common = dict(seed=seed, K=K, dtype=dtype, backend=backend, device=device,
@@ -126,6 +139,8 @@ def draw(p: Prior, activations, output=None, *, K=None, seed=0, dtype="float64",
                             std=[math.sqrt(v) for v in p.var_w[1:]], **common)
     if p.init == "epsilon":  # epsilon draws its biases itself (U(-eps, eps))
         common.pop("bias_std")
+    if p.scaled:
+        common["std"] = [math.sqrt(v) for v in p.var_w[1:]]
     return Network.init(p.sizes, activations, output, init=p.init, **common)
 
 
