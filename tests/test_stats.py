@@ -211,7 +211,9 @@ def test_cli_json_rows_have_the_issue_format():
     for r in rows:
         assert set(r) == {"layer", "units", "forward", "measured", "predicted"}
         assert r["forward"] == "law"
-        assert set(r["measured"]) == {"mean", "mean_se", "second_moment", "second_moment_se"}
+        assert set(r["measured"]) == {"mean", "mean_se", "second_moment", "second_moment_se",
+                                      "se_within_network_only"}
+        assert r["measured"]["se_within_network_only"] is False  # K = 8: se over networks
         assert set(r["predicted"]) <= {"exact", "independence", "mean_field", "exact_last_layer"}
         # the exact prediction at every layer, with its own integration error
         assert set(r["predicted"]["exact"]) == moments | {"mean_se", "second_moment_se"}
@@ -241,6 +243,27 @@ def test_cli_model_file(tmp_path):
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert len(rows) == 2 and rows[0]["units"] == 16
+    assert all(r["measured"]["se_within_network_only"] for r in rows)  # one network
+
+
+def test_single_network_prints_no_z():
+    """K = 1: the se covers one network's samples only (not the spread between networks),
+    so no z is printed or returned, and the table, JSON and CSV say why."""
+    from deltaprop.stats import Study, run_study, table, z_scores
+    from deltaprop.stats.report import K1_NOTE, to_csv
+
+    res = run_study(Study(sizes=(6, 16, 16, 3), inputs="gaussian", K=1, m=64, bins=None))
+    assert all(r["measured"]["se_within_network_only"] for r in res.rows)
+    assert all(z is None for r in res.rows for z in z_scores(r).values())
+    text = table(res.rows)
+    assert text.splitlines()[-1] == K1_NOTE
+    assert all(ln.split()[-1] in ("n/a", "-") for ln in text.splitlines()[2:5]), text
+    lines = to_csv(res.rows).splitlines()
+    assert lines[0].endswith(",z,note")
+    assert all(ln.endswith(",,se within one network") for ln in lines[1:])
+    many = run_study(Study(sizes=(6, 16, 16, 3), inputs="gaussian", K=2, m=64, bins=None))
+    assert K1_NOTE not in table(many.rows)
+    assert all(isinstance(z, float) for z in z_scores(many.rows[0]).values())
 
 
 def test_one_pass_sums_fall_back_where_they_would_cancel():

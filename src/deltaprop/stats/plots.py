@@ -22,6 +22,12 @@ _STYLE = {"independence": ("tab:orange", "s", "independence (seed 000)"),
           "exact_last_layer": ("tab:red", "*", "exact, last hidden layer (seed 000)")}
 
 
+def _measured_label(rows):
+    """"measured (2 se)", saying so when the se covers one network's samples only (K = 1)."""
+    one = any(r["measured"].get("se_within_network_only") for r in rows)
+    return "measured (2 se of one network's samples)" if one else "measured (2 se)"
+
+
 def _plt():
     import matplotlib
 
@@ -41,7 +47,7 @@ def plot_comparison(rows, path, title=None):
         y = np.array([r["measured"][key] for r in rows])
         e = np.array([r["measured"][se] for r in rows])
         ax.errorbar(layers, y, yerr=2 * e, fmt="o", color="k", ms=4, capsize=2,
-                    label="measured (2 se)")
+                    label=_measured_label(rows))
         for name, (c, mk, label) in _STYLE.items():
             pts = [(r["layer"], r["predicted"][name][key]) for r in rows
                    if key in r["predicted"].get(name, {})]
@@ -96,7 +102,7 @@ def plot_depth(rows, path, title=None):
     with np.errstate(divide="ignore", invalid="ignore"):
         lo, hi = np.log10(np.maximum(y - 2 * e, y * 1e-3)), np.log10(y + 2 * e)
         ax.errorbar(layers, np.log10(y), yerr=[np.log10(y) - lo, hi - np.log10(y)], fmt="o",
-                    color="k", ms=4, capsize=2, label="measured (2 se)")
+                    color="k", ms=4, capsize=2, label=_measured_label(rows))
     for name, (c, _mk, label) in _STYLE.items():
         pts = [(r["layer"], r["predicted"][name]["second_moment"]) for r in rows
                if "second_moment" in r["predicted"].get(name, {})]

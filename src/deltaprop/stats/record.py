@@ -22,7 +22,10 @@ Python loop), in the arrays' own namespace (NumPy, torch, ...).  Records merge e
 Standard errors (``Record.layer_summary``): with K >= 2 networks the K per-network
 averages are independent, so se = sd(per-network averages) / sqrt(K) (samples within one
 network share its weights and are not independent).  With one network, se treats the
-samples as independent: sd(per-sample layer averages) / sqrt(m).
+samples as independent: sd(per-sample layer averages) / sqrt(m).  **That se is the error of
+this one network's average only**: it leaves out the network-to-network variance, so it is
+no error bar for a prediction over the weight distribution (the rows of
+:func:`deltaprop.stats.report.compare` say ``"se_within_network_only": True`` and get no z).
 """
 
 from __future__ import annotations
@@ -132,7 +135,8 @@ class Record:
     # ------------------------------------------------------------------ summaries
     def layer_summary(self, l, q="delta") -> dict:
         """Pooled over networks, units and samples: mean, mean_se, second_moment,
-        second_moment_se, var, count (see the module docstring for the se)."""
+        second_moment_se, var, count (see the module docstring for the se: with K = 1 it
+        covers the samples of this one network only, not the spread between networks)."""
         mom, sq, rows, rows2 = self.get(q, l)
         pooled, pooled2 = mom.reduce((0, 1)), sq.reduce((0, 1))
         if self.K >= 2:

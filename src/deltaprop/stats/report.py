@@ -8,7 +8,8 @@ ensemble (its :class:`~deltaprop.stats.ensemble.Prior`, input and target statist
   model, with that average's integration error (``mean_se``, ``second_moment_se``);
 * ``independence``   seed 000's approximation: E[delta[l]] and E[delta[l]^2], l = L..1;
 * ``mean_field``     E[delta[l]^2] by the gradient-independence recursion (mu_w = 0, or
-  negligible: mu_w^2 <= 0.05 Var(W) in every layer, as in trained networks);
+  negligible against the width: max(n_{l-1}, n_l) mu_w^2 <= 0.05 Var(W[l]) in every layer,
+  see :func:`mean_field_applies`);
 * ``exact_last_layer`` seed 000's exact E[delta[L-1]] and its second moment by Isserlis'
   theorem (MSE, linear output, L >= 2).
 
@@ -17,17 +18,27 @@ forward pass under the prior (``"law"``, the default, no measurement used), the 
 (``"measured"``: the plug-in form of each formula on the same passes), or the Gaussian
 mean-field recursion (``"gaussian"``).  The independence and mean-field recursions start
 from the output-layer moments of that forward model (or from the measured delta[L] where no
-theory applies: softmax with the Gaussian model, or with "measured").
+theory applies: softmax with the Gaussian model, or with "measured").  Their layer-L
+entries then equal the measurement by construction, as does ``exact`` at layer L with
+"measured" (delta[L] is a function of the measured z[L] and the targets): such entries
+carry ``"anchored": True`` and are no test of any theory.
 
 :func:`compare` turns a record and predictions into rows, one per layer::
 
     {"layer": l, "units": n_l,
-     "measured": {"mean", "mean_se", "second_moment", "second_moment_se"},
-     "predicted": {"independence": {"mean", "second_moment"}, "mean_field":
-                   {"second_moment"}, "exact_last_layer": {"mean"}}}
+     "measured": {"mean", "mean_se", "second_moment", "second_moment_se",
+                  "se_within_network_only"},
+     "predicted": {"independence": {"mean", "second_moment"[, "anchored": True]},
+                   "mean_field": {"second_moment"[, "anchored": True]}, ...}}
 
 (the ``--json`` output of ``deltaprop stats``); :func:`z_scores` gives (prediction -
 measurement) / se for each entry.
+
+**With one network (K = 1) the standard error is over the samples of that one network**: it
+leaves out the network-to-network variance (at finite width E[delta^2] itself differs from
+network to network, Hanin 2018), which is larger (see docs/laboratory.md).  Such rows carry
+``"se_within_network_only": True``; they and anchored entries get no z (:func:`z_scores`
+gives ``None``, :func:`table` prints "n/a" or "anchored" with a footnote).
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from ..theory.mean_field import mean_field_backward
 from ..theory.output import output_delta_moments
 
 __all__ = ["predict", "compare", "z_scores", "table", "to_csv", "to_json", "THEORIES",
-           "seed000_conditions"]
+           "seed000_conditions", "mean_field_applies"]
 
 THEORIES = ("exact", "independence", "mean_field", "exact_last_layer")
 
@@ -56,6 +67,12 @@ MOMENTS = ("mean", "second_moment")
 #: forward models: the exact per-sample law of the forward pass (integrated by Monte Carlo),
 #: the recorded forward pass, the Gaussian mean-field recursion
 FORWARDS = ("law", "measured", "gaussian")
+
+#: the footnotes of :func:`table`
+ANCHORED_NOTE = ("anchored: the prediction is the measured delta[L] (the recursions start "
+                 "from it) or a function of the measured z[L]; not a test of the theory")
+K1_NOTE = ("K = 1: the standard error covers the samples of one network only, not the "
+           "spread between networks; z is not shown")
 
 
 def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=None,
@@ -114,21 +131,27 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
         out = output_delta_moments(loss, acts[-1], fwd[L].mean, fwd[L].var, y_mean, y_second)
     elif forward == "law":
         out = (law[0][L]["mean"], law[0][L]["second_moment"])
-    if out is None and record is not None:
+    anchored = out is None and record is not None  # start from the measured delta[L]
+    if anchored:
         s = record.layer_summary(L, "delta")
         out = (s["mean"], s["second_moment"])
     preds = {}
     if law is not None:
         preds["exact"] = {l: dict(law[0][l]) for l in range(1, L + 1)}
+        if forward == "measured":  # delta[L] given the measured z[L]: the measurement
+            preds["exact"][L]["anchored"] = True
     if out is None or not hidden_ok or any(v is None for v in E_df[1:L]):
         return preds
     mean, second = independence_backward(sizes, E_df, E_df2, prior.mean_w, prior.var_w, *out)
     preds["independence"] = {l: {"mean": mean[l], "second_moment": second[l]}
                              for l in range(1, L + 1)}
-    if all(mw * mw <= 0.05 * vw for mw, vw in zip(prior.mean_w[1:], prior.var_w[1:],
-                                                   strict=True)):
+    if mean_field_applies(prior):
         sec = mean_field_backward(sizes, E_df2, prior.var_w, out[1])
         preds["mean_field"] = {l: {"second_moment": sec[l]} for l in range(1, L + 1)}
+    if anchored:  # equal to the measurement by construction
+        for name in ("independence", "mean_field"):
+            if name in preds:
+                preds[name][L]["anchored"] = True
     if loss.name == "mse" and acts[-1].name == "identity" and L >= 2:
         fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None,
                             law[1].get(L - 1) if forward == "law" else None)
@@ -142,6 +165,35 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
                 y_mean, y_second - y_mean**2, prior.mean_b[L], prior.var_b[L])
         preds["exact_last_layer"] = {L - 1: last}
     return preds
+
+
+def mean_field_applies(prior, tol=0.05) -> bool:
+    """max(n_{l-1}, n_l) mu_w^2 <= tol Var(W[l]) for l = 1..L: mean field may drop mu_w.
+
+    Write W[l]_jk = mu + sqrt(v) e_jk.  Forward, z[l]_j = sum_k W_jk a_k has a part shared by
+    every unit j, mu sum_k a_k, beside an independent part of second moment n_{l-1} v E[a^2];
+    the shared part's second moment mu^2 E[(sum_k a_k)^2] lies between n_{l-1}^2 mu^2 E[a]^2
+    and n_{l-1}^2 mu^2 E[a^2] (Cauchy-Schwarz).  Backward, sum_k W[l]_kj delta[l]_k has the
+    shared part mu sum_k delta[l]_k beside n_l v E[delta^2].  So the shared parts, which
+    mean field (v only) leaves out, are at most n mu^2 / v of the rest, n = n_{l-1} forward
+    and n_l backward.  They also correlate the units, and the correlated part is amplified
+    layer after layer, so a bound by E[a]^2 would not do: it is 0 for tanh with inputs of
+    mean 0, where 5 tanh layers of width 256 with mu_w^2 = 0.009 v (n mu_w^2 = 2.4 v) put
+    mean field 17-28% low at layer 1.  The rule is on mu_w^2 against v / n, not against v.
+
+    For a network's own weights (``prior.init == "empirical"``: :func:`ensemble.empirical_prior`)
+    mu_w is the mean of n_l n_{l-1} entries, and i.i.d. zero-mean weights give it a chance part
+    of standard error sqrt(v / (n_l n_{l-1})), which mean field averages over: the rule is
+    then applied to |mu_w| less 3 of those standard errors.
+    """
+    for l in range(1, prior.L + 1):
+        mu, v = abs(prior.mean_w[l]), prior.var_w[l]
+        n_in, n_out = prior.sizes[l - 1], prior.sizes[l]
+        if prior.init == "empirical":
+            mu = max(mu - 3 * math.sqrt(v / (n_in * n_out)), 0.0)
+        if max(n_in, n_out) * mu * mu > tol * v:
+            return False
+    return True
 
 
 def seed000_conditions(prior, activations, input_stats, *, record=None, forward="law",
@@ -188,19 +240,27 @@ def compare(record, predictions, q="delta", forward=None) -> list[dict]:
         s = record.layer_summary(l, q)
         rows.append({
             "layer": l, "units": int(record.sizes[l]), **({"forward": forward} if forward else {}),
-            "measured": {k: s[k] for k in ("mean", "mean_se", "second_moment",
-                                           "second_moment_se")},
+            "measured": {**{k: s[k] for k in ("mean", "mean_se", "second_moment",
+                                              "second_moment_se")},
+                         "se_within_network_only": record.K < 2},
             "predicted": {name: dict(p[l]) for name, p in predictions.items() if l in p},
         })
     return rows
 
 
 def z_scores(row) -> dict:
-    """(prediction - measurement) / se for every predicted entry of a row."""
+    """(prediction - measurement) / se for every predicted entry of a row.
+
+    ``None`` where a z would be no evidence: an anchored entry (equal to the measurement by
+    construction) and a row whose se covers the samples of one network only (K = 1).
+    """
     meas, out = row["measured"], {}
     for name, p in row["predicted"].items():
         for k in MOMENTS:
             if k not in p:
+                continue
+            if p.get("anchored") or meas.get("se_within_network_only"):
+                out[(name, k)] = None
                 continue
             # the prediction's own integration error (the exact law's) adds in quadrature
             se = math.hypot(meas[k + "_se"], p.get(k + "_se", 0.0))
@@ -218,7 +278,7 @@ def table(rows) -> str:
     head = f"{'layer':>5} {'units':>5} {'E[delta]':>11} {'se':>9} {'E[delta^2]':>11} {'se':>9}"
     for n, k in cols:
         label = short[n] + (" E[d]" if k == "mean" else " E[d^2]")
-        head += f" | {label:>12} {'z':>6}"
+        head += f" | {label:>12} {'z':>8}"
     lines = [head, "-" * len(head)]
     for r in rows:
         m, z = r["measured"], z_scores(r)
@@ -226,12 +286,20 @@ def table(rows) -> str:
                 f"{m['second_moment']:>11.4g} {m['second_moment_se']:>9.2g}")
         for n, k in cols:
             p = r["predicted"].get(n, {})
-            line += (f" | {p[k] + 0.0:>12.4g} {z[(n, k)]:>6.1f}" if k in p
-                     else f" | {'-':>12} {'':>6}")
+            line += (f" | {p[k] + 0.0:>12.4g} {_z_text(z[(n, k)], p.get('anchored')):>8}"
+                     if k in p else f" | {'-':>12} {'':>8}")
         lines.append(line)
     lines.append("z = (prediction - measurement) / standard error (the measurement's and, for "
                  "exact, its own integration error)")
+    if any(p.get("anchored") for r in rows for p in r["predicted"].values()):
+        lines.append(ANCHORED_NOTE)
+    if any(r["measured"].get("se_within_network_only") for r in rows):
+        lines.append(K1_NOTE)
     return "\n".join(lines)
+
+
+def _z_text(z, anchored) -> str:
+    return "anchored" if anchored else "n/a" if z is None else f"{z:.1f}"
 
 
 def to_json(rows) -> str:
@@ -240,18 +308,24 @@ def to_json(rows) -> str:
 
 
 def to_csv(rows) -> str:
-    """One line per (layer, theory, moment): measured, se, predicted, z."""
+    """One line per (layer, theory, moment): measured, se, predicted, z (empty where
+    :func:`z_scores` gives none) and a note ("anchored", or "se within one network")."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["layer", "units", "theory", "moment", "measured", "se", "predicted", "z"])
+    w.writerow(["layer", "units", "theory", "moment", "measured", "se", "predicted", "z",
+                "note"])
     for r in rows:
         m, z = r["measured"], z_scores(r)
-        w.writerow([r["layer"], r["units"], "", "mean", m["mean"], m["mean_se"], "", ""])
+        within = "se within one network" if m.get("se_within_network_only") else ""
+        w.writerow([r["layer"], r["units"], "", "mean", m["mean"], m["mean_se"], "", "",
+                    within])
         w.writerow([r["layer"], r["units"], "", "second_moment", m["second_moment"],
-                    m["second_moment_se"], "", ""])
+                    m["second_moment_se"], "", "", within])
         for name, p in r["predicted"].items():
             for k in MOMENTS:
                 if k in p:
+                    zk = z[(name, k)]
                     w.writerow([r["layer"], r["units"], name, k, m[k], m[k + "_se"], p[k],
-                                z[(name, k)]])
+                                "" if zk is None else zk,
+                                "anchored" if p.get("anchored") else within])
     return buf.getvalue()
