@@ -76,11 +76,12 @@ def register(sub):
                    "forward pass under the prior, integrated by Monte Carlo (law, default), "
                    "the recorded forward pass (measured) or the Gaussian mean-field recursion "
                    "(gaussian)")
-    e.add_argument("--theory-samples", type=int, default=65536,
-                   help="at least this many draws of the forward law (--forward law; 65536)")
+    e.add_argument("--theory-samples", type=int, default=None,
+                   help="at least this many draws of the forward law (--forward law; default "
+                   "min(65536, 2^24 / units))")
     e.add_argument("--theory-rtol", type=float, default=0.005,
-                   help="draw more (up to 2^20) until each E[delta^2] prediction has this "
-                   "relative integration error (0.005)")
+                   help="draw more (up to min(2^20, 2^26 / units)) until each E[delta^2] "
+                   "prediction has this relative integration error (0.005)")
     e.add_argument("--bins", type=int, default=64, help="histogram bins (multiple of 4; 0 off)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float64")
     e.add_argument("--gradient-independence", action="store_true",

@@ -42,6 +42,9 @@ class Study:
     ``theory_samples`` draws of the forward law, continued (up to ``theory_max_samples``)
     until every layer's E[delta^2] has a relative integration error of at most
     ``theory_rtol``; the error reached is reported as the prediction's standard error.
+    ``None`` sizes both by the network's units U = n_1 + ... + n_L (the work per draw):
+    at least min(65536, 2^24 / U) and at most min(2^20, 2^26 / U) draws (not fewer than
+    2048), so that small networks get a tight integral and deep wide ones a bounded cost.
     """
 
     sizes: tuple = (None, 64, 64, 64, 64, None)
@@ -65,9 +68,9 @@ class Study:
     batch_size: int | None = 1024
     seed: int = 0
     forward: str = "law"
-    theory_samples: int = 65536
+    theory_samples: int | None = None
     theory_rtol: float = 0.005
-    theory_max_samples: int = 1 << 20
+    theory_max_samples: int | None = None
     bins: int | None = 64
     dtype: str = "float64"
     backend: str | None = None
@@ -193,7 +196,7 @@ def run_study(study: Study = Study()) -> StudyResult:
 
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
                   forward="law", gradient_independence=False, seed=0,
-                  theory_samples=65536) -> StudyResult:
+                  theory_samples=None) -> StudyResult:
     """Record a given network (e.g. a trained model) and compare with the theory evaluated
     at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`).
 
@@ -246,13 +249,29 @@ def _law(study, prior, acts, loss, x, y, n0, nL, y_mean, y_second, parts):
                         * rng.standard_normal((n, n0)), ybar, cov)
             i = rng.integers(0, len(X), n)
             return X[i], Y[i], 0.0
-        batches = _cond.law_batches(prior, acts, draw, seed=study.seed + 3, samples=max(
-            study.theory_samples, study.theory_max_samples))
+        lo, hi, chunk = law_budget(prior.sizes, study.theory_samples, study.theory_max_samples)
+        batches = _cond.law_batches(prior, acts, draw, seed=study.seed + 3, samples=hi,
+                                    chunk=chunk)
         return _cond.average(prior, acts, loss, batches, rtol=study.theory_rtol,
-                             min_groups=study.theory_samples)
+                             min_groups=lo)
     batches = _measured_batches(parts, None if X is None else Y, ybar if X is None else None,
                                 cov)
     return _cond.average(prior, acts, loss, batches)
+
+
+def law_budget(sizes, samples=None, max_samples=None):
+    """(least, most, chunk) draws of the forward law for a network of these sizes.
+
+    With U = n_1 + ... + n_L units: least = min(65536, 2^24 / U), most = min(2^20, 2^26 / U)
+    (both at least 2048), chunk = min(8192, 2^22 / U) draws per batch (memory); explicit
+    ``samples`` / ``max_samples`` replace least / most.
+    """
+    units = max(sum(sizes[1:]), 1)
+    lo = samples if samples is not None else max(min(65536, (1 << 24) // units), 2048)
+    hi = max_samples if max_samples is not None else max(min(1 << 20, (1 << 26) // units), lo)
+    if lo < 1 or hi < lo:
+        raise ValueError(f"theory samples: need 1 <= least <= most, got {lo} and {hi}")
+    return lo, hi, max(min(8192, (1 << 22) // units), 64)
 
 
 def _measured_batches(parts, Y, ybar, cov):
