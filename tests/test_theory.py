@@ -340,14 +340,15 @@ SEED000 = dict(sizes=(16, 32, 4), activations="sigmoid", inputs="gaussian", inpu
                K=2000, m=64, bins=None, seed=0)
 
 
-@pytest.mark.parametrize("forward", ["measured", "theory"])
+@pytest.mark.parametrize("forward", ["measured", "law", "gaussian"])
 def test_exact_last_layer_formula_agrees_with_monte_carlo(forward):
     """Seed 000's setting: MSE, linear output, i.i.d. weights with mu_w = 0.1, sigma_w = 0.3.
 
-    Band: |exact - measured| < 4 se (se over K = 2000 networks; z = -0.9 measured, -1.7
-    with the Gaussian forward model), while the independence approximation is > 10 se off
-    (25 se).  'measured' plugs the recorded forward moments into the formula; 'theory'
-    evaluates them with the Gaussian forward model.
+    Band: |exact - measured| < 4 se (se over K = 2000 networks; z = -0.9 measured, -1.0 law,
+    -1.7 gaussian), while the independence approximation is > 10 se off (25 se).  'measured'
+    plugs the recorded forward moments into the formula; 'law' takes them from the exact
+    forward law and 'gaussian' from the Gaussian forward model.  With 'law' and 'measured'
+    the second moment (Isserlis) and the exact prediction at every layer are checked too.
     """
     res = run_study(Study(**SEED000, forward=forward))
     row = res.rows[0]
@@ -356,6 +357,14 @@ def test_exact_last_layer_formula_agrees_with_monte_carlo(forward):
     indep = row["predicted"]["independence"]["mean"]
     assert abs(exact - meas) < 4 * se, (exact, meas, se)
     assert abs(indep - meas) > 10 * se, (indep, meas, se)
+    if forward != "gaussian":
+        p = row["predicted"]["exact_last_layer"]["second_moment"]
+        m2, se2 = row["measured"]["second_moment"], row["measured"]["second_moment_se"]
+        assert abs(p - m2) < 4 * se2, (p, m2, se2)
+        for r in res.rows:
+            ex, m = r["predicted"]["exact"], r["measured"]
+            for k in ("mean", "second_moment"):
+                assert abs(ex[k] - m[k]) < 4 * math.hypot(m[k + "_se"], ex[k + "_se"]), (r, k)
 
 
 def test_seed_formula_by_hand_and_gap():
