@@ -137,6 +137,10 @@ def test_single_network_rows_and_se():
             r["measured"]["second_moment_se"], g["second_moment_se"]))
     assert res.rows[-1][KEY]["true_minus_gi"] == 0
     assert KEY not in study_network(net, x, y, "mse", bins=None).rows[0]
+    # one network: its se is no error bar for the split, so the table prints no z
+    text = table(res.rows)
+    assert "K = 1" in text and "n/a" in text
+    assert all(line.count("n/a") == 2 for line in text.splitlines()[3:3 + len(res.rows)])
 
 
 def _cli(*args):

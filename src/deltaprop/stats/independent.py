@@ -138,21 +138,28 @@ def table(rows) -> str:
     """Per layer: E[delta^2] true and through the independent copy (gi) with se, the theory
     (mean field, else independence), and the split of true / theory into true / gi (the
     gradient-independence assumption) and gi / theory (the forward model), each with z =
-    difference / se."""
+    difference / se.  With one network (K = 1) the se covers its samples only, not the spread
+    between networks or between copies, so no z is printed there ("n/a")."""
     head = (f"{'layer':>5} {'units':>5} {'E[d^2] true':>11} {'se':>8} {'E[d^2] gi':>11} "
             f"{'se':>8} {'theory':>11} | {'true/gi':>8} {'z':>6} | {'gi/theory':>9} {'z':>6}")
     lines = ["gradient independence: E[delta^2] through the true W and through an independent "
              "copy (gi)", head, "-" * len(head)]
-    names = set()
+    names, one = set(), False
     for r in rows:
         m, g = r["measured"], r[KEY]
+        within = bool(m.get("se_within_network_only"))
+        one |= within
+
+        def zt(diff, se, within=within):
+            return f"{'n/a':>6}" if within else f"{_z(diff, se):>6.1f}"
+
         t, tg = m["second_moment"], g["second_moment"]
         line = (f"{r['layer']:>5} {r['units']:>5} {t:>11.4g} {m['second_moment_se']:>8.2g} "
                 f"{tg:>11.4g} {g['second_moment_se']:>8.2g}")
         name = next((n for n in ("mean_field", "independence")
                      if "second_moment" in r["predicted"].get(n, {})), None)
         ratio = t / tg if tg else math.inf
-        split = f" | {ratio:>8.3g} {_z(t - tg, g['true_minus_gi_se']):>6.1f}"
+        split = f" | {ratio:>8.3g} {zt(t - tg, g['true_minus_gi_se'])}"
         if name is None:
             line += f" {'-':>11}{split} | {'-':>9} {'':>6}"
         else:
@@ -161,10 +168,13 @@ def table(rows) -> str:
             se = math.hypot(g["second_moment_se"], p.get("second_moment_se", 0.0))
             p = p["second_moment"]
             line += (f" {p:>11.4g}{split} | {tg / p if p else math.inf:>9.3g} "
-                     f"{_z(tg - p, se):>6.1f}")
+                     f"{zt(tg - p, se)}")
         lines.append(line)
     lines.append(f"theory: {' / '.join(sorted(names)) or 'none'}; true/gi = the "
                  "gradient-independence assumption, gi/theory = the forward model; "
                  "z = difference / se (true - gi: paired se; gi - theory: gi's se and the "
                  "prediction's, if it has one, in quadrature)")
+    if one:
+        lines.append("K = 1: the standard errors cover the samples of one network only, not "
+                     "the spread between networks or copies; z is not shown")
     return "\n".join(lines)
