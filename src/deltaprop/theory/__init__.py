@@ -7,7 +7,10 @@
 * :mod:`.independence`     seed 000's independence approximation, layer by layer;
 * :mod:`.mean_field`       the gradient-independence recursion, chi, the variance map's
                            fixed points, gradient depth scale, edge of chaos;
-* :mod:`.exact_last_layer` seed 000's exact last-hidden-layer formula and its conditions.
+* :mod:`.exact_last_layer` seed 000's exact last-hidden-layer formula and its conditions;
+* :mod:`.signal`           signal propagation: the length and correlation (C-) maps, c*,
+                           chi_c, the depth scales xi_q and xi_c, the phase, the calculator
+                           of ``deltaprop theory``.
 
 Every function states its formula and assumptions in its docstring.  NumPy (and SciPy for
 the roots of the mean-field fixed points and edge of chaos) only.
@@ -34,10 +37,22 @@ from .mean_field import (
                       mean_field_backward,
 )
 from .output import output_delta_moments
+from .signal import (
+                      SignalTheory,
+                      c_star,
+                      correlation_fixed_points,
+                      correlation_iteration,
+                      correlation_map,
+                      correlation_slope,
+                      length_map,
+                      signal_theory,
+)
 
 __all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_stats",
            "data_input_stats", "forward_recursion", "raw_variance", "output_delta_moments",
            "independence_backward", "mean_field_backward", "chi", "chi_at_fixed_point",
            "gradient_depth_scale", "edge_of_chaos", "fixed_point", "fixed_points",
            "FixedPoint", "ForwardCross", "seed_formula",
-           "exact_mean", "independence_gap"]
+           "exact_mean", "independence_gap", "length_map", "correlation_map",
+           "correlation_slope", "correlation_fixed_points", "c_star", "correlation_iteration",
+           "signal_theory", "SignalTheory"]

@@ -1,0 +1,329 @@
+"""Signal propagation (deltaprop.theory.signal, deltaprop theory)
+against computations written here: scipy quadrature (Gauss-Hermite nodes of
+scipy.special.roots_hermitenorm, scipy.integrate.quad, scipy.optimize.brentq) and plain NumPy
+Monte Carlo and forward passes.  Nothing here calls the code under test to make a reference.
+
+Statistical checks: fixed seeds, bands of 4 standard errors computed from the samples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize, special
+
+from deltaprop.cli import main
+from deltaprop.theory import signal as sg
+
+# --- references written here ----------------------------------------------------------------
+F = {  # f and f' in plain NumPy, one per elementwise activation of deltaprop
+    "identity": (lambda u: u, lambda u: np.ones_like(u)),
+    "sigmoid": (special.expit, lambda u: special.expit(u) * (1 - special.expit(u))),
+    "tanh": (np.tanh, lambda u: 1 - np.tanh(u) ** 2),
+    "relu": (lambda u: np.maximum(u, 0), lambda u: (u > 0) * 1.0),
+    "leaky_relu": (lambda u: np.where(u > 0, u, 0.01 * u), lambda u: np.where(u > 0, 1, 0.01)),
+    "softplus": (lambda u: np.logaddexp(0, u), special.expit),
+    "silu": (lambda u: u * special.expit(u),
+             lambda u: special.expit(u) * (1 + u * (1 - special.expit(u)))),
+    "gelu": (lambda u: 0.5 * u * (1 + np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u**3))),
+             None),  # f' by the test's own central difference below
+}
+
+
+def _df(name):
+    f, df = F[name]
+    if df is None:
+        return lambda u: (f(u + 1e-5) - f(u - 1e-5)) / 2e-5
+    return df
+
+
+def gh1(g, q, n=800):
+    """E[g(u)], u ~ N(0, q), by Gauss-Hermite (scipy's probabilists' nodes)."""
+    x, w = special.roots_hermitenorm(n)
+    return float(w @ g(math.sqrt(q) * x)) / math.sqrt(2 * math.pi)
+
+
+def gh2(g, h, q, c, n=500):
+    """E[g(u_a) h(u_b)], (u_a, u_b) ~ N(0, q [[1, c], [c, 1]]), tensor Gauss-Hermite."""
+    x, w = special.roots_hermitenorm(n)
+    w = w / math.sqrt(2 * math.pi)
+    s = math.sqrt(q)
+    ua = s * x[:, None]
+    ub = s * (c * x[:, None] + math.sqrt(1 - c * c) * x[None, :])
+    return float(np.sum(w[:, None] * w[None, :] * g(ua) * h(ub)))
+
+
+def quad2(g, h, q, c):
+    """The same by nested scipy.integrate.quad in u (u_b | u_a ~ N(c u_a, q (1 - c^2)))."""
+    s, sc = math.sqrt(q), math.sqrt(q * (1 - c * c))
+
+    def inner(ua):
+        m = c * ua
+        return integrate.quad(lambda ub: h(np.float64(ub)) * math.exp(-0.5 * ((ub - m) / sc) ** 2)
+                              / (sc * math.sqrt(2 * math.pi)), m - 12 * sc, m + 12 * sc,
+                              points=[0.0] if abs(m) < 12 * sc else None, limit=400,
+                              epsabs=1e-14, epsrel=1e-12)[0]
+
+    return integrate.quad(lambda ua: g(np.float64(ua)) * inner(ua) * math.exp(-0.5 * (ua / s) ** 2)
+                          / (s * math.sqrt(2 * math.pi)), -12 * s, 12 * s, points=[0.0],
+                          limit=400, epsabs=1e-14, epsrel=1e-12)[0]
+
+
+def quad1(g, q):
+    """E[g(u)], u ~ N(0, q), by scipy.integrate.quad (wide q, where Gauss-Hermite is slow)."""
+    s = math.sqrt(q)
+    return integrate.quad(lambda u: g(np.float64(u)) * math.exp(-0.5 * (u / s) ** 2)
+                          / (s * math.sqrt(2 * math.pi)), -12 * s, 12 * s, points=[0.0],
+                          limit=400, epsabs=1e-15, epsrel=1e-13)[0]
+
+
+def ref_c_map(name, q, c, w2, b2, pair=gh2, one=gh1):
+    """(C(c), C'(c)) = ((w2 E[f f] + b2) / F(q), w2 q E[f' f'] / F(q)), F = w2 E[f^2] + b2."""
+    f, df = F[name][0], _df(name)
+    Fq = w2 * one(lambda u: f(u) ** 2, q) + b2
+    return (w2 * pair(f, f, q, c) + b2) / Fq, w2 * q * pair(df, df, q, c) / Fq
+
+
+def ref_q_star(name, w2, b2, lo=1e-6, hi=50.0):
+    f = F[name][0]
+    return optimize.brentq(lambda q: w2 * gh1(lambda u: f(u) ** 2, q) + b2 - q, lo, hi,
+                           xtol=1e-14, rtol=1e-14)
+
+
+# --- the C-map ------------------------------------------------------------------------------
+SMOOTH_CASES = [  # (activation, q, c, sigma_w^2, sigma_b^2)
+    ("tanh", 1.0639583774, 0.4468, 2.5, 0.05),
+    ("tanh", 4.0, 0.9, 3.0, 0.1),
+    ("tanh", 2.0, -0.6, 2.0, 0.0),
+    ("sigmoid", 3.0, 0.3, 4.0, 0.2),
+    ("softplus", 2.5, 0.7, 1.5, 0.1),
+    ("silu", 1.5, 0.2, 2.0, 0.3),
+    ("gelu", 0.8, 0.95, 1.7, 0.05),
+]
+
+
+@pytest.mark.parametrize("name, q, c, w2, b2", SMOOTH_CASES, ids=lambda v: str(v))
+def test_c_map_and_slope_against_gauss_hermite(name, q, c, w2, b2):
+    want_c, want_s = ref_c_map(name, q, c, w2, b2)
+    assert sg.correlation_map(c, q, w2, b2, name) == pytest.approx(want_c, rel=1e-9)
+    # gelu's f' is a central difference here (error ~1e-11)
+    assert sg.correlation_slope(c, q, w2, b2, name) == pytest.approx(want_s, rel=1e-8)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
+@pytest.mark.parametrize("name, q, c, w2, b2", [
+    ("tanh", 25.6468023, 0.042068, 30.0, 0.3),  # wide: q* of tanh at sigma_w^2 = 30
+    ("sigmoid", 53.65, 0.9839, 120.0, 0.0),     # sigmoid near its edge of chaos
+])
+def test_c_map_at_wide_q_against_nested_quad(name, q, c, w2, b2):
+    want_c, want_s = ref_c_map(name, q, c, w2, b2, pair=quad2, one=quad1)
+    assert sg.correlation_map(c, q, w2, b2, name) == pytest.approx(want_c, rel=1e-8)
+    assert sg.correlation_slope(c, q, w2, b2, name) == pytest.approx(want_s, rel=1e-8)
+
+
+@pytest.mark.parametrize("name", list(F))
+@pytest.mark.parametrize("c", [0.6, -0.4])
+def test_c_map_against_monte_carlo_every_activation(name, c):
+    """E[f(u_a) f(u_b)] and E[f'(u_a) f'(u_b)] from 400 000 plain NumPy draws at q = 1.3
+    (sigma_w^2 = 1, sigma_b^2 = 0, so C F(q) = E[f f] and C' F(q) / q = E[f' f']), within
+    4 standard errors of the draws (F(q) by Gauss-Hermite)."""
+    q, n = 1.3, 400_000
+    rng = np.random.default_rng(17)
+    x1, x2 = rng.standard_normal((2, n))
+    ua, ub = math.sqrt(q) * x1, math.sqrt(q) * (c * x1 + math.sqrt(1 - c * c) * x2)
+    f, df = F[name][0], _df(name)
+    Fq = gh1(lambda u: f(u) ** 2, q)
+    for sample, got in ((f(ua) * f(ub), sg.correlation_map(c, q, 1.0, 0.0, name) * Fq),
+                        (df(ua) * df(ub), sg.correlation_slope(c, q, 1.0, 0.0, name) * Fq / q)):
+        se = sample.std(ddof=1) / math.sqrt(n)
+        assert abs(sample.mean() - got) < 4 * se + 1e-12
+
+
+def test_relu_c_map_is_the_arc_cosine_kernel():
+    # relu, no biases: C(c) = (sqrt(1 - c^2) + (pi - arccos c) c) / pi (Cho & Saul's kernel
+    # over its value 1/2 at c = 1); C(0) = 1/pi = 0.318310, C'(c) = (pi - arccos c) / pi,
+    # so C'(1) = 1: c* = 1 is marginal whatever sigma_w^2
+    assert sg.correlation_map(0.0, 1.0, 1.7, 0.0, "relu") == pytest.approx(1 / math.pi,
+                                                                           rel=1e-15)
+    for c in (-0.7, 0.2, 0.9):
+        want = (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+        assert sg.correlation_map(c, 3.0, 1.2, 0.0, "relu") == pytest.approx(want, rel=1e-14)
+        assert sg.correlation_slope(c, 3.0, 1.2, 0.0, "relu") == pytest.approx(
+            (math.pi - math.acos(c)) / math.pi, rel=1e-14)
+    fp = sg.correlation_fixed_points(0.0, 1.5, 0.0, "relu")  # q* = 0: the homogeneous limit
+    assert [(p.c, p.stability) for p in fp] == [(1.0, "marginal")]
+
+
+# --- fixed points, depth scales, phase -----------------------------------------------------
+def test_tanh_chaotic_every_number_against_quadrature():
+    """tanh, sigma_w^2 = 2.5, sigma_b^2 = 0.05 (chaotic): every printed number from the
+    test's own quadrature and root finding."""
+    w2, b2 = 2.5, 0.05
+    th = sg.signal_theory("tanh", w2, b2)
+    q = ref_q_star("tanh", w2, b2)
+    dtanh = F["tanh"][1]
+    chi1 = w2 * gh1(lambda u: dtanh(u) ** 2, q)
+    # Schoenholz et al.: xi_q^-1 = -log(chi_1 + sigma_w^2 E[f''(u) f(u)]), f'' = -2 f f'
+    slope_q = chi1 + w2 * gh1(lambda u: -2 * np.tanh(u) ** 2 * dtanh(u), q)
+    cs = optimize.brentq(lambda c: ref_c_map("tanh", q, c, w2, b2)[0] - c, 0.0, 0.99,
+                         xtol=1e-13)
+    chic = ref_c_map("tanh", q, cs, w2, b2)[1]
+    assert th.q_star == pytest.approx(q, rel=1e-10)
+    assert th.chi_1 == pytest.approx(chi1, rel=1e-10)
+    assert th.c_star == pytest.approx(cs, rel=1e-9)
+    assert th.chi_c == pytest.approx(chic, rel=1e-9)
+    assert th.xi_q == pytest.approx(-1 / math.log(slope_q), rel=1e-9)
+    assert th.xi_c == pytest.approx(-1 / math.log(chic), rel=1e-8)
+    assert th.gradient_depth_scale == pytest.approx(-1 / math.log(chi1), rel=1e-9)
+    assert th.phase == "chaotic" and chi1 > 1 > chic
+    assert [(p.c, p.stability) for p in th.fixed_points["c"]] == [
+        (pytest.approx(cs, rel=1e-9), "stable"), (1.0, "unstable")]
+    assert [p.stability for p in th.fixed_points["q"]] == ["stable"]
+    # iterating the C-map (the test's quadrature) from 0.05 and from 0.95 reaches c*
+    Fq, f = w2 * gh1(lambda u: np.tanh(u) ** 2, q) + b2, np.tanh
+    for c in (0.05, 0.95):
+        for _ in range(200):  # |c - c*| shrinks by chi_c = 0.92 a step
+            c = (w2 * gh2(f, f, q, c, n=200) + b2) / Fq
+        assert c == pytest.approx(cs, abs=1e-6)
+
+
+def test_ordered_phase_c_star_is_one_and_xi_c_is_the_gradient_scale():
+    th = sg.signal_theory("tanh", 1.5, 0.05)
+    assert th.phase == "ordered" and th.c_star == 1.0
+    assert th.chi_c == th.chi_1 < 1 and th.xi_c == th.gradient_depth_scale > 0
+    assert th.fixed_points["c"][0].chi_c == th.chi_1
+    assert [(p.c, p.stability) for p in th.fixed_points["c"]] == [(1.0, "stable")]
+
+
+def test_odd_activation_without_biases_has_c_fixed_points_minus_one_zero_one():
+    # tanh, sigma_b^2 = 0, chaotic: C is odd, so c* = 0 (stable) and c = -1, 1 (unstable);
+    # chi_c = sigma_w^2 E[f'(u)]^2 at c = 0
+    w2 = 2.0
+    th = sg.signal_theory("tanh", w2, 0.0)
+    q = ref_q_star("tanh", w2, 0.0, lo=1e-3)
+    assert [(p.c, p.stability) for p in th.fixed_points["c"]] == [
+        (-1.0, "unstable"), (0.0, "stable"), (1.0, "unstable")]
+    assert th.chi_c == pytest.approx(w2 * gh1(F["tanh"][1], q) ** 2, rel=1e-9)
+
+
+def test_q_star_zero_makes_the_c_map_the_identity():
+    # tanh, sigma_b^2 = 0, sigma_w^2 < 1: q* = 0, the network linearises and keeps every
+    # correlation: c* undefined (nan), chi_c = 1, xi_c = inf; gradients still vanish
+    th = sg.signal_theory("tanh", 0.5, 0.0)
+    assert th.q_star == 0 and math.isnan(th.c_star) and th.chi_c == 1 and th.xi_c == math.inf
+    assert th.phase == "ordered" and th.chi_1 == pytest.approx(0.5)
+
+
+def test_phase_labels():
+    assert sg.phase(0.9) == "ordered" and sg.phase(1.0) == "critical"
+    assert sg.phase(1.1) == "chaotic"
+    edge = sg.signal_theory("tanh", 1.0, 0.05).edge_of_chaos
+    at = sg.signal_theory("tanh", edge, 0.05)
+    assert at.phase == "critical" and at.c_star == 1.0 and at.xi_c > 1e6
+
+
+def test_edge_of_chaos_against_the_literature_and_quadrature():
+    """tanh at sigma_b^2 = 0.05: sigma_w^2 = 1.76 (Schoenholz et al. 2017); there chi_1 = 1
+    by the test's quadrature.  relu: 2 (He et al. 2015), tanh without biases: 1."""
+    th = sg.signal_theory("tanh", 2.5, 0.05)
+    assert th.edge_of_chaos == pytest.approx(1.76, abs=0.005)
+    q = ref_q_star("tanh", th.edge_of_chaos, 0.05)
+    chi1 = th.edge_of_chaos * gh1(lambda u: F["tanh"][1](u) ** 2, q)
+    assert chi1 == pytest.approx(1.0, abs=1e-9)
+    assert sg.signal_theory("relu", 1.0, 0.1).edge_of_chaos == pytest.approx(2.0, rel=1e-9)
+    # (mean_field.edge_of_chaos finds this one to about 1e-7: q* -> 0 at the root)
+    assert sg.signal_theory("tanh", 1.0, 0.0).edge_of_chaos == pytest.approx(1.0, abs=1e-6)
+
+
+def test_correlation_iteration_of_a_linear_network_by_hand():
+    # identity activation: q^l = w2 q^{l-1} + b2, c^l = (w2 q^{l-1} c^{l-1} + b2) / q^l
+    w2, b2, q0, c0 = [2.0, 0.5, 1.5], [0.1, 0.2, 0.0], 1.0, 0.3
+    got = sg.correlation_iteration(c0, q0, w2, b2, ["identity", "identity"])
+    q, c = q0, c0
+    for l in range(3):
+        q, c = w2[l] * q + b2[l], (w2[l] * q * c + b2[l]) / (w2[l] * q + b2[l])
+        assert got[l + 1] == (pytest.approx(q, rel=1e-14), pytest.approx(c, rel=1e-14))
+
+
+def test_every_activation_answers_well_under_a_second():
+    """Each activation's full answer (edge of chaos included), three settings each; the
+    slowest is printed (the machine's load varies)."""
+    worst = 0.0
+    for name in F:
+        for w2, b2 in ((0.8, 0.0), (1.7, 0.05), (3.0, 0.3)):
+            t0 = time.perf_counter()
+            d = sg.signal_theory(name, w2, b2).as_dict()
+            worst = max(worst, time.perf_counter() - t0)
+            json.dumps(d, allow_nan=False)  # strict JSON
+            assert tuple(d) == sg.KEYS
+    print(f"slowest answer {worst:.3f} s")
+    assert worst < 1.0
+
+
+# --- deltaprop theory ------------------------------------------------------------------------
+def test_cli_json_has_exactly_the_documented_keys(capsys):
+    assert main(["theory", "--activation", "tanh", "--sigma-w2", "2.5", "--sigma-b2", "0.05",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert list(out) == ["q_star", "chi_1", "c_star", "chi_c", "xi_q", "xi_c",
+                         "gradient_depth_scale", "phase", "fixed_points", "edge_of_chaos"]
+    th = sg.signal_theory("tanh", 2.5, 0.05)
+    assert out["xi_c"] == th.xi_c and out["phase"] == "chaotic"
+    assert list(out["fixed_points"]) == ["q", "c"]
+    assert out["fixed_points"]["c"][0] == {"c": th.c_star, "chi_c": th.chi_c,
+                                           "stability": "stable"}
+
+
+def test_cli_text_prints_every_quantity(capsys):
+    assert main(["theory", "--activation", "relu", "--sigma-w2", "2.5"]) == 0
+    out = capsys.readouterr().out
+    for key in sg.KEYS:
+        assert key in out
+    assert "inf" in out and "chaotic" in out  # q* = inf for relu past sigma_w^2 = 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--activation", "nope", "--sigma-w2", "1"], "activation"),
+    (["--activation", "softmax", "--sigma-w2", "1"], "not elementwise"),
+    (["--sigma-w2", "-1"], "--sigma-w2 must be"),
+    (["--sigma-w2", "nan"], "--sigma-w2 must be"),
+    (["--sigma-w2", "1", "--sigma-b2", "inf"], "--sigma-b2 must be"),
+    (["--sigma-w2", "1", "--q0", "0"], "--q0 must be"),
+    (["--sigma-w2", "abc"], "invalid float"),
+    ([], "--sigma-w2"),
+    (["--sigma-w2", "1", "--phase-diagram", "x.jpg2"], ".png, .pdf or .svg"),
+    (["--sigma-w2", "1", "--phase-diagram", "no/such/folder/x.png"], "does not exist"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["theory", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deltaprop: error:") and message in err
+
+
+def test_cli_phase_diagram_never_overwrites_without_force(tmp_path, monkeypatch, capsys):
+    from deltaprop.cli import theory as cli_theory
+
+    monkeypatch.setattr(cli_theory, "GRID", (6, 4))  # a small grid: the test is of the file
+    png = tmp_path / "pd.png"
+    png.write_bytes(b"mine")
+    argv = ["theory", "--sigma-w2", "2.5", "--sigma-b2", "0.05", "--phase-diagram", str(png)]
+    assert main(argv) == 2
+    assert "exists; use --force" in capsys.readouterr().err
+    assert png.read_bytes() == b"mine"
+    assert main(argv + ["--force"]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pd.png"]  # no temporary left
+
+
+def test_phase_diagram_data():
+    d = sg.phase_diagram("tanh", [1.0, 1.5, 2.5], [0.05])
+    assert d["chi_1"].shape == d["xi_c"].shape == (1, 3)
+    assert d["edge"][0] == pytest.approx(1.76, abs=0.005)
+    assert d["chi_1"][0, 0] < 1 < d["chi_1"][0, 2]
+    assert d["xi_c"][0, 2] == pytest.approx(sg.signal_theory("tanh", 2.5, 0.05).xi_c,
+                                            rel=1e-9)
