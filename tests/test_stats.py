@@ -220,6 +220,9 @@ def test_cli_json_rows_have_the_issue_format():
         for name, p in r["predicted"].items():
             assert moments & set(p) and set(p) <= moments | {"mean_se", "second_moment_se"}
     assert set(rows[1]["predicted"]["exact_last_layer"]) == moments
+    text = _cli("--inputs", "gaussian", "--sizes", "6,8,8,3", "--K", "8", "--samples", "32",
+                "--forward", "measured").stdout
+    assert "forward model of the predictions: measured (the recorded forward passes)" in text
     assert rows[0]["units"] == 8
 
 

@@ -67,6 +67,9 @@ MOMENTS = ("mean", "second_moment")
 #: forward models: the exact per-sample law of the forward pass (integrated by Monte Carlo),
 #: the recorded forward pass, the Gaussian mean-field recursion
 FORWARDS = ("law", "measured", "gaussian")
+FORWARD_TEXT = {"law": "the exact forward law under the prior, integrated by Monte Carlo",
+                "measured": "the recorded forward passes",
+                "gaussian": "the Gaussian mean-field recursion"}
 
 #: the footnotes of :func:`table`
 ANCHORED_NOTE = ("anchored: the prediction is the measured delta[L] (the recursions start "
@@ -291,6 +294,10 @@ def table(rows) -> str:
         lines.append(line)
     lines.append("z = (prediction - measurement) / standard error (the measurement's and, for "
                  "exact, its own integration error)")
+    forward = {r["forward"] for r in rows if "forward" in r}
+    if forward:
+        lines.append("forward model of the predictions: " + ", ".join(
+            f"{f} ({FORWARD_TEXT[f]})" for f in sorted(forward)))
     if any(p.get("anchored") for r in rows for p in r["predicted"].values()):
         lines.append(ANCHORED_NOTE)
     if any(r["measured"].get("se_within_network_only") for r in rows):
