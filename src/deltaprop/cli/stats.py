@@ -6,7 +6,9 @@ and E[delta^2] per layer beside each applicable prediction.  ``--json`` prints t
 ``--out DIR`` writes ``rows.json``, ``rows.csv``, ``table.txt`` and the figures.
 ``--gradient-independence`` adds the pass through an independent copy of the weights
 (:mod:`deltaprop.stats.independent`): a second table, ``row["gradient_independence"]`` in
-the JSON rows and ``gradient_independence.txt``.
+the JSON rows and ``gradient_independence.txt``.  ``--correlation C0`` adds pairs of inputs
+with correlation C0 (:mod:`deltaprop.stats.correlation`): c^l per layer beside the C-map's
+prediction and the trainability rule, ``row["correlation"]`` and ``correlation.txt``.
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ def register(sub):
                    help="also back-propagate each forward pass through an independent copy of "
                    "the weights (a second draw; with --model, each W[l] permuted) and print "
                    "E[delta^2] true, through the copy and in theory (one more pass)")
+    e.add_argument("--correlation", type=float, metavar="C0", default=None,
+                   help="also propagate pairs of Gaussian inputs (components N(0, --input-var))"
+                   " with correlation C0 and print the correlation c^l of z[l] per layer beside "
+                   "the C-map's prediction and the trainability rule depth <~ 6 xi_c (one more "
+                   "forward pass of 2 x 256 samples per network)")
     add_backend_options(e, "the ensemble (or --model) and the inputs")
     e.add_argument("--model", default=None,
                    help="record a trained model file instead of an ensemble (with --inputs)")
@@ -118,7 +125,8 @@ def _study(args):
                  forward=args.forward, theory_samples=args.theory_samples,
                  theory_rtol=args.theory_rtol, bins=args.bins or None, dtype=args.dtype,
                  backend=be.name, device=be.device,
-                 gradient_independence=args.gradient_independence)
+                 gradient_independence=args.gradient_independence,
+                 correlation=args.correlation)
 
 
 def _model(args):
@@ -141,7 +149,8 @@ def _model(args):
     return study_network(net, x, y, loss, y_mean=y_mean, y_second=y_second,
                          batch_size=args.batch_size, bins=args.bins or None,
                          forward=args.forward, theory_samples=args.theory_samples,
-                         gradient_independence=args.gradient_independence, seed=args.seed)
+                         gradient_independence=args.gradient_independence, seed=args.seed,
+                         correlation=args.correlation)
 
 
 def _stats(args):
@@ -168,8 +177,17 @@ def _stats(args):
         from ..stats.independent import table as gi_table
 
         print(gi_table(res.rows))
+    if args.correlation is not None:
+        print(_correlation_table(res))
     print(f"({res.seconds:.2f} s)", file=sys.stderr)
     return 0
+
+
+def _correlation_table(res):
+    from ..stats import correlation as corr
+
+    e = res.extra[corr.KEY]
+    return corr.table(e["record"], e["predicted"], e["c0"], e["rule"], e["note"])
 
 
 def _run(args):
@@ -192,6 +210,8 @@ def _write(res, folder, table, to_csv, to_json):
         from ..stats.independent import table as gi_table
 
         (out / "gradient_independence.txt").write_text(gi_table(res.rows) + "\n")
+    if res.extra.get("correlation") is not None:
+        (out / "correlation.txt").write_text(_correlation_table(res) + "\n")
     info = {"sizes": list(res.extra["sizes"]), "activations": res.extra["activations"],
             "seconds": res.seconds, "samples_per_network": res.record.count,
             "K": res.record.K}

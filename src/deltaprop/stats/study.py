@@ -7,6 +7,9 @@ comparison rows and the wall time.  :func:`study_network` does the same for a gi
 mean and variance of that network.  With ``gradient_independence`` both also back-propagate
 the forward pass through an independent copy of the weights (:mod:`.independent`): the rows
 gain ``row["gradient_independence"]`` and ``extra["gradient_independence"]`` holds its record.
+With ``correlation = c0`` they also propagate pairs of inputs with correlation c0
+(:mod:`.correlation`): the rows gain ``row["correlation"]`` (c^l measured and the C-map's) and
+``extra["correlation"]`` holds the record, the prediction and the trainability rule.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .. import losses as _losses
 from ..backprop import forward as _forward
 from ..theory import conditional as _cond
 from ..theory.forward import data_input_stats, gaussian_input_stats
+from . import correlation as _corr
 from . import ensemble as _ens
 from . import independent as _gi
 from .record import record as _record
@@ -76,6 +80,8 @@ class Study:
     backend: str | None = None
     device: str | None = None
     gradient_independence: bool = False
+    correlation: float | None = None
+    correlation_pairs: int = 256
 
 
 @dataclass(frozen=True, eq=False)
@@ -159,7 +165,7 @@ def run_study(study: Study = Study()) -> StudyResult:
                     sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
     chunk = min(study.K_chunk or study.K, study.K)
     parts = []  # (network stack, inputs) for the exact prediction on measured forward passes
-    rec = gi = None
+    rec = gi = corr = None
     for i, k0 in enumerate(range(0, study.K, chunk)):
         k = min(chunk, study.K - k0)
         seed = study.seed if chunk == study.K else np.random.default_rng([study.seed, i])
@@ -180,6 +186,11 @@ def run_study(study: Study = Study()) -> StudyResult:
             part = _gi.record_independent(net, xx, yy, loss, copy,
                                           batch_size=study.batch_size)
             gi = part if gi is None else gi.concat(part)
+        if study.correlation is not None:  # fresh Gaussian pairs, their own seed
+            xa, xb = _corr.correlated_inputs(study.correlation_pairs, n0, study.correlation,
+                                             study.input_var, [study.seed, i, 2], k)
+            part = _corr.record_correlation(net, xa, xb)
+            corr = part if corr is None else corr.concat(part)
     inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
         if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
     law = _law(study, pr, acts, loss, x, y, n0, nL, y_mean, y_second, parts)
@@ -189,20 +200,35 @@ def run_study(study: Study = Study()) -> StudyResult:
         _gi.add_rows(compare(rec, preds, forward=study.forward), rec, gi)
     cond = seed000_conditions(pr, acts, inp, record=rec, forward=study.forward, law=law) \
         if _losses.get(loss).name == "mse" else None
-    return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net,
-                       {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
-                        "seed000_conditions": cond, _gi.KEY: gi})
+    extra = {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
+             "seed000_conditions": cond, _gi.KEY: gi}
+    if corr is not None:
+        rows, extra[_corr.KEY] = _correlation(rows, corr, pr, acts, study.correlation,
+                                              study.input_var)
+    return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net, extra)
+
+
+def _correlation(rows, corr, prior, acts, c0, var):
+    """The rows with the correlation map, and extra["correlation"]: the record, the
+    prediction (or None and ``note``), the trainability ``rule`` (or a string: why not)."""
+    pred, note = _corr.predict(prior, acts, c0, var)
+    rule, why = _corr.trainability(prior, acts)
+    extra = {"record": corr, "predicted": pred, "note": note, "c0": c0,
+             "rule": rule if rule is not None else why}
+    return _corr.add_rows(rows, corr, pred, rule), extra
 
 
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
                   forward="law", gradient_independence=False, seed=0,
-                  theory_samples=None) -> StudyResult:
+                  theory_samples=None, correlation=None, correlation_pairs=256,
+                  input_var=1.0) -> StudyResult:
     """Record a given network (e.g. a trained model) and compare with the theory evaluated
     at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`).
 
     ``gradient_independence``: also back-propagate through :func:`independent.permuted_copy`
     (each W[l]'s entries permuted with ``seed``: the same empirical distribution, the
-    dependence on the data and the forward pass broken)."""
+    dependence on the data and the forward pass broken).  ``correlation``: also pairs of
+    N(0, ``input_var``) inputs with that correlation (:mod:`.correlation`)."""
     t0 = time.perf_counter()
     rec = _record(net, x, y, loss, batch_size=batch_size, bins=bins)
     gi = _gi.record_independent(net, x, y, loss, _gi.permuted_copy(net, seed),
@@ -222,8 +248,13 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
                     record=rec, forward=forward, law=law)
     rows = compare(rec, preds, forward=forward) if gi is None else \
         _gi.add_rows(compare(rec, preds, forward=forward), rec, gi)
-    return StudyResult(None, rec, preds, rows, time.perf_counter() - t0, net,
-                       {"prior": pr, "sizes": net.sizes, "activations": acts, _gi.KEY: gi})
+    extra = {"prior": pr, "sizes": net.sizes, "activations": acts, _gi.KEY: gi}
+    if correlation is not None:
+        xa, xb = _corr.correlated_inputs(correlation_pairs, net.sizes[0], correlation,
+                                         input_var, [seed, 2], net.K)
+        rows, extra[_corr.KEY] = _correlation(rows, _corr.record_correlation(net, xa, xb), pr,
+                                              acts, correlation, input_var)
+    return StudyResult(None, rec, preds, rows, time.perf_counter() - t0, net, extra)
 
 
 def _law(study, prior, acts, loss, x, y, n0, nL, y_mean, y_second, parts):
