@@ -27,6 +27,17 @@ class Trace:
     z: tuple
     a: tuple
 
+    def _repr_html_(self):
+        from ._display import trace_html
+
+        return trace_html(self)
+
+    def to_pandas(self):
+        """z[l] and a[l] as a tidy DataFrame (needs pandas; columns in :mod:`._display`)."""
+        from ._display import trace_frame
+
+        return trace_frame(self)
+
 
 @dataclass(frozen=True, eq=False)
 class Gradients:
@@ -36,6 +47,17 @@ class Gradients:
     delta: tuple
     dW: tuple
     db: tuple
+
+    def _repr_html_(self):
+        from ._display import gradients_html
+
+        return gradients_html(self)
+
+    def to_pandas(self):
+        """delta[l], dW[l], db[l] as a tidy DataFrame, J in ``attrs`` (needs pandas)."""
+        from ._display import gradients_frame
+
+        return gradients_frame(self)
 
 
 def _xp(net, *arrays):

@@ -224,6 +224,17 @@ class Network:
         return (f"Network(sizes={self.sizes}, activations={self.activation_names()}, "
                 f"dtype={_backend.dtype_name(self.dtype)}{k})")
 
+    def _repr_html_(self):
+        from ._display import network_html
+
+        return network_html(self)
+
+    def to_pandas(self):
+        """W[l] and b[l] as a tidy DataFrame (needs pandas; columns in :mod:`._display`)."""
+        from ._display import network_frame
+
+        return network_frame(self)
+
 
 def _move(p, xp, dtype, device):
     if _backend.namespace(p) is not xp:

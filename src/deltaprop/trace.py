@@ -117,6 +117,11 @@ class TraceStep:
     grads: Gradients
     net: Network
 
+    def _repr_html_(self):
+        from ._display import trace_step_html
+
+        return trace_step_html(self)
+
 
 # ---------------------------------------------------------------------- reading a spec
 def example_text() -> str:

@@ -87,6 +87,17 @@ class History:
     def __len__(self):
         return len(self.epochs)
 
+    def _repr_html_(self):
+        from ._display import history_html
+
+        return history_html(self)
+
+    def to_pandas(self):
+        """One row per epoch, indexed by ``epoch`` (needs pandas)."""
+        from ._display import history_frame
+
+        return history_frame(self)
+
 
 @dataclass
 class FitResult:
@@ -100,6 +111,11 @@ class FitResult:
     history: History
     stopped: str | None = None
     opt_state: dict | None = None
+
+    def _repr_html_(self):
+        from ._display import fit_html
+
+        return fit_html(self)
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from ..theory.independence import independence_backward
 from ..theory.mean_field import mean_field_backward
 from ..theory.output import output_delta_moments
 
-__all__ = ["predict", "compare", "z_scores", "table", "to_csv", "to_json", "THEORIES",
+__all__ = ["predict", "compare", "z_scores", "table", "flat", "to_csv", "to_json", "THEORIES",
            "seed000_conditions", "mean_field_applies"]
 
 THEORIES = ("exact", "independence", "mean_field", "exact_last_layer")
@@ -314,25 +314,36 @@ def to_json(rows) -> str:
     return json.dumps(rows, indent=2)
 
 
-def to_csv(rows) -> str:
-    """One line per (layer, theory, moment): measured, se, predicted, z (empty where
-    :func:`z_scores` gives none) and a note ("anchored", or "se within one network")."""
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["layer", "units", "theory", "moment", "measured", "se", "predicted", "z",
-                "note"])
+#: the columns of :func:`flat` (and of ``deltaprop stats --csv``)
+FLAT_COLUMNS = ("layer", "units", "theory", "moment", "measured", "se", "predicted", "z",
+                "note")
+
+
+def flat(rows) -> list[dict]:
+    """One dict per (layer, theory, moment), keys :data:`FLAT_COLUMNS`: measured, se,
+    predicted, z (``None`` where :func:`z_scores` gives none; the measurement's own rows have
+    theory "" and no prediction) and a note ("anchored", or "se within one network")."""
+    out = []
     for r in rows:
         m, z = r["measured"], z_scores(r)
         within = "se within one network" if m.get("se_within_network_only") else ""
-        w.writerow([r["layer"], r["units"], "", "mean", m["mean"], m["mean_se"], "", "",
-                    within])
-        w.writerow([r["layer"], r["units"], "", "second_moment", m["second_moment"],
-                    m["second_moment_se"], "", "", within])
+        base = {"layer": r["layer"], "units": r["units"]}
+        for k in MOMENTS:
+            out.append({**base, "theory": "", "moment": k, "measured": m[k],
+                        "se": m[k + "_se"], "predicted": None, "z": None, "note": within})
         for name, p in r["predicted"].items():
             for k in MOMENTS:
                 if k in p:
-                    zk = z[(name, k)]
-                    w.writerow([r["layer"], r["units"], name, k, m[k], m[k + "_se"], p[k],
-                                "" if zk is None else zk,
-                                "anchored" if p.get("anchored") else within])
+                    out.append({**base, "theory": name, "moment": k, "measured": m[k],
+                                "se": m[k + "_se"], "predicted": p[k], "z": z[(name, k)],
+                                "note": "anchored" if p.get("anchored") else within})
+    return out
+
+
+def to_csv(rows) -> str:
+    """:func:`flat` as CSV (empty cells where a value is ``None``)."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, FLAT_COLUMNS)
+    w.writeheader()
+    w.writerows(flat(rows))
     return buf.getvalue()

@@ -94,6 +94,18 @@ class StudyResult:
     net: object = None
     extra: dict = field(default_factory=dict)
 
+    def _repr_html_(self):
+        from .._display import study_html
+
+        return study_html(self)
+
+    def to_pandas(self):
+        """One row per (layer, theory, moment), the columns of ``deltaprop stats --csv``
+        (needs pandas)."""
+        from .._display import study_frame
+
+        return study_frame(self)
+
 
 def load_inputs(study: Study, n_out=None, standardization=None):
     """(x, y, y_mean, y_second, n_0, n_out) for the study's inputs.
