@@ -91,6 +91,7 @@ def _same_kind(arr, like):
     assert _backend.dtype_name(arr.dtype) == "float64"
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_engine_matches_numpy(backend, case):
     name, device, move = backend
@@ -131,6 +132,7 @@ def test_backward_from_a_numpy_trace_on_backend(backend):
     _close(tg.delta[1], g.delta[1])
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("case", [CASES[0], CASES[3]], ids=[IDS[0], IDS[3]])
 def test_gradcheck_on_backend(backend, case):
     name, device, move = backend

@@ -70,6 +70,7 @@ def test_config_json_repeats_the_run_exactly(default_run, tmp_path):
         assert np.array_equal(a, b)
 
 
+@pytest.mark.smoke
 def test_model_commands(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--out", str(out), "--json"]) == 0
@@ -100,6 +101,7 @@ def test_model_commands(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[0] == "prediction"
 
 
+@pytest.mark.smoke
 def test_config_file_toml_and_flags_override(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text('data = "iris"\nsizes = [5, 4]\nepochs = 3\noptimizer = "momentum"\n'

@@ -30,6 +30,7 @@ def model_file(tmp_path):
     return path
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_round_trip_bit_for_bit(tmp_path, dtype):
     net = _net(dtype)
@@ -145,6 +146,7 @@ def test_refuses_mutated_files(tmp_path, name, mutate, message):
     assert str(path) in str(info.value) and message in str(info.value)
 
 
+@pytest.mark.smoke
 def test_refuses_pickle_zip_truncated_and_foreign(tmp_path, model_file):
     cases = {
         "pickle.pkl": pickle.dumps({"W": np.zeros(3)}),

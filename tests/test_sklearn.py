@@ -58,6 +58,7 @@ def test_digits_accuracy(digits):
     assert net.activation_names() == ["relu", "softmax"]
 
 
+@pytest.mark.smoke
 def test_pipeline_grid_search_cross_val_on_iris(iris):
     x, y = iris
     pipe = make_pipeline(StandardScaler(), MLPClassifier(max_iter=100, random_state=0))
@@ -70,6 +71,7 @@ def test_pipeline_grid_search_cross_val_on_iris(iris):
     assert scores.shape == (5,) and scores.mean() > 0.9
 
 
+@pytest.mark.smoke
 def test_string_labels_binary_and_proba(iris):
     x, y = iris
     keep = y < 2
@@ -154,6 +156,7 @@ def test_early_stopping_keeps_best(digits):
     assert clf.best_validation_score_ == max(clf.validation_scores_)
 
 
+@pytest.mark.smoke
 def test_regressor_1d_2d_and_pickle():
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (300, 3))

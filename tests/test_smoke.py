@@ -1,6 +1,10 @@
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.smoke  # every test here is in the subset CI runs at the lowest versions
+
 
 def test_core_imports_with_numpy_alone():
     """`import deltaprop` pulls in no heavy or optional library."""
@@ -8,6 +12,17 @@ def test_core_imports_with_numpy_alone():
             "'sklearn', 'safetensors', 'tqdm'} & set(sys.modules); print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_numpy_training_never_imports_torch(tmp_path):
+    """``--threads`` limits PyTorch only where torch is already loaded: a NumPy run (here
+    with torch installed or not) does not import it."""
+    code = ("import sys; from deltaprop.cli import main; "
+            f"rc = main(['train', '--data', 'iris', '--sizes', '4', '--epochs', '1', '--quiet', "
+            f"'--threads', '1', '--out', {str(tmp_path / 'r')!r}]); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "False"], out.stderr
 
 
 def test_cli_bad_input_is_one_line_exit_2():

@@ -83,6 +83,7 @@ def test_record_batches_equal_one_pass(sizes, act, out, loss, K):
         np.testing.assert_array_equal(h.counts, parts.hist[l].counts)
 
 
+@pytest.mark.smoke
 def test_record_matches_engine_deltas():
     """The recorded moments are those of backward()'s delta[l], z[l], a[l] (hand check)."""
     sizes, K = [4, 6, 5, 2], 3
@@ -201,6 +202,7 @@ def _cli(*args):
                           capture_output=True, text=True)
 
 
+@pytest.mark.smoke
 def test_cli_json_rows_have_the_issue_format():
     out = _cli("--inputs", "gaussian", "--sizes", "6,8,8,3", "--K", "8", "--samples", "32",
                "--json")

@@ -254,7 +254,7 @@ def _parquet(path, rows):
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError as exc:
-        raise ValueError("Parquet output needs pyarrow (pip install pyarrow)") from exc
+        raise ValueError("Parquet output needs pyarrow (pip install 'deltaprop[parquet]')") from exc
     pq.write_table(pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in rows]), path)
 
 
