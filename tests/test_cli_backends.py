@@ -149,6 +149,29 @@ def test_evaluate_and_predict_equal_numpy(capsys, numpy_run, flags):
                                np.array([r[1:] for r in ref[1:]], float), rtol=0, atol=TOL)
 
 
+def test_threads_reach_torch_and_are_restored(tmp_path, monkeypatch):
+    """``train --threads 1`` also sets PyTorch's own thread pool for the run (on 2 cores its
+    default, a thread a core, made torch training 6-45x slower than NumPy), then restores it."""
+    import deltaprop.train
+
+    seen, real_fit = [], deltaprop.train.fit
+
+    def fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(deltaprop.train, "fit", fit)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert main(["train", "--data", "iris", "--sizes", "4", "--epochs", "1", "--quiet",
+                     "--backend", "torch", "--threads", "1", "--out", str(tmp_path / "r")]) == 0
+        assert seen == [1]
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_fit_resumes_a_torch_run(tmp_path):
     """train.fit on torch tensors: 1 epoch + resume to 2 equals 2 epochs in NumPy."""
     from deltaprop import Network

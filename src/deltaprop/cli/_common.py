@@ -1,4 +1,4 @@
-"""Options shared by several subcommands: ``--backend`` and ``--device``.
+"""Options shared by several subcommands: ``--backend``, ``--device`` and thread limits.
 
 Every command that computes takes the same two options.  The network and the data are
 built on the host with NumPy (so every backend starts from identical numbers), moved once
@@ -8,6 +8,8 @@ back to the host (:func:`deltaprop._backend.to_numpy`) only to be printed or wri
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -97,4 +99,33 @@ def backend_from_args(args) -> Backend:
     return Backend(name, device, xp)
 
 
-__all__ = ["BACKENDS", "Backend", "add_backend_options", "backend_from_args"]
+@contextlib.contextmanager
+def limit_threads(n):
+    """At most ``n`` threads for BLAS and, when PyTorch is loaded, for PyTorch's own pool.
+
+    threadpoolctl (installed with scikit-learn) limits the BLAS libraries; PyTorch keeps
+    an intra-op thread pool of its own (one thread a core by default) that it does not
+    reach.  On 2 cores that default made ``--backend torch`` training 6-45x slower than
+    NumPy, and one thread matches NumPy, so ``torch.set_num_threads(n)`` is applied too,
+    and undone on exit.  torch is never imported here: it is limited only when already
+    loaded (``--backend torch`` loads it), so a NumPy run never pays for it.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn always brings it
+        blas = contextlib.nullcontext()
+    else:
+        blas = threadpool_limits(limits=n, user_api="blas")
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    with blas:
+        if torch is not None:
+            torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            if torch is not None:
+                torch.set_num_threads(before)
+
+
+__all__ = ["BACKENDS", "Backend", "add_backend_options", "backend_from_args", "limit_threads"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import add_backend_options, backend_from_args
+from ._common import add_backend_options, backend_from_args, limit_threads
 
 #: every setting of a run, with its default (keys of config files and of config.json)
 DEFAULTS = {
@@ -74,8 +74,8 @@ def register(sub):
     a("--out", help="run folder (default runs/<timestamp>); must not hold a run already")
     a("--config", help="TOML or JSON file with the same settings (flags override it)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
-    a("--threads", type=int, default=1, help="BLAS threads (default 1: a minibatch step's "
-      "matrices are small, and more threads only add overhead)")
+    a("--threads", type=int, default=1, help="BLAS and PyTorch threads (default 1: a "
+      "minibatch step's matrices are small, and more threads only add overhead)")
     a("--quiet", action="store_true", help="no progress bar, no table")
     a("--json", action="store_true", help="print the final metrics as JSON")
     add_backend_options(p)
@@ -301,7 +301,7 @@ def _train(args):
 
     quiet = args.quiet or args.json
     t0 = time.perf_counter()
-    with _blas_threads(args.threads):
+    with limit_threads(args.threads):
         result = fit(net, x_tr, y_tr, loss, **fit_options, seed=s["seed"],
                      x_val=x_va if has_val else None, y_val=y_va if has_val else None,
                      progress=False if quiet else "auto",
@@ -329,17 +329,6 @@ def _train(args):
     elif not args.quiet:
         _print_table(final, wall, len(result.history), out)
     return 1 if result.stopped and "became" in result.stopped else 0
-
-
-def _blas_threads(n):
-    """Limit BLAS threads with threadpoolctl (installed with scikit-learn) when available."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn always brings it
-        import contextlib
-
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=n, user_api="blas")
 
 
 def _opt_options(s):
