@@ -15,9 +15,8 @@ contender once, in rotating order), after a warm-up, the median over repeats of:
 * ``deltaprop_ms``: one training step (forward, backward, gradient-descent update) with
   :func:`deltaprop.backprop.train_step` as a training loop calls it (a reused workspace,
   ``donate=True``, inputs checked);
-* ``gradients_ms``: the same step through the public ``gradients`` + ``step`` (fast path);
-* ``generic_ms``: ``gradients`` + ``step`` on the generic array-API path (``fast=False``),
-  i.e. deltaprop before the NumPy fast path;
+* ``gradients_ms``: the same step through the public ``gradients`` + ``step`` (the full
+  trace and gradients, all freshly allocated);
 * ``torch_ms``: PyTorch eager on the CPU: ``nn.Sequential``, the loss, ``backward()`` and
   ``torch.optim.SGD.step()``, same dtype, same thread count;
 * ``floor_ms``: only the matrix products the step needs, with NumPy into preallocated
@@ -49,7 +48,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
 import deltaprop as dp  # noqa: E402
-from deltaprop import _fast  # noqa: E402
 from deltaprop import backprop as bp  # noqa: E402
 
 CE = "softmax-cross-entropy"
@@ -100,9 +98,9 @@ def _copy(net):
 
 
 def deltaprop_fns(net, x, y, loss, eta):
-    """train_step (training-loop mode), public gradients + step, and the generic path."""
+    """train_step (training-loop mode) and public gradients + step."""
     state = {"net": _copy(net)}
-    ws = _fast.Workspace()
+    ws = bp.Workspace()
 
     def train():
         state["net"], _ = bp.train_step(state["net"], x, y, loss, eta, workspace=ws,
@@ -111,10 +109,7 @@ def deltaprop_fns(net, x, y, loss, eta):
     def public():
         bp.step(net, bp.gradients(net, x, y, loss)[1], eta)
 
-    def generic():
-        bp.step(net, bp.gradients(net, x, y, loss, fast=False)[1], eta, fast=False)
-
-    return {"deltaprop": train, "gradients": public, "generic": generic}
+    return {"deltaprop": train, "gradients": public}
 
 
 def torch_fn(net, x, y, loss, eta):
@@ -205,7 +200,7 @@ def _row(cid, title, t, **extra):
            "floor_ms": ms.get("floor"),
            "vs_torch": _ratio(ms.get("deltaprop"), ms.get("torch")),
            "vs_floor": _ratio(ms.get("deltaprop"), ms.get("floor")),
-           "gradients_ms": ms.get("gradients"), "generic_ms": ms.get("generic")}
+           "gradients_ms": ms.get("gradients")}
     row.update(extra)
     return row
 
@@ -232,7 +227,7 @@ def config3(repeats, target, quick):
     # one epoch over the 1797 digits in batches of 32 (no shuffling in any of the three)
     batches = [(X[i:i + m], labels[i:i + m]) for i in range(0, len(X), m)]
     state = {"net": _copy(net)}
-    ws = _fast.Workspace()
+    ws = bp.Workspace()
 
     def dp_epoch():
         for xb, yb in batches:
@@ -520,8 +515,8 @@ def table(head, rows) -> str:
            f"numpy {head['numpy']} ({blas})"
            f"  torch {head['torch']} ({head['torch_blas']})",
            "", "| config | deltaprop ms | torch ms | floor ms | vs_torch | vs_floor | "
-           "gradients+step ms | generic ms | other |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "gradients+step ms | other |",
+           "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         other = []
         for k in ("vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop",
@@ -534,7 +529,7 @@ def table(head, rows) -> str:
         out.append(f"| {r['config']}: {r['title']} | {f(r['deltaprop_ms'])} | {f(r['torch_ms'])} "
                    f"| {f(r['floor_ms'])} | {f(r['vs_torch'], '{:.2f}')} "
                    f"| {f(r['vs_floor'], '{:.2f}')} | {f(r.get('gradients_ms'))} "
-                   f"| {f(r.get('generic_ms'))} | {'; '.join(other)} |")
+                   f"| {'; '.join(other)} |")
     return "\n".join(out)
 
 

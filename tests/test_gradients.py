@@ -114,12 +114,10 @@ def test_central_differences(case):
     assert _note("central differences", result.max_rel_error) < FD_TOL, result.as_dict()
 
 
-@pytest.mark.parametrize("fast", [None, False], ids=["default", "generic"])
-def test_autograd(case, fast):
-    """NumPy by default (the fast path) and forced through the generic array-API code."""
+def test_autograd(case):
     net = case.network()
     x, y = case.data()
-    _, g = dp.gradients(net, x, y, case.loss, case.l2, fast=fast)
+    _, g = dp.gradients(net, x, y, case.loss, case.l2)
     assert_matches_reference(g, torch_reference(net, x, y, case.loss, case.l2), AUTOGRAD_TOL)
 
 

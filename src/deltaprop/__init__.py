@@ -8,6 +8,7 @@ from . import activations, equations, losses
 from .backprop import (
     Gradients,
     Trace,
+    Workspace,
     backward,
     forward,
     gradients,
@@ -21,6 +22,7 @@ from .network import Network
 __version__ = "0.1.0"
 
 __all__ = [
-    "Network", "Trace", "Gradients", "forward", "backward", "gradients", "loss_value",
-    "predict", "step", "train_step", "activations", "losses", "equations", "__version__",
+    "Network", "Trace", "Gradients", "Workspace", "forward", "backward", "gradients",
+    "loss_value", "predict", "step", "train_step", "activations", "losses", "equations",
+    "__version__",
 ]

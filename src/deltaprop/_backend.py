@@ -10,7 +10,11 @@ NumPy arrays are accepted.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
+
+from . import _kernels
 
 try:  # optional: the core imports with NumPy alone
     import array_api_compat as _compat
@@ -29,13 +33,23 @@ def namespace(*arrays):
         If the arrays come from different libraries (e.g. a NumPy network fed torch
         tensors) or are not arrays at all.
     """
+    numpy = False  # the common case, NumPy arrays, without array_api_compat's lookup
+    for a in arrays:
+        if type(a) is np.ndarray:
+            numpy = True
+        elif a is not None:
+            break
+    else:
+        if numpy:
+            return _NUMPY
     arrays = [a for a in arrays if a is not None]
     if _compat is None:
         if all(isinstance(a, np.ndarray | np.generic) for a in arrays):
-            return np
+            return _NUMPY
         raise TypeError("non-NumPy arrays need the array-api-compat package")
     try:
-        return _compat.array_namespace(*arrays)
+        xp = _compat.array_namespace(*arrays)
+        return _NUMPY if _compat.is_numpy_namespace(xp) else xp
     except TypeError as exc:
         kinds = sorted({type(a).__module__.split(".")[0] + "." + type(a).__name__ for a in arrays})
         raise TypeError(
@@ -44,9 +58,25 @@ def namespace(*arrays):
         ) from exc
 
 
+def _numpy_namespace():
+    """array-api-compat's NumPy namespace (NumPy itself without it), with the reductions
+    ``sum``, ``mean``, ``max``, ``min`` of :mod:`deltaprop._kernels`: the same numbers,
+    without NumPy's Python dispatch layer (it costs more than a small array's sum)."""
+    base = np if _compat is None else _compat.array_namespace(np.empty(0))
+    ns = types.ModuleType(base.__name__, base.__doc__)
+    ns.__dict__.update(vars(base))
+    ns.__dict__.update(sum=_kernels.sum, mean=_kernels.mean, max=_kernels.max,
+                       min=_kernels.min)
+    return ns
+
+
+#: the namespace :func:`namespace` and :func:`resolve` return for NumPy
+_NUMPY = _numpy_namespace()
+
+
 def is_numpy(xp) -> bool:
     """True if ``xp`` is NumPy (or its array-api-compat wrapper)."""
-    return xp is np or (_compat is not None and _compat.is_numpy_namespace(xp))
+    return xp is _NUMPY or xp is np or (_compat is not None and _compat.is_numpy_namespace(xp))
 
 
 def device(x):
@@ -64,8 +94,8 @@ def resolve(backend, device_=None):
 
     A module object is returned as its compat namespace.
     """
-    if backend is None or backend == "numpy" or backend is np:
-        return np if _compat is None else _compat.array_namespace(np.empty(0))
+    if backend is None or backend == "numpy" or backend is np or backend is _NUMPY:
+        return _NUMPY
     if not isinstance(backend, str):
         probe = backend.asarray([0.0]) if hasattr(backend, "asarray") else None
         return namespace(probe)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+
 from . import _backend
 
 
@@ -10,8 +14,13 @@ def _lazy(x) -> bool:
 
 
 def _finite(x, xp, name):
-    if _lazy(x):
+    """ValueError unless every entry of x is finite, in one pass: a finite sum proves it
+    (a sum that overflows, or NaN/inf, takes the exact elementwise check)."""
+    if type(x).__module__.startswith("dask"):
         return  # never force a lazy array here
+    with np.errstate(over="ignore", invalid="ignore"):
+        if bool(xp.isfinite(xp.sum(x))):
+            return
     if not bool(xp.all(xp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or inf")
 
@@ -21,12 +30,13 @@ def _kind(a) -> str:
 
 
 def check_library(net, arr, name):
-    """TypeError naming ``name`` unless ``arr`` is an array of the network's library."""
-    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
-        raise TypeError(f"{name} must be an array, got {type(arr).__name__}")
+    """TypeError naming ``name`` unless ``arr`` is an array of the network's library;
+    returns the namespace of both."""
     try:
-        _backend.namespace(net.W[1], arr)
+        return _backend.namespace(net.W[1], arr)
     except TypeError:
+        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+            raise TypeError(f"{name} must be an array, got {type(arr).__name__}") from None
         raise TypeError(
             f"{name} is a {_kind(arr)} but the network's parameters are {_kind(net.W[1])}: "
             f"convert {name}, or move the network with Network.to(...)") from None
@@ -34,17 +44,17 @@ def check_library(net, arr, name):
 
 def check_x(net, x, xp):
     """x: (m, n_0), or (K, m, n_0) for a stack; cast to the network's dtype."""
-    n0 = net.sizes[0]
+    W1 = net.W[1]
+    n0, lead = W1.shape[-1], tuple(W1.shape[:-2])  # lead: () or (K,)
     if not hasattr(x, "shape"):
         raise TypeError(f"x must be an array, got {type(x).__name__}")
-    lead = () if net.K is None else (net.K,)
     if x.ndim not in (2, 2 + len(lead)) or x.shape[-1] != n0 or \
             (x.ndim == 3 and tuple(x.shape[:1]) != lead):
-        want = f"(m, {n0})" + ("" if not lead else f" or ({net.K}, m, {n0})")
+        want = f"(m, {n0})" + ("" if not lead else f" or ({lead[0]}, m, {n0})")
         raise ValueError(f"x has shape {tuple(x.shape)}; expected {want}")
     if x.shape[-2] == 0:
         raise ValueError(f"x is an empty batch (m = 0 samples); expected (m, {n0}) with m >= 1")
-    if x.dtype != net.dtype:
+    if x.dtype != W1.dtype:
         if not (xp.isdtype(x.dtype, "real floating") or xp.isdtype(x.dtype, "integral")
                 or x.dtype == xp.bool):
             raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
@@ -55,11 +65,11 @@ def check_x(net, x, xp):
 
 def check_y(net, loss, y, m, xp):
     """y: (m, n_L) targets (or stacked); integer labels (m,) for softmax cross-entropy."""
-    nL = net.sizes[-1]
+    nL = net.W[-1].shape[-2]
     check_library(net, y, "y")
     shape = tuple(y.shape)
-    labels = loss.targets == "distribution" and xp.isdtype(y.dtype, "integral") and (
-        y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL)))
+    labels = loss.targets == "distribution" and (
+        y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL))) and _integral(xp, y.dtype)
     if labels:
         y = one_hot(y, nL, xp, net.dtype)
     elif y.ndim == 1 and nL == 1 and y.shape[0] == m:
@@ -69,19 +79,26 @@ def check_y(net, loss, y, m, xp):
         stack = "" if net.K is None else f" or ({net.K}, {m}, {nL})"
         raise ValueError(f"y has shape {shape}; expected (m, n_L) = ({m}, {nL}){stack}"
                          + (" or integer labels (m,)" if loss.targets == "distribution" else ""))
+    if labels:
+        return y  # one-hot rows of checked labels
     if y.dtype != net.dtype:
         y = xp.astype(y, net.dtype)
     _finite(y, xp, "y")
     if loss.targets != "real" and not _lazy(y):
-        if not bool(xp.all((y >= 0) & (y <= 1))):
+        if not (bool(xp.min(y) >= 0) and bool(xp.max(y) <= 1)):
             raise ValueError(f"y must lie in [0, 1] for {loss.name}")
-    if loss.targets == "distribution" and not labels and not _lazy(y):
+    if loss.targets == "distribution" and not _lazy(y):
         # delta[L] = a - y needs sum_k y_k = 1 (in general it is a sum(y) - y)
         tol = max(1e-6, float(xp.finfo(y.dtype).eps) ** 0.5)
         if not bool(xp.all(xp.abs(xp.sum(y, axis=-1) - 1) <= tol)):
             raise ValueError(f"y: each row must sum to 1 for {loss.name} (a distribution over "
                              f"the n_L = {nL} classes), or give integer labels (m,)")
     return y
+
+
+@functools.lru_cache(maxsize=64)
+def _integral(xp, dtype) -> bool:
+    return xp.isdtype(dtype, "integral")
 
 
 def check_l2(l2):
@@ -92,13 +109,20 @@ def check_l2(l2):
 
 def one_hot(labels, n, xp, dtype):
     """Integer labels (m,) -> one-hot (m, n); labels outside 0..n-1 raise ValueError."""
-    if not _lazy(labels) and labels.shape[0] and \
-            (bool(xp.any(labels < 0)) or bool(xp.any(labels >= n))):
-        lo, hi = int(xp.min(labels)), int(xp.max(labels))
-        raise ValueError(
-            f"y: labels must lie in 0..{n - 1} (n_L = {n} classes), got {lo}..{hi}")
-    classes = _backend.asarray(list(range(n)), xp, like=labels)
+    if labels.shape[0] and not _lazy(labels):
+        lo, hi = xp.min(labels), xp.max(labels)
+        if lo < 0 or hi >= n:
+            raise ValueError(f"y: labels must lie in 0..{n - 1} (n_L = {n} classes), "
+                             f"got {int(lo)}..{int(hi)}")
+    if _backend.is_numpy(xp):
+        return _numpy_eye(n, dtype)[labels]
+    classes = xp.arange(n, dtype=labels.dtype, device=_backend.device(labels))
     return xp.astype(labels[..., None] == classes, dtype)
+
+
+@functools.lru_cache(maxsize=64)
+def _numpy_eye(n, dtype):
+    return np.eye(n, dtype=dtype)
 
 
 def registry_key(name, table, kind, aliases=None, sep="_", accepts="a name"):

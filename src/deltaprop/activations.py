@@ -11,6 +11,14 @@ Each :class:`Activation` holds
 * ``vjp(z, a, g, xp)`` -- g * f'(z) for elementwise f; the Jacobian-vector product
   for softmax.  The backward pass uses this, so softmax needs no special case there.
 
+The built-in rows also carry optional in-place NumPy kernels of the same f and f'
+(``f_into(z, out)``, ``df_into(z, a, out)``, from :mod:`deltaprop._kernels`), as
+scikit-learn pairs its activations with in-place derivatives; :mod:`deltaprop.equations`
+calls them on NumPy arrays.  A user's own :class:`Activation` has none (whatever its
+name), so it is always computed by its own ``f`` and ``df``.  (A row copied with
+``dataclasses.replace(row, f=...)`` keeps the row's kernels: give ``f_into=None,
+df_into=None`` too.)
+
 Names are looked up with :func:`get` (``"leaky-relu"`` and ``"leaky_relu"`` are the same).
 """
 
@@ -20,6 +28,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import _kernels
 from ._backend import namespace
 from ._checks import registry_key
 
@@ -28,7 +37,11 @@ __all__ = ["Activation", "ACTIVATIONS", "get", "names"]
 
 @dataclass(frozen=True)
 class Activation:
-    """A named activation: ``f``, its derivative ``df`` and its backward product ``vjp``."""
+    """A named activation: ``f``, its derivative ``df`` and its backward product ``vjp``.
+
+    ``f_into`` and ``df_into`` (optional) are in-place NumPy kernels of the same ``f`` and
+    ``df``: ``f_into(z, out=None)`` and ``df_into(z, a, out=None)`` return the result,
+    written into ``out`` when one is given."""
 
     name: str
     f: Callable
@@ -36,6 +49,8 @@ class Activation:
     formula: str
     elementwise: bool = True
     output_only: bool = False
+    f_into: Callable | None = None
+    df_into: Callable | None = None
 
     def __call__(self, z):
         """a = f(z)."""
@@ -142,6 +157,12 @@ def _dsoftmax(z, a, xp):
     raise ValueError("softmax is not elementwise: its derivative is the Jacobian diag(a) - a a^T")
 
 
+class _Identity(Activation):
+    def vjp(self, z, a, g, xp):
+        """g * f'(z) = g (f' = 1: no product)."""
+        return g
+
+
 class _Softmax(Activation):
     def vjp(self, z, a, g, xp):
         """J^T g with J = diag(a) - a a^T: a * (g - sum(a * g))."""
@@ -149,10 +170,13 @@ class _Softmax(Activation):
 
 
 _TABLE = [
-    Activation("identity", _identity, _ones, "f(z) = z"),
-    Activation("sigmoid", _sigmoid, _dsigmoid, "f(z) = 1 / (1 + e^{-z}),  f' = f (1 - f)"),
-    Activation("tanh", _tanh, _dtanh, "f(z) = tanh z,  f' = 1 - f^2"),
-    Activation("relu", _relu, _drelu, "f(z) = max(z, 0),  f' = [z > 0]"),
+    _Identity("identity", _identity, _ones, "f(z) = z"),
+    Activation("sigmoid", _sigmoid, _dsigmoid, "f(z) = 1 / (1 + e^{-z}),  f' = f (1 - f)",
+               f_into=_kernels.sigmoid, df_into=_kernels.dsigmoid),
+    Activation("tanh", _tanh, _dtanh, "f(z) = tanh z,  f' = 1 - f^2",
+               f_into=_kernels.tanh, df_into=_kernels.dtanh),
+    Activation("relu", _relu, _drelu, "f(z) = max(z, 0),  f' = [z > 0]",
+               f_into=_kernels.relu, df_into=_kernels.drelu),
     Activation(
         "leaky_relu", _leaky_relu, _dleaky_relu, f"f(z) = z if z > 0 else {LEAKY_SLOPE} z"
     ),
@@ -163,7 +187,7 @@ _TABLE = [
     ),
     _Softmax(
         "softmax", _softmax, _dsoftmax, "f(z)_k = e^{z_k} / sum_j e^{z_j}",
-        elementwise=False, output_only=True,
+        elementwise=False, output_only=True, f_into=_kernels.softmax,
     ),
 ]
 

@@ -5,19 +5,30 @@ x (m, n_0); y (m, n_L) or integer labels (m,) for softmax cross-entropy;
 ``Trace.z[l]``, ``Trace.a[l]``, ``Gradients.delta[l]``: (m, n_l); ``dW[l]`` like W[l];
 ``db[l]`` like b[l]; ``J``: () or (K,).  Slot 0 is the input layer: ``a[0] = x``,
 ``z[0]``, ``delta[0]``, ``dW[0]``, ``db[0]`` are ``None``.
+
+One path for every array library: NumPy differs only inside the equations, where a
+built-in activation's in-place kernel replaces its generic form.  Buffer contract:
+:func:`forward`, :func:`backward` and :func:`step` return freshly allocated arrays (never
+reused later), so a :class:`Trace` or :class:`Gradients` a user keeps is never
+overwritten.  Only :func:`train_step` reuses memory, and only its scratch buffers (a
+:class:`Workspace`), which it never returns; with ``donate=True`` it may also overwrite
+the parameters of the network passed in.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import _backend, _checks, _fast
+import numpy as np
+
+from . import _backend, _checks
 from . import equations as eq
 from . import losses as _losses
+from ._kernels import inplace
 from .network import Network
 
-__all__ = ["Trace", "Gradients", "forward", "backward", "gradients", "loss_value", "step",
-           "predict", "train_step"]
+__all__ = ["Trace", "Gradients", "Workspace", "forward", "backward", "gradients", "loss_value",
+           "step", "predict", "train_step"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,19 +75,16 @@ def _xp(net, *arrays):
     return _backend.namespace(net.W[1], *arrays)
 
 
-def forward(net: Network, x, *, check=True, fast=None) -> Trace:
-    """Run z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]) for l = 1..L, keeping every z and a.
+def _check_eta(eta):
+    if not 0 < eta < float("inf"):
+        raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
 
-    ``fast`` (default ``deltaprop._fast.ENABLED``): take the NumPy fast path for NumPy
-    inputs; ``False`` forces the generic array-API path (same numbers to rounding).
-    """
-    if check:
-        _checks.check_library(net, x, "x")
-    xp = _xp(net, x)
+
+def forward(net: Network, x, *, check=True) -> Trace:
+    """Run z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]) for l = 1..L, keeping every z and a."""
+    xp = _checks.check_library(net, x, "x") if check else _xp(net, x)
     if check:
         x = _checks.check_x(net, x, xp)
-    if _fast.applies(net, x, fast=fast):
-        return Trace(*map(tuple, _fast.forward(net, x)))
     z, a = [None], [x]
     for l in range(1, net.L + 1):
         z.append(eq.pre_activation(a[l - 1], net.W[l], net.b[l]))
@@ -98,12 +106,11 @@ def loss_value(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True):
         _losses.check_pair(loss, net.activations[net.L])
         _checks.check_l2(l2)
         y = _checks.check_y(net, loss, y, m, xp)
-    J = xp.mean(loss.per_sample(trace.z[-1], trace.a[-1], y, xp), axis=-1)
+    J = eq.cost(loss, trace.z[-1], trace.a[-1], y, xp)
     return J + eq.l2_penalty(net.W, l2, m, xp) if l2 else J
 
 
-def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True,
-             fast=None) -> Gradients:
+def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Gradients:
     """delta[L] from the loss, delta[l] = (delta[l+1] W[l+1]) * f_l'(z[l]), then dW and db.
 
     Parameters
@@ -128,10 +135,7 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True,
     m = a[0].shape[-2]
     if check:
         y = _checks.check_y(net, loss, y, m, xp)
-    if _fast.applies(net, a[0], y, fast=fast):
-        return Gradients(*(v if i == 0 else tuple(v) for i, v in
-                           enumerate(_fast.backward(net, z, a, y, loss, l2))))
-    J = xp.mean(loss.per_sample(z[L], a[L], y, xp), axis=-1)
+    J = eq.cost(loss, z[L], a[L], y, xp)
     delta = [None] * (L + 1)
     delta[L] = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
     for l in range(L - 1, 0, -1):
@@ -140,55 +144,99 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True,
     db = [None] + [eq.bias_gradient(delta[l], xp) for l in range(1, L + 1)]
     if l2:
         J = J + eq.l2_penalty(net.W, l2, m, xp)
-        dW = [None] + [dW[l] + eq.l2_gradient(net.W[l], l2, m) for l in range(1, L + 1)]
+        for l in range(1, L + 1):
+            dW[l] += eq.l2_gradient(net.W[l], l2, m)
     return Gradients(J, tuple(delta), tuple(dW), tuple(db))
 
 
-def gradients(net: Network, x, y, loss, l2=0.0, *, check=True,
-              fast=None) -> tuple[Trace, Gradients]:
+def gradients(net: Network, x, y, loss, l2=0.0, *, check=True) -> tuple[Trace, Gradients]:
     """Forward then backward on one batch: returns (trace, gradients)."""
-    trace = forward(net, x, check=check, fast=fast)
-    return trace, backward(net, trace, y, loss, l2, check=check, fast=fast)
+    trace = forward(net, x, check=check)
+    return trace, backward(net, trace, y, loss, l2, check=check)
 
 
-def step(net: Network, grads: Gradients, eta, *, fast=None) -> Network:
+def step(net: Network, grads: Gradients, eta) -> Network:
     """One gradient-descent update W[l] -= eta dW[l], b[l] -= eta db[l] (a new network)."""
-    if not 0 < eta < float("inf"):
-        raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
-    if _fast.applies(net, *grads.dW, *grads.db, fast=fast):
-        new = _fast.step(net, grads.dW, grads.db, eta)
-        if new is not None:
-            return new
+    _check_eta(eta)
     L = net.L
     return net.replace(
         W=(None, *(eq.gradient_step(net.W[l], grads.dW[l], eta) for l in range(1, L + 1))),
         b=(None, *(eq.gradient_step(net.b[l], grads.db[l], eta) for l in range(1, L + 1))))
 
 
-def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, fast=None,
-               workspace=None, donate=False):
+class Workspace:
+    """Scratch buffers that :func:`train_step` reuses from one call to the next (NumPy).
+
+    Pass the same workspace to every step of a training loop.  Keyed by role, shape and
+    dtype, so one workspace serves any batch size (a smaller last batch gets its own
+    buffers).  Never share one between threads.  Its arrays are never returned to the
+    caller.  Other array libraries get no buffers (each step allocates).
+    """
+
+    def __init__(self):
+        self._buf = {}
+
+    def get(self, key, shape, dtype):
+        """A scratch NumPy array of ``shape`` and ``dtype`` (contents undefined)."""
+        k = (key, shape, dtype)
+        buf = self._buf.get(k)
+        if buf is None:
+            buf = self._buf[k] = np.empty(shape, dtype)
+        return buf
+
+
+class _NoBuffers:
+    """The workspace of array libraries other than NumPy: every buffer is ``None``."""
+
+    def get(self, key, shape, dtype):
+        return None
+
+
+def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=None,
+               donate=False):
     """One training step, ``step(net, gradients(net, x, y, loss, l2)[1], eta)``, and its J.
 
-    Returns ``(new_net, J)``; the trace and gradients are not kept.  On the NumPy fast path
-    the weight gradient and the update are one fused BLAS call and scratch memory is reused
-    across calls that pass the same ``workspace`` (a ``deltaprop._fast.Workspace``).
-    ``donate=True`` lets the step overwrite ``net``'s own parameters (only for a training
-    loop that never uses the old network again); otherwise ``net`` is left untouched.
+    Returns ``(new_net, J)``, J the loss before the step; the trace and the gradients are
+    not kept.  Each layer is updated as soon as its delta is known, by
+    :func:`~deltaprop.equations.weight_step` and :func:`~deltaprop.equations.bias_step`
+    (-eta/m folded into delta before the weight product: a few ulp from ``step``), and on
+    NumPy the z, a, delta and product buffers come from ``workspace`` (a
+    :class:`Workspace`; pass the same one to every step to reuse them).  ``donate=True``
+    lets the step overwrite ``net``'s own parameters (only for a training loop that never
+    uses the old network again); otherwise ``net`` is left untouched.
     """
-    if not 0 < eta < float("inf"):
-        raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
+    _check_eta(eta)
     loss = _losses.get(loss)
-    if _fast.applies(net, x, y, fast=fast):  # checks its inputs itself, as below
-        return _fast.train_step(net, x, y, loss, eta, l2, check=check, workspace=workspace,
-                                donate=donate)
+    xp = _checks.check_library(net, x, "x") if check else _xp(net, x)
+    f, L, W, b = net.activations, net.L, net.W, net.b
     if check:
-        _checks.check_library(net, x, "x")
-    xp = _xp(net, x)
-    if check:
-        _losses.check_pair(loss, net.activations[net.L])
+        _losses.check_pair(loss, f[L])
         _checks.check_l2(l2)
         x = _checks.check_x(net, x, xp)
         y = _checks.check_y(net, loss, y, x.shape[-2], xp)
-    grads = backward(net, forward(net, x, check=False, fast=fast), y, loss, l2, check=False,
-                     fast=fast)
-    return step(net, grads, eta), grads.J
+    m, dt = x.shape[-2], W[1].dtype
+    ws = _NoBuffers() if not inplace(x) else Workspace() if workspace is None else workspace
+    z, a = [None] * (L + 1), [x] + [None] * L
+    for l in range(1, L + 1):
+        shape = (*W[l].shape[:-2], m, W[l].shape[-2])
+        z[l] = eq.pre_activation(a[l - 1], W[l], b[l], out=ws.get(("z", l), shape, dt))
+        if l < L:
+            a[l] = eq.activation(f[l], z[l], xp, out=ws.get(("a", l), shape, dt))
+    a[L], J = eq.output_and_cost(loss, f[L], z[L], y, xp, out=ws.get(("a", L), shape, dt))
+    if l2:
+        J = J + eq.l2_penalty(W, l2, m, xp)
+    d = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
+    new_W, new_b = [None] * (L + 1), [None] * (L + 1)
+    for l in range(L, 0, -1):  # W[l] is read for delta[l-1] before it is updated
+        d_prev = None
+        if l > 1:
+            k, shape = l - 1, z[l - 1].shape
+            df = eq.derivative(f[k], z[k], a[k], xp, out=ws.get(("df", k), shape, dt)) \
+                if f[k].elementwise else None
+            d_prev = eq.hidden_delta(W[l], d, f[k], z[k], a[k], xp,
+                                     out=ws.get(("delta", k), shape, dt), df=df)
+        new_b[l] = eq.bias_step(b[l], d, eta, m, xp, donate=donate)
+        new_W[l] = eq.weight_step(W[l], d, a[l - 1], eta, m, l2,
+                                  out=ws.get(("dW", l), W[l].shape, dt), donate=donate)
+        d = d_prev
+    return net.replace(W=new_W, b=new_b), J

@@ -1,7 +1,9 @@
 """The equations of backpropagation, one small function each.
 
-Open this file first: it is the whole algorithm.  Notation (see docs/derivation.md):
-rows are samples, so for a batch of m samples
+Open this file first: it is the whole algorithm, and the code that runs.  Every driver
+(``forward``, ``backward``, ``step``, ``train_step``, ``gradcheck``, ``trace``, the
+laboratory's ``record``) on every array library is a loop over these functions.
+Notation (see docs/derivation.md): rows are samples, so for a batch of m samples
 
     x = a[0]  (m, n_0)      W[l]  (n_l, n_{l-1})      b[l]  (n_l,)
     z[l], a[l], delta[l]    (m, n_l)
@@ -12,27 +14,67 @@ delta), so K initialisations cost one batched matrix product per layer.
 Scaling convention (loud, because it differs from autograd's): delta[l] is the
 derivative of *one sample's* loss with respect to that sample's z[l], not divided by m.
 The 1/m of the batch average appears only in dW[l] and db[l].
+
+Speed without a second engine: a built-in activation or loss row may carry an in-place
+NumPy kernel of its own f, f' or loss (``f.f_into``, ``f.df_into``, ``loss.fused``; see
+:mod:`deltaprop._kernels`).  These functions call a row's kernel when the arrays are NumPy
+(``inplace``), otherwise the row's array-API functions, so a user's own activation (any
+name) is computed by its own f and df.  ``out=`` arguments are NumPy buffers a driver
+reuses (``train_step``'s :class:`~deltaprop.backprop.Workspace`, ``record``'s sub-batch
+buffers); ``None`` allocates.
 """
 
 from __future__ import annotations
 
+from ._kernels import inplace, matmul_into
+
 __all__ = [
-    "pre_activation", "activation", "output_delta", "hidden_delta", "weight_gradient",
-    "bias_gradient", "l2_penalty", "l2_gradient", "gradient_step",
+    "pre_activation", "activation", "derivative", "cost", "output_and_cost", "output_delta",
+    "hidden_delta", "weight_gradient", "bias_gradient", "l2_penalty", "l2_gradient",
+    "gradient_step", "weight_step", "bias_step",
 ]
 
 
-def pre_activation(a_prev, W, b):
+def pre_activation(a_prev, W, b, out=None):
     """z^l = W^l a^{l-1} + b^l   (seed 004, eq. 5; seed 001: v_j = sum_i w_ji y_i).
 
     Row-major form: ``z[l] = a[l-1] @ W[l].mT + b[l]``; (m, n_{l-1}) -> (m, n_l).
+    The bias is added in place to the fresh product (one pass, no second array).
     """
-    return a_prev @ W.mT + b[..., None, :]
+    z = a_prev @ W.mT if out is None else matmul_into(a_prev, W.mT, out=out)
+    z += b[..., None, :]
+    return z
 
 
-def activation(f, z, xp):
+def activation(f, z, xp, out=None):
     """a^l = f_l(z^l)   (seed 003: a^(l) = g(z^(l)); seed 004: h^l(z^l))."""
+    if f.f_into is not None and inplace(z):
+        return f.f_into(z, out)
     return f.f(z, xp)
+
+
+def derivative(f, z, a, xp, out=None):
+    """f_l'(z^l), given a^l = f_l(z^l) (sigmoid: a (1 - a), tanh: 1 - a^2; seed 004, eq. 15a)."""
+    if f.df_into is not None and inplace(z):
+        return f.df_into(z, a, out)
+    return f.df(z, a, xp)
+
+
+def cost(loss, z, a, y, xp):
+    """J = 1/m sum_i J_i(z^L_i, y_i), the batch mean of the per-sample loss; () or (K,)."""
+    return xp.mean(loss.per_sample(z, a, y, xp), axis=-1)
+
+
+def output_and_cost(loss, f, z, y, xp, out=None):
+    """a^L = f_L(z^L) and J: :func:`activation` and :func:`cost` together.
+
+    One pass where the loss has a fused kernel for this very output activation row
+    (softmax cross-entropy: the log-sum-exp of J is softmax's normaliser).
+    """
+    if loss.fused is not None and loss.fused[0] is f and inplace(z):
+        return loss.fused[1](z, y, out)
+    a = activation(f, z, xp, out)
+    return a, cost(loss, z, a, y, xp)
 
 
 def output_delta(loss, f, z, a, y, xp):
@@ -44,21 +86,30 @@ def output_delta(loss, f, z, a, y, xp):
     return loss.delta(z, a, y, f, xp)
 
 
-def hidden_delta(W_next, delta_next, f, z, a, xp):
+def hidden_delta(W_next, delta_next, f, z, a, xp, out=None, df=None):
     """delta^l = (W^{l+1})^T delta^{l+1} .* f'(z^l)   (seed 004, eq. 48; seed 001, rule 2).
 
     Row-major form: ``(delta[l+1] @ W[l+1]) * df(z[l])``; (m, n_{l+1}) -> (m, n_l).
-    ``a = f(z)`` is passed so sigmoid and tanh take f' from it (seed 004, eq. 15a).
+    ``a = f(z)`` is passed so sigmoid and tanh take f' from it (seed 004, eq. 15a);
+    ``df`` is f'(z^l) when the caller has it already (:func:`derivative`).
     """
-    return f.vjp(z, a, delta_next @ W_next, xp)
+    g = delta_next @ W_next if out is None else matmul_into(delta_next, W_next, out=out)
+    if df is None and f.df_into is not None and inplace(g):
+        df = f.df_into(z, a)
+    if df is None:
+        return f.vjp(z, a, g, xp)
+    g *= df  # g is this function's own array
+    return g
 
 
-def weight_gradient(delta, a_prev, m):
+def weight_gradient(delta, a_prev, m, out=None):
     """dJ/dW^l = 1/m sum_i delta^l_i (a^{l-1}_i)^T   (seed 004, eq. 44; seed 003's Nabla).
 
     Row-major form: ``delta[l].mT @ a[l-1] / m``; shape (n_l, n_{l-1}).
     """
-    return (delta.mT @ a_prev) / m
+    dW = delta.mT @ a_prev if out is None else matmul_into(delta.mT, a_prev, out=out)
+    dW /= m
+    return dW
 
 
 def bias_gradient(delta, xp):
@@ -80,5 +131,40 @@ def l2_gradient(W, lam, m):
 
 
 def gradient_step(p, dp, eta):
-    """p <- p - eta dJ/dp   (seed 001: Delta w_ji = -eta dE/dw_ji = eta delta_j y_i)."""
-    return p - eta * dp
+    """p <- p - eta dJ/dp   (seed 001: Delta w_ji = -eta dE/dw_ji = eta delta_j y_i).
+
+    Written ``(-eta dp) + p``: bit-identical to ``p - eta dp`` (negation is exact), and the
+    temporary ``-eta dp`` is the left operand, so NumPy adds p into it in place (temporary
+    elision) instead of allocating the result.
+    """
+    return (-eta * dp) + p
+
+
+def weight_step(W, delta, a_prev, eta, m, lam=0.0, out=None, donate=False):
+    """W^l <- W^l - eta (dJ/dW^l + (lambda/m) W^l), as (1 - eta lambda/m) W^l + (-eta/m delta^l)^T a^{l-1}.
+
+    :func:`gradient_step` of :func:`weight_gradient` (plus :func:`l2_gradient`) with the
+    scalar -eta/m applied to delta before the product: one product (into ``out``) and one
+    addition, no dW kept; it rounds differently from the two steps, by a few ulp.
+    ``delta`` is scaled in place (the caller's scratch, used up); ``donate=True`` updates
+    ``W`` itself in place.
+    """
+    delta *= -eta / m
+    step = delta.mT @ a_prev if out is None else matmul_into(delta.mT, a_prev, out=out)
+    beta = 1.0 - eta * lam / m
+    if not donate:
+        return (W * beta if beta != 1.0 else W) + step
+    if beta != 1.0:
+        W *= beta
+    W += step
+    return W
+
+
+def bias_step(b, delta, eta, m, xp, donate=False):
+    """b^l <- b^l - eta dJ/db^l = b^l - (eta/m) sum_i delta^l_i   (the bias of :func:`weight_step`)."""
+    db = xp.sum(delta, axis=-2)
+    db *= eta / m
+    if not donate:
+        return b - db
+    b -= db
+    return b

@@ -9,6 +9,11 @@ with respect to its ``z[L]``; it is **not** divided by m.  The 1/m appears only 
 
 Every loss is computed from the logits ``z[L]``: the cross-entropies use log-sum-exp
 and ``log1p(exp(-|z|))`` and never form ``log(a)``, so they stay finite at |z| = 1e4.
+
+Softmax cross-entropy carries an optional in-place NumPy kernel (``Loss.fused``) that
+computes its softmax output and J together; :func:`deltaprop.equations.output_and_cost`
+uses it only when the output activation is the registry's own softmax row (the object,
+not the name), so a user's own loss or activation is computed by its own functions.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import _kernels
 from ._checks import registry_key
+from .activations import ACTIVATIONS as _ACTIVATIONS
 
 __all__ = ["Loss", "LOSSES", "get", "names"]
 
@@ -28,6 +35,9 @@ class Loss:
     ``output`` names the output activation the loss requires (``None``: any).
     ``targets`` is ``"real"``, ``"probability"`` (0 <= y <= 1) or ``"distribution"``
     (rows of y sum to one; integer labels are accepted and one-hot encoded).
+    ``fused`` (optional) is ``(activation, kernel)``: an in-place NumPy kernel
+    ``kernel(z, y, out=None) -> (a, J)`` computing that :class:`Activation` row's
+    a = f(z) and the batch mean J together.
     """
 
     name: str
@@ -36,6 +46,7 @@ class Loss:
     formula: str
     output: str | None = None
     targets: str = "real"
+    fused: tuple | None = None
 
 
 def _mse(z, a, y, xp):
@@ -78,6 +89,7 @@ _TABLE = [
         "softmax-cross-entropy", _softmax_ce, _a_minus_y,
         "J = -1/m sum_i sum_k y_k ln a_k,  a = softmax(z)",
         output="softmax", targets="distribution",
+        fused=(_ACTIVATIONS["softmax"], _kernels.softmax_cross_entropy),
     ),
 ]
 

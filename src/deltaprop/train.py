@@ -13,8 +13,8 @@ and a callback's ``on_step(info)`` sees ``info.trace`` (``z``, ``a``) and ``info
 The fused step: for plain gradient descent (``optimizer="gd"``) with no ``on_step``
 callback, nobody looks at the trace or the gradients, so the two lines become one call,
 ``net, J = backprop.train_step(net, xb, yb, loss, eta, l2, workspace=ws, donate=...)``:
-on the NumPy fast path it reuses one workspace of scratch buffers for the whole run and
-folds -eta/m into delta before the weight-gradient product (1.1-2x faster per step).  The
+it folds -eta/m into delta before the weight-gradient product and, on NumPy, reuses one
+workspace of scratch buffers for the whole run (1.1-2x faster per step).  The
 rule is the same, W[l] <- W[l] - eta dW[l], but the rounding differs: the old loop rounds
 dW = delta^T a / m, then eta dW; the fused step rounds (-eta/m) delta, then its product
 with a (and J of softmax cross-entropy is fused too).  The weights therefore agree with the
@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _checks, _fast, backprop, optim
+from . import _backend, _checks, backprop, optim
 from . import data as _data
 from . import losses as _losses
 from .network import Network
@@ -354,7 +354,7 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
     xp = net.xp
     steps_cb, epochs_cb = _callbacks(callbacks)
     fused = bool(fused) and not steps_cb and optim.is_plain_gd(opt)
-    ws = _fast.Workspace() if fused else None
+    ws = backprop.Workspace() if fused else None
 
     rng = np.random.default_rng(seed)
     state = opt.init(net)

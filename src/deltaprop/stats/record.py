@@ -35,11 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _backend, _checks
+from .. import _backend, _checks, _kernels
+from .. import activations as _act
 from .. import equations as eq
 from .. import losses as _losses
-from ..backprop import forward
-from . import _fastrec
 from .histogram import Histogram
 from .moments import Moments
 
@@ -53,11 +52,11 @@ QUANTITIES = ("delta", "z", "a", "df")
 class Record:
     """Mergeable statistics of a network's passes.
 
-    ``stats[(names, l)]`` holds the quantities ``names`` (a tuple) of layer l stacked on a
-    leading axis: a tuple (moments of q, moments of q^2, row moments of q, row moments of
-    q^2) with shapes (Q, K, n_l) and (Q, K) -- one stacked computation per layer instead
-    of one per quantity.  :meth:`get` returns one quantity's four Moments.  ``hist[l]`` is
-    a :class:`Histogram` of delta[l]; ``sizes`` the layer widths; ``K`` the stack size."""
+    ``stats[(q, l)]`` holds quantity ``q`` of layer ``l``: a tuple (moments of q, moments
+    of q^2, row moments of q, row moments of q^2) with shapes (K, n_l), (K, n_l), (K,),
+    (K,) (row moments: of the per-sample averages over the units).  :meth:`get` returns
+    them on the host.  ``hist[l]`` is a :class:`Histogram` of delta[l]; ``sizes`` the
+    layer widths; ``K`` the stack size."""
 
     sizes: tuple
     K: int
@@ -111,20 +110,17 @@ class Record:
 
     def quantities(self, l) -> list[str]:
         """Names of the quantities recorded at layer l."""
-        return [q for (names, ll) in self.stats if ll == l for q in names]
+        return [q for (q, ll) in self.stats if ll == l]
 
     def has(self, q, l) -> bool:
-        return q in self.quantities(l)
+        return (q, l) in self.stats
 
     def get(self, q, l) -> tuple:
         """(moments of q, of q^2, row moments of q, of q^2) of layer l, on the host:
         shapes (K, n_l), (K, n_l), (K,), (K,)."""
-        for (names, ll), val in self.stats.items():
-            if ll == l and q in names:
-                i = names.index(q)
-                return tuple(Moments(m.count, m.mean[i], m.m2[i]) for m in
-                             (v.numpy() for v in val))
-        raise KeyError(f"{q!r} was not recorded at layer {l}")
+        if (q, l) not in self.stats:
+            raise KeyError(f"{q!r} was not recorded at layer {l}")
+        return tuple(m.numpy() for m in self.stats[(q, l)])
 
     def numpy(self) -> Record:
         """A host copy (for reports, files, pickling between processes)."""
@@ -170,63 +166,11 @@ def _concat(a: Moments, b: Moments) -> Moments:
     b = b.numpy()
     if a.count != b.count:
         raise ValueError(f"networks saw different sample counts ({a.count} and {b.count})")
-    return Moments(a.count, np.concatenate([a.mean, b.mean], axis=1),
-                   np.concatenate([a.m2, b.m2], axis=1))
+    return Moments(a.count, np.concatenate([a.mean, b.mean], axis=0),
+                   np.concatenate([a.m2, b.m2], axis=0))
 
 
 # ---------------------------------------------------------------------- one pass
-def _moments4(x, xp):
-    """(Moments of x, of x^2) over samples -> (Q, K, n); of their unit averages -> (Q, K).
-
-    ``x`` is (Q, K, m, n): Q quantities stacked.
-
-    Sums over the sample axis and over the units are products with a vector of ones (a
-    BLAS matrix-vector product, several times faster than a reduction along an inner axis);
-    the batch's M2 is S2 - n mean^2 (and S4 - n mean2^2 for x^2), with the two-pass sum of
-    squared deviations for any quantity where that would cancel (:func:`_from_sums`).
-    Batches then merge exactly by Chan's formula (:meth:`Moments.merge`).
-    """
-    m, n = x.shape[-2], x.shape[-1]
-    kw = {} if _backend.is_numpy(xp) else {"device": _backend.device(x)}
-    ones_m = xp.ones((1, m), dtype=x.dtype, **kw)
-    ones_n = xp.ones((n, 1), dtype=x.dtype, **kw)
-    x2 = x * x  # the only full-size temporary: squared in place for S4 below
-    s1, s2 = (ones_m @ x)[..., 0, :], (ones_m @ x2)[..., 0, :]
-    rows1, rows2 = (x @ ones_n)[..., 0] / n, (x2 @ ones_n)[..., 0] / n
-    x2 *= x2
-    s4 = (ones_m @ x2)[..., 0, :]
-    return (_from_sums(s1, s2, m, lambda: x, xp), _from_sums(s2, s4, m, lambda: x * x, xp),
-            Moments.of(rows1, -1), Moments.of(rows2, -1))
-
-
-def _from_sums(s1, s2, m, values, xp):
-    """Moments from S1 = sum x, S2 = sum x^2 over m samples; shapes (Q, K, n).
-
-    M2 = S2 - m mean^2 loses relative precision eps S2 / M2; quantities where that would
-    exceed ``_RTOL`` (1e-7 in float64, 1e-3 in float32) take the two-pass formula on
-    ``values()`` (the (Q, K, m, n) array, rebuilt only then).
-    """
-    n = float(m)
-    mean = s1 / n
-    m2 = s2 - n * mean * mean
-    tol = _CANCEL_BY_DTYPE.get(s1.dtype) if isinstance(s1, np.ndarray) else None
-    if tol is None:
-        tol = _CANCEL[_backend.dtype_name(s1.dtype)]
-    Q = s1.shape[0]
-    bad = _backend.to_numpy(xp.any(xp.reshape(m2 < tol * s2, (Q, -1)), axis=1))
-    if bad.any():
-        x = values()
-        m2 = xp.stack([Moments.of(x[i], -2).m2 if bad[i] else m2[i] for i in range(Q)],
-                      axis=0)
-    return Moments(n, mean, m2)
-
-
-_RTOL = {"float64": 1e-7, "float32": 1e-3}
-#: M2 / S2 below which the one-pass M2 is replaced by the two-pass one
-_CANCEL = {k: float(np.finfo(k).eps) / v for k, v in _RTOL.items()}
-_CANCEL_BY_DTYPE = {np.dtype(k): v for k, v in _CANCEL.items()}
-
-
 def deltas(net, trace, y, loss, *, check=True) -> list:
     """delta[l] for l = 1..L (slot 0 None) without the weight gradients.
 
@@ -269,57 +213,34 @@ def record_pass(net, trace, delta, *, quantities=QUANTITIES, bins=None, weight_g
         Record ``fdf`` and ``dfS`` at the last hidden layer (seed 000's exact formula).
     """
     xp = _backend.namespace(net.W[1], trace.a[0])
-    L, f = net.L, net.activations
-    K = net.K or 1
-
-    def st(v):
-        return v if v.ndim == 3 else v[None, ...]
-
-    stats, hist = {}, {}
-    sq_rows = {}  # per-sample mean of a[l]^2 (for dW2)
-    df_L1 = None
-    for l in range(1, L + 1):
-        z, a, d = st(trace.z[l]), st(trace.a[l]), st(delta[l])
-        names, arrays = [], []
-        for q in quantities:
-            if q == "df":
-                if not f[l].elementwise or l == L and f[l].name == "identity":
-                    continue
-                v = f[l].df(z, a, xp)
-                if l == L - 1:
-                    df_L1 = v
-            else:
-                v = {"delta": d, "z": z, "a": a}[q]
-            names.append(q)
-            arrays.append(v)
-        for q, v in zip(names, arrays, strict=True):
-            stats[((q,), l)] = _moments4(v[None, ...], xp)
-        if weight_grads:
-            # mean over the entries of sample i's dW[l] = delta_i a_i^T of its square:
-            # mean_j delta_ij^2 * mean_k a[l-1]_ik^2
-            if l - 1 not in sq_rows:
-                a_prev = trace.a[l - 1]
-                sq_rows[l - 1] = xp.mean(a_prev * a_prev, axis=-1)
-            sq_rows[l] = xp.mean(a * a, axis=-1)
-            g2 = xp.reshape(xp.mean(d * d, axis=-1) * sq_rows[l - 1], (1, K, -1, 1))
-            stats[(("dW2",), l)] = _moments4(g2, xp)
-        if bins:
-            hist[l] = Histogram.empty(bins).add(d)
-    l = L - 1
-    if cross and l >= 1 and f[l].elementwise:
-        z, a = st(trace.z[l]), st(trace.a[l])
-        df = f[l].df(z, a, xp) if df_L1 is None else df_L1
-        cr = xp.stack([df * a, df * xp.sum(a, axis=-1, keepdims=True)], axis=0)
-        stats[(("fdf", "dfS"), l)] = _moments4(cr, xp)
-    return Record(tuple(net.sizes), K, stats, hist)
+    f, plan = net.activations, _plan(net, quantities, cross)
+    v = [None] + [{"z": trace.z[l], "a": trace.a[l], "delta": delta[l]}
+                  for l in range(1, net.L + 1)]
+    for l in range(1, net.L + 1):
+        if "df" in plan[l - 1][2]:
+            v[l]["df"] = eq.derivative(f[l], v[l]["z"], v[l]["a"], xp)
+    acc = _Accumulator(net, plan, bins, weight_grads)
+    acc.add(v, trace.a[0], xp)
+    return acc.record()
 
 
 # ---------------------------------------------------------------------- driver
+#: bytes per (K, m_sub, n_l) layer array: :func:`record` takes each batch in sub-batches
+#: below it, so a stack of K networks works in cache-sized buffers (reused on NumPy)
+#: instead of freshly mapped, zero-filled 10-100 MB arrays
+BUDGET = 1 << 20
+#: smallest sub-batch (per-call overhead dominates below it)
+MIN_SUB = 32
+
+
 def record(net, x, y=None, loss="mse", *, batch_size=None, into: Record | None = None,
            **options) -> Record:
     """Run forward and backward passes batch by batch and accumulate a :class:`Record`.
 
-    Memory stays constant in the number of samples: one batch's trace at a time.
+    Memory stays constant in the number of samples: each batch is taken in sub-batches
+    of at most ``BUDGET`` bytes per layer array (K m_sub n_l), whose statistics merge
+    exactly; on NumPy every array of the pass is written into buffers reused from one
+    sub-batch to the next.
 
     Parameters
     ----------
@@ -342,42 +263,266 @@ def record(net, x, y=None, loss="mse", *, batch_size=None, into: Record | None =
     """
     rec = into
     for xb, yb in _batches(x, y, batch_size):
-        if _fastrec.applies(net, xb, yb):
-            part = _record_fast(net, xb, yb, loss, **options)
-        else:
-            trace = forward(net, xb)
-            part = record_pass(net, trace, deltas(net, trace, yb, loss), **options)
+        part = _record_batch(net, xb, yb, loss, **options)
         rec = part if rec is None else rec.merge(part)
     if rec is None:
         raise ValueError("no data to record")
     return rec
 
 
-def _record_fast(net, x, y, loss, *, quantities=QUANTITIES, bins=None, weight_grads=True,
-                 cross=True) -> Record:
-    """:func:`record_pass` of one batch on the NumPy fast path (:mod:`._fastrec`), with
-    the generic path's keys and shapes."""
-    layers, accw, hists = _fastrec.record_batch(net, x, y, loss, quantities=quantities,
-                                                bins=bins, weight_grads=weight_grads,
-                                                cross=cross)
-    stats, cross_key = {}, None
+def sub_batch(net, m, budget=None) -> int:
+    """Samples per sub-batch: K m_sub max(n_l) itemsize <= budget (at least ``MIN_SUB``)."""
+    per = (net.K or 1) * max(net.sizes[1:]) * net.xp.finfo(net.dtype).bits // 8
+    return max(MIN_SUB, min(m, int((BUDGET if budget is None else budget) // per)))
 
-    def part(moms, i, j):
-        return tuple(Moments(mm.count, mm.mean[i:j], mm.m2[i:j]) for mm in moms)
 
-    for l in range(1, net.L + 1):
-        if l in layers:
-            names, moms = layers[l]
+def _record_batch(net, x, y, loss, *, quantities=QUANTITIES, bins=None, weight_grads=True,
+                  cross=True) -> Record:
+    """The :class:`Record` of one batch, sub-batch by sub-batch (see :func:`record`)."""
+    loss = _losses.get(loss)
+    xp = _checks.check_library(net, x, "x")
+    _losses.check_pair(loss, net.activations[net.L])
+    x = _checks.check_x(net, x, xp)
+    m = x.shape[-2]
+    y = _checks.check_y(net, loss, y, m, xp)
+    plan = _plan(net, quantities, cross)
+    acc = _Accumulator(net, plan, bins, weight_grads)
+    mb = sub_batch(net, m)
+    buffers = {}  # NumPy: (2, slots, K, m_sub, n_l) per layer and sub-batch size
+    for s in range(0, m, mb):
+        e = min(s + mb, m)
+        xc, yc = x[..., s:e, :], y[..., s:e, :]
+        mc = xc.shape[-2]
+        if _kernels.inplace(xc) and mc not in buffers:
+            buffers[mc] = [None] + [np.empty((2, p[3], acc.K, mc, n), net.dtype)
+                                    for p, n in zip(plan, net.sizes[1:], strict=True)]
+        acc.add(_pass(net, xc, yc, loss, xp, plan, buffers.get(mc)), xc, xp, buffers.get(mc))
+    return acc.record()
+
+
+def _plan(net, quantities, cross) -> list:
+    """Per layer l: (recorded names, number of cross terms, {name: slot}, slot count).
+
+    The slots of a layer's stacked array hold the recorded quantities first, then seed
+    000's cross terms fdf and dfS (dfS is summarised from f'(z)'s slot without being formed
+    when f'(z) is recorded), then what the pass needs and nobody records (z, a, delta, and
+    f'(z) of elementwise hidden layers)."""
+    f, L = net.activations, net.L
+    plan = []
+    for l in range(1, L + 1):
+        rec = [q for q in quantities if q != "df" or (
+            f[l].elementwise and not (l == L and f[l] is _act.ACTIVATIONS["identity"]))]
+        ncross = 2 if (cross and l == L - 1 and f[l].elementwise) else 0
+        slots = rec + ["fdf", "dfS"][:ncross - (ncross and "df" in rec)]
+        need = ["z", "a", "delta"] + (["df"] if l < L and f[l].elementwise else [])
+        slots += [q for q in need if q not in slots]
+        plan.append((rec, ncross, {q: i for i, q in enumerate(slots)}, len(slots)))
+    return plan
+
+
+def _pass(net, x, y, loss, xp, plan, blocks) -> list:
+    """Forward and backward pass of one sub-batch through :mod:`deltaprop.equations`:
+    ``v[l]`` maps z, a, delta (and f'(z) where planned) to their arrays, written into the
+    slots of ``blocks`` (NumPy) when given."""
+    W, b, f, L = net.W, net.b, net.activations, net.L
+    stacked = W[1].ndim == 3
+
+    def slot(l, q):
+        if blocks is None:
+            return None
+        s = blocks[l][0, plan[l - 1][2][q]]
+        return s if stacked else s[0]
+
+    v = [None] + [{} for _ in range(L)]
+    a_prev = x
+    for l in range(1, L + 1):
+        z = eq.pre_activation(a_prev, W[l], b[l], out=slot(l, "z"))
+        a = _into(eq.activation(f[l], z, xp, out=slot(l, "a")), slot(l, "a"))
+        v[l].update(z=z, a=a)
+        if "df" in plan[l - 1][2]:
+            v[l]["df"] = _into(eq.derivative(f[l], z, a, xp, out=slot(l, "df")), slot(l, "df"))
+        a_prev = a
+    v[L]["delta"] = _into(eq.output_delta(loss, f[L], v[L]["z"], v[L]["a"], y, xp),
+                          slot(L, "delta"))
+    for l in range(L - 1, 0, -1):
+        d = eq.hidden_delta(W[l + 1], v[l + 1]["delta"], f[l], v[l]["z"], v[l]["a"], xp,
+                            out=slot(l, "delta"), df=v[l].get("df"))
+        v[l]["delta"] = _into(d, slot(l, "delta"))
+    return v
+
+
+def _into(value, buffer):
+    """``value``, copied into ``buffer`` unless there is none or it is already there."""
+    if buffer is None or value is buffer:
+        return value
+    buffer[...] = value
+    return buffer
+
+
+# ---------------------------------------------------------------------- statistics
+class _Accumulator:
+    """The statistics of a :func:`_plan`'s layers, merged over (sub-)batches."""
+
+    def __init__(self, net, plan, bins, weight_grads):
+        self.sizes, self.K, self.plan = tuple(net.sizes), net.K or 1, plan
+        self.weight_grads = weight_grads
+        self.stats = [None] * len(self.sizes)  # per layer: stacked moments of the slots
+        self.dW2 = [None] * len(self.sizes)
+        self.hist = {l: Histogram.empty(bins) for l in range(1, len(self.sizes))} \
+            if bins else {}
+        self.work = None
+
+    def add(self, v, x, xp, blocks=None):
+        """Add one pass: ``v`` from :func:`_pass`, ``x`` its input; ``blocks`` the stacked
+        buffers the pass wrote into (NumPy), else the quantities are stacked here."""
+        K = self.K
+        m = x.shape[-2]
+        kw = {} if _backend.is_numpy(xp) else {"device": _backend.device(x)}
+        ones_m = xp.ones((1, m), dtype=x.dtype, **kw)
+        rows2_prev = None
+        if self.weight_grads:  # per-sample mean of x^2 (shared x: broadcast over the stack)
+            rows2_prev = xp.mean(x * x, axis=-1)
+            rows2_prev = rows2_prev if rows2_prev.ndim == 2 else rows2_prev[None, :]
+        for l in range(1, len(self.sizes)):
+            rec, ncross, idx, _ = self.plan[l - 1]
+            n, Q = self.sizes[l], len(rec) + ncross
+            ones_n = xp.ones((n, 1), dtype=x.dtype, **kw)
+            st = {q: _stack(a) for q, a in v[l].items()}
+            scaled = None
+            if ncross:  # f'(z_j) f(z_j) and f'(z_j) sum_k f(z_k), S = sum_k f(z_k) (K, m, 1)
+                S = st["a"] @ ones_n
+                fdf = _slot(blocks, l, idx, "fdf")
+                st["fdf"] = st["df"] * st["a"] if fdf is None else \
+                    _kernels.multiply_into(st["df"], st["a"], out=fdf)
+                if "dfS" in idx:
+                    dfS = _slot(blocks, l, idx, "dfS")
+                    st["dfS"] = st["df"] * S if dfS is None else \
+                        _kernels.multiply_into(st["df"], S, out=dfS)
+                else:
+                    scaled, Q = (rec.index("df"), S), Q - 1
+            names, rows2 = sorted(idx, key=idx.get)[:Q], {}
+            if Q:
+                X = blocks[l][0, :Q] if blocks is not None else xp.stack([st[q] for q in names])
+                X2 = blocks[l][1, :Q] if blocks is not None else None
+                part, r2 = _moments(X, X2, ones_m, ones_n, scaled, xp)
+                self.stats[l] = _merge(self.stats[l], part)
+                rows2 = {q: r2[i, ...] for i, q in enumerate(names)}
+            if self.weight_grads:  # mean over sample i's dW entries: mean_j d_ij^2 mean_k a_ik^2
+                for q in ("delta", "a"):  # per-sample means of squares, unless summarised
+                    if q not in rows2:
+                        rows2[q] = xp.mean(st[q] * st[q], axis=-1)
+                g2 = rows2["delta"] * rows2_prev  # (K, m): one value per sample
+                r1, r2 = Moments.of(g2, -1), Moments.of(g2 * g2, -1)
+                part = (Moments(r1.count, r1.mean[..., None], r1.m2[..., None]),
+                        Moments(r2.count, r2.mean[..., None], r2.m2[..., None]), r1, r2)
+                self.dW2[l] = _merge(self.dW2[l], part)
+                rows2_prev = rows2["a"]
+            if self.hist:
+                size = K * m * max(self.sizes[1:])  # host scratch for the binning
+                if self.work is None or self.work[0].size < size:
+                    self.work = (np.empty(size, np.float64), np.empty(size, np.intp))
+                self.hist[l] = self.hist[l].add(st["delta"], work=self.work)
+
+    def record(self) -> Record:
+        """The merged statistics under plain ``(quantity, layer)`` keys."""
+        stats, cross = {}, {}
+        for l in range(1, len(self.sizes)):
+            rec, ncross = self.plan[l - 1][:2]
+            names = rec + ["fdf", "dfS"][:ncross]
             for i, q in enumerate(names):
-                if q in ("fdf", "dfS"):
-                    cross_key = ((("fdf", "dfS"), l), part(moms, i, i + 2))
-                    break
-                stats[((q,), l)] = part(moms, i, i + 1)
-        if weight_grads:
-            stats[(("dW2",), l)] = accw[l]
-    if cross_key is not None:
-        stats[cross_key[0]] = cross_key[1]
-    return Record(tuple(net.sizes), net.K or 1, stats, hists)
+                moms = tuple(Moments(m.count, m.mean[i, ...], m.m2[i, ...]) for m in self.stats[l])
+                (cross if q in ("fdf", "dfS") else stats)[(q, l)] = moms
+            if self.weight_grads:
+                stats[("dW2", l)] = self.dW2[l]
+        stats.update(cross)
+        return Record(self.sizes, self.K, stats, dict(self.hist))
+
+
+def _stack(a):
+    """(K, m, n) for a stack, (1, m, n) for one network."""
+    return a if a.ndim == 3 else a[None, ...]
+
+
+def _slot(blocks, l, idx, q):
+    return None if blocks is None else blocks[l][0, idx[q]]
+
+
+def _merge(acc, part):
+    return part if acc is None else tuple(p.merge(q) for p, q in zip(acc, part, strict=True))
+
+
+def _moments(X, X2, ones_m, ones_n, scaled, xp):
+    """(Moments of x, of x^2) over samples -> (Q, K, n); of their unit averages -> (Q, K);
+    and the unit averages of x^2 themselves, (Q, K, m).
+
+    ``X`` is (Q, K, m, n): Q quantities stacked; ``X2`` a scratch array like it for x^2
+    (NumPy; ``None``: a new one).  ``scaled = (i, S)`` appends the moments of x_i S (S
+    (K, m, 1) per sample) as a last quantity without forming it: column sums S^T x_i,
+    (S^2)^T x_i^2, (S^4)^T x_i^4 and row means S mean_j x_i, S^2 mean_j x_i^2 (seed 000's
+    f'(z_j) sum_k f(z_k) term).
+
+    Sums over the samples and over the units are products with a vector of ones (a BLAS
+    matrix-vector product, several times faster than a reduction along an inner axis);
+    the batch's M2 is S2 - m mean^2 (and S4 - m mean2^2 for x^2), with the two-pass sum of
+    squared deviations for any quantity where that would cancel (:func:`_from_sums`).
+    Batches then merge exactly by Chan's formula (:meth:`Moments.merge`).
+    """
+    m, n = X.shape[-2], X.shape[-1]
+    X2 = X * X if X2 is None else _kernels.multiply_into(X, X, out=X2)
+    s1, s2 = (ones_m @ X)[..., 0, :], (ones_m @ X2)[..., 0, :]
+    r1, r2 = (X @ ones_n)[..., 0] / n, (X2 @ ones_n)[..., 0] / n
+    if scaled is not None:
+        i, S = scaled
+        St = S.mT
+        St2 = St * St
+        e1, e2 = (St @ X[i, ...])[..., 0, :], (St2 @ X2[i, ...])[..., 0, :]
+    X2 *= X2  # x^4, in place: the only full-size temporary is x^2
+    s4 = (ones_m @ X2)[..., 0, :]
+
+    def values():
+        return X if scaled is None else \
+            xp.concat([X, (X[scaled[0], ...] * scaled[1])[None, ...]])
+
+    def squares():
+        v = values()
+        return v * v
+
+    if scaled is not None:
+        e4 = ((St2 * St2) @ X2[i, ...])[..., 0, :]
+        S1 = S[..., 0]
+        extra = (e1, e2, e4, S1 * r1[i, ...], S1 * S1 * r2[i, ...])
+        s1, s2, s4, r1, r2 = (xp.concat([o, e[None, ...]]) for o, e in
+                              zip((s1, s2, s4, r1, r2), extra, strict=True))
+    return (_from_sums(s1, s2, m, values, xp), _from_sums(s2, s4, m, squares, xp),
+            Moments.of(r1, -1), Moments.of(r2, -1)), r2
+
+
+def _from_sums(s1, s2, m, values, xp):
+    """Moments from S1 = sum x, S2 = sum x^2 over m samples; shapes (Q, K, n).
+
+    M2 = S2 - m mean^2 loses relative precision eps S2 / M2; quantities where that would
+    exceed ``_RTOL`` (1e-7 in float64, 1e-3 in float32) take the two-pass formula on
+    ``values()`` (the (Q, K, m, n) array, rebuilt only then).
+    """
+    n = float(m)
+    mean = s1 / n
+    m2 = s2 - n * mean * mean
+    tol = _CANCEL_BY_DTYPE.get(s1.dtype) if isinstance(s1, np.ndarray) else None
+    if tol is None:
+        tol = _CANCEL[_backend.dtype_name(s1.dtype)]
+    Q = s1.shape[0]
+    bad = _backend.to_numpy(xp.any(xp.reshape(m2 < tol * s2, (Q, -1)), axis=1))
+    if bad.any():
+        x = values()
+        m2 = xp.stack([Moments.of(x[i], -2).m2 if bad[i] else m2[i] for i in range(Q)],
+                      axis=0)
+    return Moments(n, mean, m2)
+
+
+_RTOL = {"float64": 1e-7, "float32": 1e-3}
+#: M2 / S2 below which the one-pass M2 is replaced by the two-pass one
+_CANCEL = {k: float(np.finfo(k).eps) / v for k, v in _RTOL.items()}
+_CANCEL_BY_DTYPE = {np.dtype(k): v for k, v in _CANCEL.items()}
 
 
 def _batches(x, y, batch_size) -> Iterable:
