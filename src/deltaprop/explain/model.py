@@ -87,7 +87,6 @@ Greek and calligraphic names are spelled out in ``Sym.base`` (``"delta"``, ``"et
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -203,8 +202,8 @@ class Matrix:
     values: np.ndarray
 
 
-Expr = Union[Num, Sym, Add, Neg, Mul, Frac, Paren, Call, Pow, Transpose, Sigma, Partial,
-             Matrix]
+Expr = (Num | Sym | Add | Neg | Mul | Frac | Paren | Call | Pow | Transpose | Sigma | Partial
+        | Matrix)
 
 
 @dataclass(frozen=True)
