@@ -95,7 +95,7 @@ class Row:
 class CheckReport:
     """The outcome: every row, the first wrong one and its likely slip."""
 
-    notation: str
+    notation: str      # e.g. "Haykin's"
     rows: tuple
     rtol: float
     precision: int = 9
@@ -112,7 +112,7 @@ class CheckReport:
     def text(self) -> str:
         fmt = lambda v: format_number(v, self.precision)  # noqa: E731
         lines = [f"checked {len(self.rows)} quantit{'y' if len(self.rows) == 1 else 'ies'} "
-                 f"in {self.notation}'s notation against deltaprop's engine (rtol {self.rtol:g})"]
+                 f"in {self.notation} notation against deltaprop's engine (rtol {self.rtol:g})"]
         width = max(len(r.label) for r in self.rows)
         for r in self.rows:
             if r.right:
@@ -173,8 +173,9 @@ def _array(value, where) -> np.ndarray:
         return float(v)
     if not isinstance(value, list | int | float) or isinstance(value, bool):
         raise ValueError(f"{where} must be a number or a list of numbers")
+    value = conv(value)
     try:
-        return np.asarray(conv(value), dtype=np.float64)
+        return np.asarray(value, dtype=np.float64)
     except ValueError:
         raise ValueError(f"{where} is ragged: its rows must all have the same length") \
             from None
@@ -312,7 +313,7 @@ def check(answers, spec=None, notation: str | None = None, *, step: int = 1,
         slip, detail = _diagnose(nt, run, V, slips, name, key, l, given, expected, rtol)
         rows.append(Row(name, label, key, l, given, expected, False, bad,
                         _where(nt, key, bad, run.m), slip, detail))
-    return CheckReport(nt.key, tuple(rows), rtol, precision)
+    return CheckReport(nt.name, tuple(rows), rtol, precision)
 
 
 _PHASE = {"z": 0, "a": 0, "J": 1, "e": 2, "delta": 3, "Delta": 4, "dW": 4, "db": 4,
@@ -379,10 +380,11 @@ def _shape(arr, key, run, l, name, printed):
     """Reshape a per-sample vector of one sample to (1, n); refuse shapes that fit nothing."""
     if key in _PER_SAMPLE:
         n = run.x.shape[1] if (key == "a" and l == 0) else run.sizes[l]
+        shape = arr.shape
         if arr.ndim == 1 and run.m == 1:
             arr = arr[None, :]
         if arr.shape != (run.m, n):
-            raise ValueError(f"{name} layer {printed} has shape {arr.shape}; expected "
+            raise ValueError(f"{name} layer {printed} has shape {shape}; expected "
                              f"({run.m}, {n}) (samples x units)"
                              + (f" or ({n},)" if run.m == 1 else ""))
         return arr

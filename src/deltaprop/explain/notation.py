@@ -88,6 +88,7 @@ class Convention:
     """deltaprop's own notation (docs/derivation.md); the other notations override it."""
 
     key = "deltaprop"
+    name = "deltaprop's"
     title = "deltaprop: delta[l] = dJ_i/dz[l], weights W[l] (n_l, n_{l-1}), biases b[l]"
     source = "deltaprop, docs/derivation.md (equations (1)-(9))"
     glossary = (
@@ -103,8 +104,6 @@ class Convention:
     sample_letter = "i"
     sample_style = "sub"  # sub: a[2]_{i,1}; arg: delta_1(n); sup: a^(3)(i); none: implicit
     bias_column = False  # True: answers give [b | W] as one matrix (Theta, theta, w)
-    names = {"z": "z", "a": "a", "delta": "delta", "dW": "dW", "db": "db", "J": "J",
-             "eta": "eta", "m": "m", "lam": "lambda"}
     #: answer name -> (V key, printed-layer offset, what it is)
     answer_keys = {
         "z": ("z", 0, "z[l], (m, n_l) or (n_l,) for one sample"),
@@ -369,6 +368,7 @@ class Haykin(Convention):
     """Haykin: local gradient delta_j = -dE/dv_j, error signal e_j = d_j - y_j."""
 
     key = "haykin"
+    name = "Haykin's"
     title = "Haykin: local gradients delta_j = -dE/dv_j, error signals e_j = d_j - y_j"
     source = ("S. Haykin, Neural Networks and Learning Machines, the back-propagation "
               "algorithm (rules 1 and 2 for output and hidden neurons)")
@@ -566,6 +566,7 @@ class Bishop(Convention):
     """After Bishop: a_k the weighted sum, z_k = h(a_k); delta w.r.t. the activation output."""
 
     key = "bishop"
+    name = "the Bishop-style"
     title = ("Bishop-style: a_k = sum_j w_kj z_j + b_k, z_k = h(a_k), delta_k = dE/dz_k "
              "(with respect to the activation output)")
     source = ("after C. M. Bishop, Pattern Recognition and Machine Learning (2006), section "
@@ -764,6 +765,7 @@ class Ng(Convention):
     """Andrew Ng's course: layers from 1 (a^(1) = x), Theta^(l) = [b | W], Delta and D."""
 
     key = "ng"
+    name = "Ng's course's"
     title = ("Ng's course: a^(1) = x, z^(l+1) = Theta^(l) a^(l) with a_0 = 1, "
              "delta^(l) = dJ/dz^(l), Delta^(l) accumulated, D^(l) = Delta^(l)/m + ...")
     source = "Andrew Ng, Machine Learning (Coursera), lectures and exercise 4 (backpropagation)"
@@ -923,6 +925,7 @@ class Brawer(Convention):
     """Brawer (2017): layers 1..L with the input layer 1, theta with a bias node 0."""
 
     key = "brawer"
+    name = "Brawer's"
     title = ("Brawer: z^l_j the value of node j in layer l (input layer 1), "
              "z^{l+1}_j = sum_k theta^(l)_{j,k} h^l(z^l_k) with the bias node k = 0")
     source = "Steven Brawer, Derivation of Back Propagation Equations (2017), eqs. (1)-(48)"
