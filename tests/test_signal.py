@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 
 import numpy as np
 import pytest
@@ -251,19 +250,14 @@ def test_correlation_iteration_of_a_linear_network_by_hand():
         assert got[l + 1] == (pytest.approx(q, rel=1e-14), pytest.approx(c, rel=1e-14))
 
 
-def test_every_activation_answers_well_under_a_second():
-    """Each activation's full answer (edge of chaos included), three settings each; the
-    slowest is printed (the machine's load varies)."""
-    worst = 0.0
+def test_every_activation_answers_with_strict_json():
+    """Each activation's full answer (edge of chaos included), three settings each, is
+    strict JSON with the documented keys (speed is measured in bench/, never here)."""
     for name in F:
         for w2, b2 in ((0.8, 0.0), (1.7, 0.05), (3.0, 0.3)):
-            t0 = time.perf_counter()
             d = sg.signal_theory(name, w2, b2).as_dict()
-            worst = max(worst, time.perf_counter() - t0)
             json.dumps(d, allow_nan=False)  # strict JSON
             assert tuple(d) == sg.KEYS
-    print(f"slowest answer {worst:.3f} s")
-    assert worst < 1.0
 
 
 # --- deltaprop theory ------------------------------------------------------------------------
