@@ -389,6 +389,16 @@ def test_cli_prints_the_solution(capsys):
     assert "= (0.75136507 - 0.01) * 0.75136507 (1 - 0.75136507)" in out
 
 
+def test_docs_console_excerpt_is_the_output(capsys):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "teaching.md").read_text()
+    block = re.search(r"```console\n\$ deltaprop explain\n\.\.\.\n(.*?)```", page, re.S)
+    assert main(["explain"]) == 0
+    assert block.group(1) in capsys.readouterr().out
+
+
 def test_cli_out_never_replaces_without_force(tmp_path, capsys):
     out = tmp_path / "sol.md"
     assert main(["explain", "--format", "markdown", "--out", str(out)]) == 0

@@ -38,12 +38,17 @@ The tree
       substituted Expr | None        the numbers written in; None in matrix form
       value      float | ndarray     the result as this notation writes it (e.g. Haykin's delta
                                      is minus deltaprop's); an ndarray in matrix form
-      quantity   str                 what the engine calls it: "z", "a", "e", "J", "delta",
-                                     "dJ_da", "Delta", "dW", "db", "W", "b" (W, b: updated)
+      quantity   str                 what the engine calls it: "z", "a", "J", "delta",
+                                     "dW", "db", "W", "b" (W, b: updated); and the
+                                     notations' own: "e" (Haykin's d - y), "dJ_da"
+                                     (Bishop's delta, dJ/da), "Delta" (Ng's sum over
+                                     samples), "theta", "dtheta" ([b | W] and its gradient,
+                                     matrix form in Haykin's, Ng's and Brawer's notation)
       layer      int | None          deltaprop's layer l of that quantity
       index      tuple | None        0-based index into the engine's array: (sample, unit) for
-                                     z, a, delta; (j, k) for W, dW; (j,) for b, db; () for J;
-                                     None in matrix form (the whole array)
+                                     z, a, delta, e, dJ_da; (j, k) for W, dW, Delta; (j,) for
+                                     b, db and Ng's bias Delta; () for J; None in matrix form
+                                     (the whole array)
       ref        str                 where the equation comes from ("eq. (6)" of
                                      docs/derivation.md, "Brawer eq. (48)", ...)
       note       str                 a sentence where this notation's number or form differs
