@@ -297,6 +297,29 @@ def test_check_all_right_and_nulls_skip():
     assert r.ok and "all right" in r.text()
 
 
+@pytest.mark.parametrize("notation", NOTATION_KEYS)
+@pytest.mark.parametrize("spec", [None, NG_EX4])
+def test_check_every_quantity_of_every_notation_right(notation, spec):
+    from deltaprop.explain.notation import get
+
+    run = make_run(spec)
+    nt = get(notation, run.acts)
+    V = nt.values(run)
+    answers = {"notation": notation}
+    for name, (key, offset, _) in nt.answer_keys.items():
+        if key == "J":
+            answers[name] = float(V["J"])
+        elif key == "e":
+            answers[name] = V["e"].tolist()
+        else:
+            answers[name] = {str(l + offset): np.asarray(V[key][l]).tolist()
+                             for l in range(1, run.L + 1)}
+    report = check(answers, spec)
+    assert report.ok, report.text()
+    assert len(report.rows) == sum(1 if k in ("J", "e") else run.L
+                                   for k, *_ in nt.answer_keys.values())
+
+
 def test_check_slip_sign_flipped():
     r = check({"delta": {"2": [-0.138498562, 0.038098237]}})
     assert _slip(r) == "sign flipped"
@@ -341,6 +364,7 @@ def test_check_slip_w_transposed():
     run = make_run(NG_EX4)  # W[2] is 4 x 2: a transposed dW has the wrong shape
     r = check({"dW": {"2": run.dW[2].T.tolist()}}, NG_EX4)
     assert _slip(r) == "W transposed"
+    assert "shape (2, 4): the exact value has shape (4, 2)" in r.text()
     r = check({"W": {"2": [[0.35891648, 0.51130127], [0.408666186, 0.561370121]]}})
     assert _slip(r) == "W transposed"  # square: caught by its values
     mazur = make_run(None)  # z = a W instead of a W^T (square W[2])

@@ -117,18 +117,20 @@ class CheckReport:
         for r in self.rows:
             if r.right:
                 lines.append(f"  {r.label:<{width}}  right")
+                continue
+            if r.given.shape != r.expected.shape:
+                detail = (f"shape {r.given.shape}: the exact value has shape "
+                          f"{r.expected.shape}")
             else:
-                g = r.given[r.first_bad] if r.first_bad is not None else None
-                e = r.expected[r.first_bad] if r.first_bad is not None else None
-                detail = (f"at {r.where}: you wrote {fmt(g)}, the exact value is {fmt(e)}"
-                          if r.first_bad is not None else r.where)
-                lines.append(f"  {r.label:<{width}}  WRONG {detail}")
+                detail = (f"at {r.where}: you wrote {fmt(r.given[r.first_bad])}, the exact "
+                          f"value is {fmt(r.expected[r.first_bad])}")
+            lines.append(f"  {r.label:<{width}}  WRONG {detail}")
         bad = self.first_wrong
         if bad is None:
             lines.append("all right")
         else:
-            lines.append(f"first wrong quantity: {bad.label}"
-                         + (f" ({bad.where})" if bad.where else ""))
+            where = bad.where if bad.given.shape == bad.expected.shape else ""
+            lines.append(f"first wrong quantity: {bad.label}" + (f" ({where})" if where else ""))
             if bad.slip:
                 lines.append(f"likely slip: {bad.slip} -- {bad.slip_detail}")
             else:
@@ -401,11 +403,16 @@ def _shape(arr, key, run, l, name, printed):
 def _expected(V, key, l, given):
     """The exact array in the shape of ``given`` (bias column dropped when it was left out;
     transposed shapes are compared as they come, so they show as wrong)."""
-    exp = np.asarray(V[key] if l is None else V[key][l], dtype=np.float64)
+    exp = _value(V, key, l)
     if key in _BIAS_COLUMN and given.shape in ((exp.shape[0], exp.shape[1] - 1),
                                                (exp.shape[1] - 1, exp.shape[0])):
         exp = exp[:, 1:]
     return exp
+
+
+def _value(V, key, l):
+    """V's array of ``key`` at deltaprop's layer l (J and Haykin's e have no layer)."""
+    return np.asarray(V[key] if l is None or key == "e" else V[key][l], dtype=np.float64)
 
 
 def _close(given, expected, rtol):
@@ -445,8 +452,7 @@ def _diagnose(nt, run, V, slips, name, key, l, given, expected, rtol):
             f"{given.shape[1]} matrix; it is {expected.shape[0]} x {expected.shape[1]})"
     for slip, srun in slips:
         Vs = nt.values(srun)
-        alt = np.asarray(Vs[key] if l is None else Vs[key][l], dtype=np.float64)
-        alt = _expected({key: alt}, key, None, given) if l is not None else alt
+        alt = _expected(Vs, key, l, given)
         if alt.shape == given.shape and not np.allclose(alt, expected, rtol=rtol, atol=0) \
                 and _close(given, alt, rtol).all():
             return slip, SLIPS[slip]
@@ -457,9 +463,9 @@ def _diagnose(nt, run, V, slips, name, key, l, given, expected, rtol):
         if key == "z" and run.W[l].shape[0] == run.W[l].shape[1]:
             zt = eq.pre_activation(run.a[l - 1], run.W[l].T, run.b[l])
             Vt = nt.values(replace(run, z=_swap(run.z, l, zt)))
-            if _close(given, np.asarray(Vt["z"][l]), rtol).all():
+            if _close(given, _value(Vt, "z", l), rtol).all():
                 return "W transposed", SLIPS["W transposed"]
-    if l is not None:
+    if l is not None and key != "e":
         for other in (l - 1, l + 1):
             lo = 0 if key == "a" else 1
             if not lo <= other <= run.L or V[key][other] is None:

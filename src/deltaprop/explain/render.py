@@ -490,13 +490,13 @@ def _latex_step(m, step) -> str:
     a matrix in display math."""
     rel = r"\leftarrow" if step.relation == "<-" else "="
     forms = _forms(step)
-    lines = [("inline", f"${m(step.lhs)} {rel} {m(forms[0])}$"
+    lines = [("inline", f"$\\displaystyle {m(step.lhs)} {rel} {m(forms[0])}$"
               + (f" \\quad {{\\small [{tex_text(step.ref)}]}}" if step.ref else ""))]
     for f in forms[1:]:
         if isinstance(f, Matrix):
             lines.append(("display", f"\\[ \\phantom{{{m(step.lhs)}}} = {m(f)} \\]"))
         else:
-            lines.append(("inline", f"\\hspace*{{2em}}$= {m(f)}$"))
+            lines.append(("inline", f"\\hspace*{{2em}}$\\displaystyle = {m(f)}$"))
     if step.note:
         lines.append(("inline", f"\\hspace*{{2em}}\\emph{{{tex_text(step.note)}}}"))
     out = "\\par\\smallskip\n" + lines[0][1]
