@@ -16,7 +16,7 @@ import sys
 from .. import __version__
 
 #: modules of this package that add subcommands, in the order of ``deltaprop --help``
-COMMAND_MODULES = ["engine", "explain", "train", "stats", "sweep", "theory"]
+COMMAND_MODULES = ["engine", "explain", "train", "stats", "sweep", "theory", "jacobian"]
 
 
 #: optional extras of pyproject.toml, named in the hint for a missing package

@@ -8,6 +8,8 @@
 * :mod:`.study`: the whole study (``deltaprop stats``); :mod:`.callback`: during training;
 * :mod:`.independent`: the forward pass back-propagated through an independent copy of the
   weights (gradient independence, measured);
+* :mod:`.jacobian`: the input-output Jacobian's singular values per depth (dynamical
+  isometry, ``deltaprop jacobian``);
 * :mod:`.plots`: figures (matplotlib, imported lazily).
 """
 
@@ -15,6 +17,7 @@ from .callback import RecordCallback
 from .ensemble import Prior, draw, empirical_prior, gaussian_inputs, gaussian_targets, prior
 from .histogram import Histogram
 from .independent import permuted_copy, record_independent
+from .jacobian import JacobianResult, JacobianStudy, record_jacobian, run_jacobian
 from .moments import Moments
 from .record import Record, deltas, record, record_pass
 from .report import compare, predict, table, z_scores
@@ -28,4 +31,5 @@ __all__ = ["DEFAULT_STUDY", "RecordCallback", "Moments", "Histogram", "Record", 
            "record_pass", "deltas", "Prior", "prior", "empirical_prior", "draw",
            "gaussian_inputs", "gaussian_targets", "predict", "compare", "table", "z_scores",
            "Study", "StudyResult", "run_study", "study_network", "record_independent",
-           "permuted_copy"]
+           "permuted_copy", "JacobianStudy", "JacobianResult", "record_jacobian",
+           "run_jacobian"]

@@ -10,7 +10,10 @@
 * :mod:`.exact_last_layer` seed 000's exact last-hidden-layer formula and its conditions;
 * :mod:`.signal`           signal propagation: the length and correlation (C-) maps, c*,
                            chi_c, the depth scales xi_q and xi_c, the phase, the calculator
-                           of ``deltaprop theory``.
+                           of ``deltaprop theory``;
+* :mod:`.jacobian`         the input-output Jacobian's spectrum in the free-probability
+                           limit: m_1 = chi_1^L, the variance of the squared singular
+                           values, Gaussian against orthogonal weights (``deltaprop jacobian``).
 
 Every function states its formula and assumptions in its docstring.  NumPy (and SciPy for
 the roots of the mean-field fixed points and edge of chaos) only.
@@ -26,6 +29,7 @@ from .forward import (
 )
 from .gaussian import bivariate, expect, expectations
 from .independence import independence_backward
+from .jacobian import critical_point, derivative_moments, free_moments, jacobian_theory
 from .mean_field import (
                       FixedPoint,
                       chi,
@@ -55,4 +59,5 @@ __all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_
            "FixedPoint", "ForwardCross", "seed_formula",
            "exact_mean", "independence_gap", "length_map", "correlation_map",
            "correlation_slope", "correlation_fixed_points", "c_star", "correlation_iteration",
-           "signal_theory", "SignalTheory"]
+           "signal_theory", "SignalTheory", "critical_point", "derivative_moments",
+           "free_moments", "jacobian_theory"]

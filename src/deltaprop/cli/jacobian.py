@@ -1,0 +1,158 @@
+"""``deltaprop jacobian``: the input-output Jacobian's spectrum of K networks, with theory.
+
+    deltaprop jacobian [--activation tanh] [--init normal|orthogonal] [--q-star Q |
+                       --sigma-w2 S [--sigma-b2 B]] [--width N --depth L | --sizes ...]
+                       [--K 32] [--samples 4] [--depths 1,2,4,...] [--json]
+                       [--density FILE.png [--force]]
+
+records the squared singular values lambda of J = D[l] W[l] ... D[1] W[1] at every depth
+(:mod:`deltaprop.stats.jacobian`) and prints, per depth, their mean and variance beside the
+free-probability predictions and chi_1^l (:mod:`deltaprop.theory.jacobian`).  Without
+--q-star or --sigma-w2 the network sits on the edge of chaos with q* = 0.01.  ``--json``
+prints one object (``setting``, ``rows``, ``note``); ``--density`` draws the density of
+log10 lambda at up to four depths (never replacing a file without ``--force``; written
+atomically).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from ._common import add_backend_options, backend_from_args, limit_threads
+
+#: q* of the default critical point
+DEFAULT_Q_STAR = 0.01
+
+
+def _ints(text):
+    try:
+        return tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"expected integers separated by commas, got {text!r}") from None
+
+
+def register(sub):
+    p = sub.add_parser("jacobian", help="singular values of the input-output Jacobian "
+                       "(dynamical isometry), measured and predicted",
+                       description="The squared singular values of the input-output Jacobian "
+                       "J = D[l] W[l] ... D[1] W[1] of K networks at every depth, their mean "
+                       "and variance beside the free-probability predictions of Pennington, "
+                       "Schoenholz & Ganguli (2017).")
+    a = p.add_argument_group("network")
+    a.add_argument("--activation", default="tanh", help="f of every layer (tanh)")
+    a.add_argument("--init", default="normal", help="the weights' law: normal (i.i.d.) or "
+                   "orthogonal, or any named initialiser's law (normal)")
+    a.add_argument("--q-star", type=float, default=None,
+                   help=f"put the network on the edge of chaos with fixed point q* "
+                   f"(default {DEFAULT_Q_STAR} without --sigma-w2)")
+    a.add_argument("--sigma-w2", type=float, default=None,
+                   help="weight variance: Var(W[l]) = sigma_w^2 / n_{l-1}")
+    a.add_argument("--sigma-b2", type=float, default=None, help="bias variance (0)")
+    a.add_argument("--width", type=int, default=None, help="units of every layer (128)")
+    a.add_argument("--depth", type=int, default=None, help="layers L (16)")
+    a.add_argument("--sizes", type=_ints, default=None,
+                   help="all layer sizes n_0,...,n_L instead of --width and --depth")
+    r = p.add_argument_group("ensemble and run")
+    r.add_argument("--input-var", type=float, default=None,
+                   help="variance of the Gaussian inputs (default: at the fixed point, "
+                   "(q* - sigma_b^2) / sigma_w^2)")
+    r.add_argument("--K", type=int, default=32, help="networks (32)")
+    r.add_argument("--samples", type=int, default=4, help="inputs m per network (4)")
+    r.add_argument("--depths", type=_ints, default=None,
+                   help="depths to record, e.g. 1,2,4,8 (default every layer)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    r.add_argument("--threads", type=int, default=1, help="BLAS threads (1)")
+    add_backend_options(r, "the networks and the inputs")
+    o = p.add_argument_group("output")
+    o.add_argument("--json", action="store_true", help="print one JSON object")
+    o.add_argument("--density", metavar="FILE", default=None,
+                   help="draw the density of log10 lambda into FILE (.png, .pdf or .svg)")
+    o.add_argument("--force", action="store_true", help="replace an existing --density file")
+    p.set_defaults(func=_jacobian)
+
+
+def _check_out(name, force):
+    """The --density path, checked before any work: format, folder, no silent replace."""
+    out = Path(name)
+    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
+        raise ValueError(f"--density {name}: give a .png, .pdf or .svg file name")
+    if out.is_dir():
+        raise ValueError(f"--density {name} is a folder; give a file name")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise ValueError(f"--density {name}: folder {out.parent} does not exist")
+    if out.exists() and not force:
+        raise ValueError(f"--density {name} exists; use --force to replace it")
+    return out
+
+
+def study_from_args(args):
+    """The :class:`~deltaprop.stats.jacobian.JacobianStudy` of the command line, checked."""
+    from ..stats.jacobian import JacobianStudy
+
+    for flag, v in (("--q-star", args.q_star), ("--sigma-w2", args.sigma_w2),
+                    ("--sigma-b2", args.sigma_b2), ("--input-var", args.input_var)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise ValueError(f"{flag} must be a finite number >= 0, got {v}")
+    if args.sizes is not None and (args.width is not None or args.depth is not None):
+        raise ValueError("give --sizes or --width and --depth, not both")
+    if args.sizes is not None and (len(args.sizes) < 2 or min(args.sizes) < 1):
+        raise ValueError(f"--sizes needs >= 2 positive widths, got {list(args.sizes)}")
+    if args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    q_star = args.q_star
+    if q_star is not None and (args.sigma_w2 is not None or args.sigma_b2 is not None):
+        raise ValueError("give --q-star (a critical point) or --sigma-w2 and --sigma-b2, "
+                         "not both")
+    if q_star is None and args.sigma_w2 is None:
+        if args.sigma_b2 is not None:
+            raise ValueError("--sigma-b2 needs --sigma-w2")
+        q_star = DEFAULT_Q_STAR
+    be = backend_from_args(args)
+    return JacobianStudy(width=128 if args.width is None else args.width,
+                         depth=16 if args.depth is None else args.depth, sizes=args.sizes,
+                         activation=args.activation, init=args.init, q_star=q_star,
+                         sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2,
+                         input_var=args.input_var, K=args.K, m=args.samples,
+                         depths=args.depths, seed=args.seed, dtype=args.dtype,
+                         backend=be.name, device=be.device)
+
+
+def _jacobian(args):
+    from .. import activations as _act
+    from ..stats.jacobian import rows, run_jacobian, table
+
+    study = study_from_args(args)
+    if not _act.get(study.activation).elementwise:
+        raise ValueError(f"--activation {study.activation} is not elementwise: D[l] is not "
+                         "diagonal")
+    out = _check_out(args.density, args.force) if args.density else None
+    with limit_threads(args.threads):
+        result = run_jacobian(study)
+    if args.json:
+        setting = {k: v if not isinstance(v, float) or math.isfinite(v) else str(v)
+                   for k, v in result.setting.items()}
+        print(json.dumps({"setting": setting, "rows": rows(result), "note": result.note},
+                         indent=2, allow_nan=False))
+    else:
+        print(table(result))
+    if out is not None:
+        _draw(result, out)
+    return 0
+
+
+def _draw(result, out):
+    import io as _io
+
+    from .. import io as dio
+    from ..stats.jacobian import density_figure
+
+    fig = density_figure(result)
+    buf = _io.BytesIO()
+    fig.savefig(buf, format=out.suffix.lower().lstrip("."), dpi=110)
+    dio.atomic_write_bytes(out, buf.getvalue())
+
+
+__all__ = ["register", "study_from_args", "DEFAULT_Q_STAR"]
