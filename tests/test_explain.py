@@ -174,6 +174,56 @@ def test_every_notation_reaches_the_engines_update(notation, mazur):
     assert any(s.quantity in ("W", "theta") for s in sol.steps())
 
 
+def _evaluate(e):
+    """The value of a substituted expression (None where it calls an opaque f)."""
+    import math
+
+    from deltaprop.explain import model as M
+
+    if isinstance(e, M.Num):
+        return e.value
+    if isinstance(e, M.Sym):
+        return math.e if e.base == "e" else None
+    kids = {M.Neg: lambda: [e.arg], M.Paren: lambda: [e.arg], M.Add: lambda: list(e.terms),
+            M.Mul: lambda: list(e.factors), M.Frac: lambda: [e.num, e.den],
+            M.Pow: lambda: [e.base, e.exp], M.Call: lambda: list(e.args)}[type(e)]()
+    vals = [_evaluate(k) for k in kids]
+    if any(v is None for v in vals):
+        return None
+    if isinstance(e, M.Neg):
+        return -vals[0]
+    if isinstance(e, M.Paren):
+        return vals[0]
+    if isinstance(e, M.Add):
+        return sum(vals)
+    if isinstance(e, M.Mul):
+        return float(np.prod(vals))
+    if isinstance(e, M.Frac):
+        return vals[0] / vals[1]
+    if isinstance(e, M.Pow):
+        return vals[0] ** vals[1]
+    op = {"tanh": math.tanh, "ln": math.log, "max": max, "exp": math.exp}
+    return op[e.func.base](*vals) if e.func.font == "op" else None
+
+
+@pytest.mark.parametrize("notation", NOTATION_KEYS)
+@pytest.mark.parametrize("spec", [None, NG_EX4, "l2"])
+def test_every_substitution_evaluates_to_its_result(notation, spec):
+    if spec == "l2":
+        spec = json.loads(open(NG_EX4).read()) | {"l2": 4.0, "learning_rate": 0.3}
+    checked = 0
+    for step in solve(spec, notation).steps():
+        if step.substituted is None:
+            continue
+        value = _evaluate(step.substituted)
+        if value is None:
+            continue
+        assert value == pytest.approx(step.value, rel=1e-9, abs=1e-12), (
+            TextMath()(step.lhs), TextMath()(step.substituted))
+        checked += 1
+    assert checked > 20
+
+
 def test_decisions_are_stated():
     for key in ("haykin", "bishop", "ng", "brawer"):
         sol = solve(None, key)
@@ -494,6 +544,7 @@ def test_cli_exercise_writes_sheet_key_and_spec(tmp_path, capsys):
     assert names == ["hw-answers.md", "hw.json", "hw.md"]
     sheet = out.read_text()
     assert "## Tasks" in sheet and "--check" in sheet
+    assert "1. Forward pass: $z^{[1]}$, $a^{[1]}$" in sheet
     spec = json.loads((tmp_path / "hw.json").read_text())
     assert spec == draw([2, 3, 2], 3)
     key = (tmp_path / "hw-answers.md").read_text()

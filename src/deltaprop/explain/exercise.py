@@ -108,13 +108,16 @@ def sheet(spec: dict, notation: str = "deltaprop", fmt: str = "markdown",
     given.append((nt.a(0, None), run.x, "input, one row per sample"))
     given.append((nt.y(None), run.y, "target, one row per sample"))
     lr = nt.const("eta")
+
+    def mm(e):  # inline math: $...$ in Markdown and LaTeX
+        return f"${m(e)}$" if tex else m(e)
     tasks = [
-        f"Forward pass: {m(nt.z(1, None))}, {m(nt.a(1, None))}, ... for every layer, unit by "
-        "unit.",
-        f"The cost {m(nt.J())} ({run.loss}).",
-        f"The errors {m(nt.delta(L, None))} of the output layer, then of every hidden layer.",
+        f"Forward pass: {mm(nt.z(1, None))}, {mm(nt.a(1, None))}, ... for every layer, unit "
+        "by unit.",
+        f"The cost {mm(nt.J())} ({run.loss}).",
+        f"The errors {mm(nt.delta(L, None))} of the output layer, then of every hidden layer.",
         "The gradients of every weight and bias.",
-        f"One step of gradient descent with {m(lr)} = {format(run.eta, 'g')}: the updated "
+        f"One step of gradient descent with {mm(lr)} = {format(run.eta, 'g')}: the updated "
         "weights and biases.",
     ]
     check = (f"deltaprop explain {spec_file} --notation {nt.key} --check my-answers.json "
