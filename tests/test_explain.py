@@ -178,7 +178,7 @@ def _evaluate(e):
     """The value of a substituted expression (None where it calls an opaque f)."""
     import math
 
-    from deltaprop.explain import model as M
+    from deltaprop.explain import model as M  # noqa: N812
 
     if isinstance(e, M.Num):
         return e.value
