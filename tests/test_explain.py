@@ -92,6 +92,16 @@ def test_sections_run_forward_loss_backward_gradients_update(mazur):
     assert [s.layer for s in mazur.sections if s.phase == "forward"] == [1, 2]
 
 
+def test_step_k_explains_the_network_after_k_minus_1_steps():
+    spec = trace.load(None)
+    steps = trace.run(spec.__class__(**{**spec.__dict__, "steps": 3}))
+    sol = solve(None, step=3)
+    assert sol.find("z", 1, (0, 0)).substituted.terms[0].factors[0].value == \
+        steps[1].net.W[1][0, 0]
+    assert sol.find("W", 1, (0, 0)).value == steps[2].net.W[1][0, 0]
+    assert "step 3 of gradient descent" in render(sol, "text")
+
+
 # ---------------------------------------------------------------------- notations
 @pytest.mark.smoke
 def test_haykin_delta_is_minus_ours_and_delta_w_is_the_step(mazur):
@@ -251,6 +261,8 @@ def test_matrix_form_beyond_the_hand_size(notation):
     z1 = next(st for st in sol.steps() if st.quantity == "z" and st.layer == 1)
     assert isinstance(z1.value, np.ndarray) and z1.substituted is None
     assert np.array_equal(z1.value, run.z[1])
+    output = [st for s in sol.sections if s.phase == "output" for st in s.steps]
+    assert all(st.index is not None for st in output)  # 2 output units: by hand still
     with_more = solve(_wide_spec(), notation, max_units=6)
     assert all(st.index is not None for st in with_more.steps() if st.quantity == "z")
     for fmt in ("text", "markdown", "latex"):

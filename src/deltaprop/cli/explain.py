@@ -45,8 +45,8 @@ def register(sub):
     p.add_argument("--step", type=int, default=1,
                    help="which gradient-descent step of the spec to explain (default 1)")
     p.add_argument("--max-units", type=int, default=None, metavar="N",
-                   help="write layers of at most N units and inputs, and batches of at most "
-                   "N samples, unit by unit; larger ones in matrix form (default 4)")
+                   help="write equations that involve at most N units and N samples unit "
+                   "by unit; larger ones in matrix form (default 4)")
     p.add_argument("--precision", type=int, default=9,
                    help="digits after the decimal point (default 9)")
     p.add_argument("--check", default=None, metavar="ANSWERS.json",

@@ -141,8 +141,9 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
         Which step of the spec to explain (the network before it, its gradients, the
         update); default the first.
     max_units : int
-        Hand-size limit: a layer with at most this many units and inputs, and a batch of at
-        most this many samples, is written unit by unit; otherwise in matrix form.
+        Hand-size limit: a section whose equations involve at most this many units (of
+        the layer, and of the layer before or after it where the equation sums over it)
+        and at most this many samples is written unit by unit; otherwise in matrix form.
     precision : int
         Digits after the decimal point when the numbers are printed.
     run : Run, optional
@@ -157,8 +158,9 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
     V = nt.values(run)
     sizes, L, m, U = run.sizes, run.L, run.m, max_units
 
-    def hand(l, *more):
-        return max(sizes[l - 1], sizes[l], m, *more) <= U
+    def hand(*counts):
+        """Unit by unit when the equation involves at most U units, inputs and samples."""
+        return max(*counts, m) <= U
 
     def section(phase, l, defs, sample=None, title=""):
         unit = all(d.index is not None for d in defs)
@@ -176,7 +178,7 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
     sections = []
     for l in range(1, L + 1):  # forward
         what = f"forward ({run.acts[l].name})"
-        if hand(l):
+        if hand(sizes[l - 1], sizes[l]):
             sections += per_sample("forward", l, lambda i, j, l=l: [
                 nt.z_def(l, i, j, sizes[l - 1]), nt.a_def(l, i, j)], what)
         else:
@@ -189,14 +191,14 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
     sections.append(Section("loss", f"the cost ({run.loss})", (
         _evaluate(loss_def, nt, V, m, None, explicit),)))
     elementwise = run.acts[L].elementwise
-    if hand(L):
+    if hand(sizes[L]):
         sections += per_sample("output", L, lambda i, j: nt.output_defs(
             L, i, j, run.loss, elementwise), "output error")
     else:
         sections.append(section("output", L, nt.output_matrix(L, run.loss, elementwise),
                                 title=f"{nt.layer_title(L, L)}: output error, matrix form"))
     for l in range(L - 1, 0, -1):
-        if hand(l, sizes[l + 1]):
+        if hand(sizes[l], sizes[l + 1]):
             sections += per_sample("hidden", l, lambda i, j, l=l: [
                 nt.hidden_def(l, i, j, sizes[l + 1])], "error")
         else:
@@ -207,7 +209,7 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
             ("update", nt.update_defs, nt.update_matrix, "update")):
         for l in range(L, 0, -1):
             head = f"{nt.layer_title(l, L)}: {what}"
-            if hand(l):
+            if hand(sizes[l - 1], sizes[l]):
                 defs = []
                 for j in range(sizes[l]):
                     ks = list(range(sizes[l - 1]))
@@ -225,9 +227,9 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
         + (f", lambda = {run.lam:g}" if run.lam else ""),
         f"step {run.step} of gradient descent: the forward pass, the cost, the errors, the "
         "gradients and the update, every number from deltaprop's engine",
-        "units are numbered from 1 (unit j is column j - 1 of deltaprop's arrays); layers "
-        f"with more than {U} units or inputs, or batches of more than {U} samples, are "
-        "written in matrix form",
+        "units are numbered from 1 (unit j is column j - 1 of deltaprop's arrays); an "
+        f"equation that involves more than {U} units (of a layer or the layer before or "
+        f"after it) or more than {U} samples is written in matrix form",
     ]
     if spec is not None and spec.source:
         header.insert(0, f"source: {spec.source}")

@@ -53,10 +53,11 @@ The tree
                                      docs/derivation.md, "Brawer eq. (48)", ...)
       note       str                 a sentence where this notation's number or form differs
 
-Hand-sized layers are written unit by unit (one Step per unit, per weight, per sample); a
-layer with more than ``max_units`` units or inputs, or a batch of more than ``max_units``
-samples, is written in matrix form (one Step per array, ``index is None``, ``value`` the
-array, ``substituted`` None).
+Hand-sized equations are written unit by unit (one Step per unit, per weight, per
+sample); a section whose equations involve more than ``max_units`` units (of its layer, the
+layer before it for z and the gradients, the layer after it for a hidden error) or more
+than ``max_units`` samples is written in matrix form (one Step per array, ``index is
+None``, ``value`` the array, ``substituted`` None).
 
 Expressions
 -----------

@@ -197,8 +197,9 @@ class TextMath:
 
     def _transpose(self, e):
         inner = self.expr(e.arg)
-        return f"({inner})^T" if not isinstance(e.arg, Sym) or _decorated(e.arg) \
-            else f"{inner}^T"
+        plain = isinstance(e.arg, Sym) and (not _decorated(e.arg) or (
+            e.arg.sup.startswith("[") and not (e.arg.sub or e.arg.prime or e.arg.arg)))
+        return f"{inner}^T" if plain else f"({inner})^T"
 
     def _sigma(self, e):
         if e.lo is None:
