@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 from ._common import add_backend_options, backend_from_args
 
@@ -98,6 +99,19 @@ def register(sub):
     add_backend_options(e, "the ensemble (or --model) and the inputs")
     e.add_argument("--model", default=None,
                    help="record a trained model file instead of an ensemble (with --inputs)")
+    s = p.add_argument_group("between networks (finite width, docs/signal.md)")
+    s.add_argument("--rel-se", type=float, default=0.01, metavar="P",
+                   help="plan K for this relative standard error of E[delta[l]^2] (0.01): "
+                   "the line under the table, K = Var[Q] / (E[Q]^2 P^2) with Q the "
+                   "per-network E[delta[l]^2]")
+    s.add_argument("--spread", action="store_true",
+                   help="print Var[log E[delta[l]^2]] between networks per layer, measured "
+                   "and (where finite-width theory applies) predicted, with K for --rel-se; "
+                   "row['spread'] in the JSON rows, spread.txt in --out")
+    s.add_argument("--probe", action="store_true",
+                   help="back-propagate u . z[L] (delta[L] = u, a random unit vector per "
+                   "network) instead of the loss, Hanin's setting, and print only the spread "
+                   "table (predicted with --samples 1)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print the rows as JSON")
     o.add_argument("--out", default=None, help="folder for CSV, JSON and PNG files")
@@ -156,7 +170,12 @@ def _model(args):
 def _stats(args):
     from ..stats.report import table, to_csv, to_json
 
+    if args.probe:
+        return _probe(args)
     res = _model(args) if args.model else _run(args)
+    spread = _spread(res, args)
+    if args.spread:
+        res = replace(res, rows=spread["rows"])
     if args.out:
         _write(res, args.out, table, to_csv, to_json)
     if args.json:
@@ -179,7 +198,39 @@ def _stats(args):
         print(gi_table(res.rows))
     if args.correlation is not None:
         print(_correlation_table(res))
+    if args.spread:
+        print(spread["table"])
+    print(spread["line"])
     print(f"({res.seconds:.2f} s)", file=sys.stderr)
+    return 0
+
+
+def _spread(res, args):
+    """The rows with row["spread"], the spread table and the line planning K."""
+    from ..stats import spread as sp
+
+    meas, pred, note = sp.study_spread(res.record, res.extra["prior"], res.extra["activations"],
+                                       None if args.model else res.study)
+    rows = sp.add_rows(res.rows, meas, pred, args.rel_se)
+    return {"rows": rows, "table": sp.table(rows, note), "meas": meas,
+            "line": sp.plan_line(meas, pred, args.rel_se, res.record.K, note=note)}
+
+
+def _probe(args):
+    """--probe: the spread of the backward pass of u . z[L] (layers 1..L-1)."""
+    from pathlib import Path
+
+    from ..stats.spread import probe_spread
+
+    if args.model:
+        raise ValueError("--probe draws an ensemble: it takes no --model")
+    rows, text = probe_spread(_study(args), args.rel_se)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "spread.txt").write_text(text + "\n")
+        (out / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(json.dumps(rows, indent=2) if args.json else text)
     return 0
 
 
@@ -212,6 +263,10 @@ def _write(res, folder, table, to_csv, to_json):
         (out / "gradient_independence.txt").write_text(gi_table(res.rows) + "\n")
     if res.extra.get("correlation") is not None:
         (out / "correlation.txt").write_text(_correlation_table(res) + "\n")
+    if "spread" in res.rows[0]:
+        from ..stats.spread import table as spread_table
+
+        (out / "spread.txt").write_text(spread_table(res.rows) + "\n")
     info = {"sizes": list(res.extra["sizes"]), "activations": res.extra["activations"],
             "seconds": res.seconds, "samples_per_network": res.record.count,
             "K": res.record.K}

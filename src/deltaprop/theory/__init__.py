@@ -14,6 +14,9 @@
 * :mod:`.jacobian`         the input-output Jacobian's spectrum in the free-probability
                            limit: m_1 = chi_1^L, the variance of the squared singular
                            values, Gaussian against orthogonal weights (``deltaprop jacobian``).
+* :mod:`.finite_width`     the spread of E[delta[l]^2] between networks at finite width
+                           (Hanin 2018): exact for ReLU at one input, leading order in 1/n
+                           otherwise; how many networks a precision takes.
 
 Every function states its formula and assumptions in its docstring.  NumPy (and SciPy for
 the roots of the mean-field fixed points and edge of chaos) only.
