@@ -319,3 +319,12 @@ def test_cli_model_explicit_loss_mse_is_used(tmp_path, capsys):
         assert main(argv) == 0
         second[loss] = json.loads(capsys.readouterr().out)[-1]["measured"]["second_moment"]
     assert second[None] > 10 * second["mse"], second  # p - y vs J^T (p - y): ~85x
+
+
+def test_few_samples_keep_every_class():
+    """--samples 1 on digits still builds ten outputs (classes from the whole data set)."""
+    from deltaprop.stats.study import Study, load_inputs
+
+    x, y, y_mean, _, n0, nL = load_inputs(Study(sizes=(None, 8, None), inputs="digits", m=1))
+    assert (x.shape, n0, nL) == ((1, 64), 64, 10) and y.shape == (1, 10)
+    assert y_mean == pytest.approx(0.1)

@@ -148,7 +148,7 @@ def load_inputs(study: Study, n_out=None, standardization=None):
     rows = np.arange(x.shape[0])
     if ds.task == "classification":
         labels = np.asarray(ds.y)[rows]
-        nL = int(labels.max()) + 1
+        nL = int(np.asarray(ds.y).max()) + 1  # the data set's classes, not the first m rows
         y = labels if loss.targets == "distribution" else np.eye(nL)[labels]
         y_mean = float(np.mean(np.eye(nL)[labels]))
         return x, y, y_mean, y_mean, x.shape[1], nL
