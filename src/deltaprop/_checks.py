@@ -16,7 +16,7 @@ def _lazy(x) -> bool:
 def _finite(x, xp, name):
     """ValueError unless every entry of x is finite, in one pass: a finite sum proves it
     (a sum that overflows, or NaN/inf, takes the exact elementwise check)."""
-    if type(x).__module__.startswith("dask"):
+    if not _backend.is_numpy(xp) and _lazy(x):
         return  # never force a lazy array here
     with np.errstate(over="ignore", invalid="ignore"):
         if bool(xp.isfinite(xp.sum(x))):
@@ -45,7 +45,7 @@ def check_library(net, arr, name):
 def check_x(net, x, xp):
     """x: (m, n_0), or (K, m, n_0) for a stack; cast to the network's dtype."""
     W1 = net.W[1]
-    n0, lead = W1.shape[-1], tuple(W1.shape[:-2])  # lead: () or (K,)
+    n0, lead = W1.shape[-1], W1.shape[:-2]  # lead: () or (K,)
     if not hasattr(x, "shape"):
         raise TypeError(f"x must be an array, got {type(x).__name__}")
     if x.ndim not in (2, 2 + len(lead)) or x.shape[-1] != n0 or \
@@ -66,7 +66,8 @@ def check_x(net, x, xp):
 def check_y(net, loss, y, m, xp):
     """y: (m, n_L) targets (or stacked); integer labels (m,) for softmax cross-entropy."""
     nL = net.W[-1].shape[-2]
-    check_library(net, y, "y")
+    if type(y) is not type(net.W[1]):
+        check_library(net, y, "y")
     shape = tuple(y.shape)
     labels = loss.targets == "distribution" and (
         y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL))) and _integral(xp, y.dtype)
@@ -109,12 +110,13 @@ def check_l2(l2):
 
 def one_hot(labels, n, xp, dtype):
     """Integer labels (m,) -> one-hot (m, n); labels outside 0..n-1 raise ValueError."""
-    if labels.shape[0] and not _lazy(labels):
+    numpy = _backend.is_numpy(xp)
+    if labels.shape[0] and (numpy or not _lazy(labels)):
         lo, hi = xp.min(labels), xp.max(labels)
         if lo < 0 or hi >= n:
             raise ValueError(f"y: labels must lie in 0..{n - 1} (n_L = {n} classes), "
                              f"got {int(lo)}..{int(hi)}")
-    if _backend.is_numpy(xp):
+    if numpy:
         return _numpy_eye(n, dtype)[labels]
     classes = xp.arange(n, dtype=labels.dtype, device=_backend.device(labels))
     return xp.astype(labels[..., None] == classes, dtype)

@@ -25,8 +25,8 @@ import math
 
 import numpy as np
 
-__all__ = ["inplace", "matmul_into", "multiply_into", "sigmoid", "dsigmoid", "tanh", "dtanh", "relu", "drelu",
-           "softmax", "softmax_cross_entropy", "sum", "mean", "max", "min"]
+__all__ = ["inplace", "matmul_into", "multiply_into", "sigmoid", "dsigmoid", "tanh", "dtanh",
+           "relu", "drelu", "softmax", "softmax_cross_entropy", "sum", "mean", "max", "min"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 

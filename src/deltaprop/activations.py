@@ -67,6 +67,13 @@ class Activation:
         """g * f'(z): the error vector through this activation (a = f(z) given)."""
         return g * self.df(z, a, xp)
 
+    def __reduce__(self):
+        # a registry row pickles by name, so it stays that very row (its kernels, and the
+        # identity that Loss.fused checks, survive a trip to another process)
+        if ACTIVATIONS.get(self.name) is self:
+            return get, (self.name,)
+        return super().__reduce__()
+
 
 # --- the functions ------------------------------------------------------------------
 

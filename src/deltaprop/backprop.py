@@ -17,6 +17,7 @@ the parameters of the network passed in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,7 +77,7 @@ def _xp(net, *arrays):
 
 
 def _check_eta(eta):
-    if not 0 < eta < float("inf"):
+    if not 0 < eta < math.inf:
         raise ValueError(f"learning rate eta must be a finite number > 0, got {eta}")
 
 
@@ -198,17 +199,18 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
 
     Returns ``(new_net, J)``, J the loss before the step; the trace and the gradients are
     not kept.  Each layer is updated as soon as its delta is known, by
-    :func:`~deltaprop.equations.weight_step` and :func:`~deltaprop.equations.bias_step`
-    (-eta/m folded into delta before the weight product: a few ulp from ``step``), and on
-    NumPy the z, a, delta and product buffers come from ``workspace`` (a
-    :class:`Workspace`; pass the same one to every step to reuse them).  ``donate=True``
-    lets the step overwrite ``net``'s own parameters (only for a training loop that never
-    uses the old network again); otherwise ``net`` is left untouched.
+    :func:`~deltaprop.equations.layer_step` (-eta/m folded into delta before the weight
+    product: a few ulp from ``step``).  On NumPy the z, a, f'(z), delta and product
+    buffers come from ``workspace`` (a :class:`Workspace`; pass the same one to every step
+    to reuse them).  ``donate=True`` lets the step overwrite ``net``'s own parameters (only
+    for a training loop that never uses the old network again); otherwise ``net`` is left
+    untouched.
     """
     _check_eta(eta)
     loss = _losses.get(loss)
-    xp = _checks.check_library(net, x, "x") if check else _xp(net, x)
-    f, L, W, b = net.activations, net.L, net.W, net.b
+    f, W, b = net.activations, net.W, net.b
+    L = len(W) - 1
+    xp = _checks.check_library(net, x, "x") if check else _backend.namespace(W[1], x)
     if check:
         _losses.check_pair(loss, f[L])
         _checks.check_l2(l2)
@@ -235,8 +237,8 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
                 if f[k].elementwise else None
             d_prev = eq.hidden_delta(W[l], d, f[k], z[k], a[k], xp,
                                      out=ws.get(("delta", k), shape, dt), df=df)
-        new_b[l] = eq.bias_step(b[l], d, eta, m, xp, donate=donate)
-        new_W[l] = eq.weight_step(W[l], d, a[l - 1], eta, m, l2,
-                                  out=ws.get(("dW", l), W[l].shape, dt), donate=donate)
+        new_W[l], new_b[l] = eq.layer_step(W[l], b[l], d, a[l - 1], eta, m, xp, l2,
+                                           out=ws.get(("dW", l), W[l].shape, dt),
+                                           donate=donate)
         d = d_prev
     return net.replace(W=new_W, b=new_b), J

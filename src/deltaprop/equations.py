@@ -31,7 +31,7 @@ from ._kernels import inplace, matmul_into
 __all__ = [
     "pre_activation", "activation", "derivative", "cost", "output_and_cost", "output_delta",
     "hidden_delta", "weight_gradient", "bias_gradient", "l2_penalty", "l2_gradient",
-    "gradient_step", "weight_step", "bias_step",
+    "gradient_step", "layer_step",
 ]
 
 
@@ -140,31 +140,26 @@ def gradient_step(p, dp, eta):
     return (-eta * dp) + p
 
 
-def weight_step(W, delta, a_prev, eta, m, lam=0.0, out=None, donate=False):
-    """W^l <- W^l - eta (dJ/dW^l + (lambda/m) W^l), as (1 - eta lambda/m) W^l + (-eta/m delta^l)^T a^{l-1}.
+def layer_step(W, b, delta, a_prev, eta, m, xp, lam=0.0, out=None, donate=False):
+    """W^l <- W^l - eta (dJ/dW^l + (lambda/m) W^l),  b^l <- b^l - eta dJ/db^l, from delta^l.
 
-    :func:`gradient_step` of :func:`weight_gradient` (plus :func:`l2_gradient`) with the
-    scalar -eta/m applied to delta before the product: one product (into ``out``) and one
-    addition, no dW kept; it rounds differently from the two steps, by a few ulp.
-    ``delta`` is scaled in place (the caller's scratch, used up); ``donate=True`` updates
-    ``W`` itself in place.
+    Row-major form: ``beta W[l] + (-eta/m delta[l]).mT @ a[l-1]`` (beta = 1 - eta lambda/m)
+    and ``b[l] - eta/m sum_i delta[l]_i``: :func:`gradient_step` of :func:`weight_gradient`
+    (plus :func:`l2_gradient`) and of :func:`bias_gradient`, with the scalar -eta/m applied
+    to delta before the product: one product (into ``out``) and one addition, no dW kept;
+    it rounds differently from the separate steps, by a few ulp.  ``delta`` is scaled in
+    place (the caller's scratch, used up); ``donate=True`` updates W and b in place.
+    Returns the new (W, b).
     """
+    db = xp.sum(delta, axis=-2)
+    db *= eta / m
     delta *= -eta / m
     step = delta.mT @ a_prev if out is None else matmul_into(delta.mT, a_prev, out=out)
     beta = 1.0 - eta * lam / m
     if not donate:
-        return (W * beta if beta != 1.0 else W) + step
+        return (W * beta if beta != 1.0 else W) + step, b - db
     if beta != 1.0:
         W *= beta
     W += step
-    return W
-
-
-def bias_step(b, delta, eta, m, xp, donate=False):
-    """b^l <- b^l - eta dJ/db^l = b^l - (eta/m) sum_i delta^l_i   (the bias of :func:`weight_step`)."""
-    db = xp.sum(delta, axis=-2)
-    db *= eta / m
-    if not donate:
-        return b - db
     b -= db
-    return b
+    return W, b

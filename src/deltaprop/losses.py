@@ -48,6 +48,12 @@ class Loss:
     targets: str = "real"
     fused: tuple | None = None
 
+    def __reduce__(self):
+        # a registry row pickles by name, so it stays that very row (see Activation)
+        if LOSSES.get(self.name) is self:
+            return get, (self.name,)
+        return super().__reduce__()
+
 
 def _mse(z, a, y, xp):
     """(1/2) sum_k (a_k - y_k)^2 for each sample."""

@@ -196,11 +196,16 @@ class Network:
         """
         W = self.W if W is None else tuple(W)
         b = self.b if b is None else tuple(b)
-        if _same_layout(self.W + self.b, W + b):
-            new = object.__new__(type(self))
-            new.__dict__.update(self.__dict__, W=W, b=b)
-            return new
-        return replace(self, W=W, b=b)
+        old, now = self.W + self.b, W + b
+        if len(now) != len(old):
+            return replace(self, W=W, b=b)
+        for p, q in zip(old, now, strict=True):
+            if q is not p and (p is None or type(q) is not type(p) or q.shape != p.shape
+                               or q.dtype != p.dtype):
+                return replace(self, W=W, b=b)
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__, W=W, b=b)
+        return new
 
     def __getitem__(self, k) -> Network:
         """Network ``k`` of a stack (a sub-stack for a slice)."""
@@ -251,18 +256,6 @@ def _move(p, xp, dtype, device):
         return _backend.asarray(_backend.to_numpy(p), xp, dtype=dtype, device=device)
     out = p if dtype is None or p.dtype == dtype else xp.astype(p, dtype)
     return out if device is None else _backend.to_device(out, device)
-
-
-def _same_layout(old, new) -> bool:
-    """True if ``new`` holds, slot for slot, arrays of the type, shape and dtype of ``old``
-    (and ``None`` where ``old`` has ``None``)."""
-    if len(new) != len(old):
-        return False
-    for p, q in zip(old, new, strict=True):
-        if q is not p and (p is None or type(q) is not type(p) or q.shape != p.shape
-                           or q.dtype != p.dtype):
-            return False
-    return True
 
 
 def _layer_activations(activations, output, L):

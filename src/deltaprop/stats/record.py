@@ -514,7 +514,7 @@ def _from_sums(s1, s2, m, values, xp):
     bad = _backend.to_numpy(xp.any(xp.reshape(m2 < tol * s2, (Q, -1)), axis=1))
     if bad.any():
         x = values()
-        m2 = xp.stack([Moments.of(x[i], -2).m2 if bad[i] else m2[i] for i in range(Q)],
+        m2 = xp.stack([Moments.of(x[i, ...], -2).m2 if bad[i] else m2[i, ...] for i in range(Q)],
                       axis=0)
     return Moments(n, mean, m2)
 
