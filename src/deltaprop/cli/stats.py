@@ -9,6 +9,9 @@ and E[delta^2] per layer beside each applicable prediction.  ``--json`` prints t
 the JSON rows and ``gradient_independence.txt``.  ``--correlation C0`` adds pairs of inputs
 with correlation C0 (:mod:`deltaprop.stats.correlation`): c^l per layer beside the C-map's
 prediction and the trainability rule, ``row["correlation"]`` and ``correlation.txt``.
+``--weight-grads`` adds the weight-gradient second moment per layer beside its predictions
+and Glorot & Bengio's eq. 14 (:mod:`deltaprop.stats.weight_grads`): ``row["weight_grads"]``
+and ``weight_grads.txt``.
 """
 
 from __future__ import annotations
@@ -96,6 +99,11 @@ def register(sub):
                    " with correlation C0 and print the correlation c^l of z[l] per layer beside "
                    "the C-map's prediction and the trainability rule depth <~ 6 xi_c (one more "
                    "forward pass of 2 x 256 samples per network)")
+    e.add_argument("--weight-grads", action="store_true",
+                   help="also print E[(dJ_i/dW[l]_jk)^2] per layer beside its predictions (exact "
+                   "given the forward pass, factorised E[delta^2] E[a[l-1]^2], mean field) and "
+                   "the check of Glorot & Bengio's eq. 14 (ratio to layer 1; no extra pass); "
+                   "row['weight_grads'] in the JSON rows, weight_grads.txt in --out")
     add_backend_options(e, "the ensemble (or --model) and the inputs")
     e.add_argument("--model", default=None,
                    help="record a trained model file instead of an ensemble (with --inputs)")
@@ -140,7 +148,7 @@ def _study(args):
                  theory_rtol=args.theory_rtol, bins=args.bins or None, dtype=args.dtype,
                  backend=be.name, device=be.device,
                  gradient_independence=args.gradient_independence,
-                 correlation=args.correlation)
+                 correlation=args.correlation, weight_grads=args.weight_grads)
 
 
 def _model(args):
@@ -164,7 +172,7 @@ def _model(args):
                          batch_size=args.batch_size, bins=args.bins or None,
                          forward=args.forward, theory_samples=args.theory_samples,
                          gradient_independence=args.gradient_independence, seed=args.seed,
-                         correlation=args.correlation)
+                         correlation=args.correlation, weight_grads=args.weight_grads)
 
 
 def _stats(args):
@@ -198,6 +206,10 @@ def _stats(args):
         print(gi_table(res.rows))
     if args.correlation is not None:
         print(_correlation_table(res))
+    if args.weight_grads:
+        from ..stats.weight_grads import table as wg_table
+
+        print(wg_table(res.rows, ex["prior"]))
     if args.spread:
         print(spread["table"])
     print(spread["line"])
@@ -263,6 +275,10 @@ def _write(res, folder, table, to_csv, to_json):
         (out / "gradient_independence.txt").write_text(gi_table(res.rows) + "\n")
     if res.extra.get("correlation") is not None:
         (out / "correlation.txt").write_text(_correlation_table(res) + "\n")
+    if res.extra.get("weight_grads") is not None:
+        from ..stats.weight_grads import table as wg_table
+
+        (out / "weight_grads.txt").write_text(wg_table(res.rows, res.extra["prior"]) + "\n")
     if "spread" in res.rows[0]:
         from ..stats.spread import table as spread_table
 

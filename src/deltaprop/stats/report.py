@@ -140,7 +140,8 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
         out = (s["mean"], s["second_moment"])
     preds = {}
     if law is not None:
-        preds["exact"] = {l: dict(law[0][l]) for l in range(1, L + 1)}
+        preds["exact"] = {l: {k: v for k, v in law[0][l].items() if not k.startswith("dW2")}
+                          for l in range(1, L + 1)}  # dW2: stats.weight_grads
         if forward == "measured":  # delta[L] given the measured z[L]: the measurement
             preds["exact"][L]["anchored"] = True
     if out is None or not hidden_ok or any(v is None for v in E_df[1:L]):

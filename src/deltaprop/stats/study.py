@@ -10,6 +10,8 @@ gain ``row["gradient_independence"]`` and ``extra["gradient_independence"]`` hol
 With ``correlation = c0`` they also propagate pairs of inputs with correlation c0
 (:mod:`.correlation`): the rows gain ``row["correlation"]`` (c^l measured and the C-map's) and
 ``extra["correlation"]`` holds the record, the prediction and the trainability rule.
+With ``weight_grads`` the rows gain ``row["weight_grads"]``: the recorded weight-gradient
+second moment beside its predictions (:mod:`.weight_grads`, ``extra["weight_grads"]``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ..theory.forward import data_input_stats, gaussian_input_stats
 from . import correlation as _corr
 from . import ensemble as _ens
 from . import independent as _gi
+from . import weight_grads as _wgr
 from .record import record as _record
 from .report import compare, predict, seed000_conditions
 
@@ -82,6 +85,7 @@ class Study:
     gradient_independence: bool = False
     correlation: float | None = None
     correlation_pairs: int = 256
+    weight_grads: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,6 +218,9 @@ def run_study(study: Study = Study()) -> StudyResult:
         if _losses.get(loss).name == "mse" else None
     extra = {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
              "seed000_conditions": cond, _gi.KEY: gi}
+    if study.weight_grads:
+        extra[_wgr.KEY] = _wgr.predict(pr, acts, inp, preds, law)
+        rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])
     if corr is not None:
         rows, extra[_corr.KEY] = _correlation(rows, corr, pr, acts, study.correlation,
                                               study.input_var)
@@ -233,14 +240,15 @@ def _correlation(rows, corr, prior, acts, c0, var):
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
                   forward="law", gradient_independence=False, seed=0,
                   theory_samples=None, correlation=None, correlation_pairs=256,
-                  input_var=1.0) -> StudyResult:
+                  input_var=1.0, weight_grads=False) -> StudyResult:
     """Record a given network (e.g. a trained model) and compare with the theory evaluated
     at its empirical per-layer weight statistics (:func:`ensemble.empirical_prior`).
 
     ``gradient_independence``: also back-propagate through :func:`independent.permuted_copy`
     (each W[l]'s entries permuted with ``seed``: the same empirical distribution, the
     dependence on the data and the forward pass broken).  ``correlation``: also pairs of
-    N(0, ``input_var``) inputs with that correlation (:mod:`.correlation`)."""
+    N(0, ``input_var``) inputs with that correlation (:mod:`.correlation`).  ``weight_grads``:
+    the weight-gradient predictions beside ``dW2`` (:mod:`.weight_grads`)."""
     t0 = time.perf_counter()
     rec = _record(net, x, y, loss, batch_size=batch_size, bins=bins)
     gi = _gi.record_independent(net, x, y, loss, _gi.permuted_copy(net, seed),
@@ -261,6 +269,9 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
     rows = compare(rec, preds, forward=forward) if gi is None else \
         _gi.add_rows(compare(rec, preds, forward=forward), rec, gi)
     extra = {"prior": pr, "sizes": net.sizes, "activations": acts, _gi.KEY: gi}
+    if weight_grads:
+        extra[_wgr.KEY] = _wgr.predict(pr, acts, data_input_stats(x_np), preds, law)
+        rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])
     if correlation is not None:
         xa, xb = _corr.correlated_inputs(correlation_pairs, net.sizes[0], correlation,
                                          input_var, [seed, 2], net.K)

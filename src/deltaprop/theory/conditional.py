@@ -65,6 +65,7 @@ import numpy as np
 
 from .. import activations as _act
 from .. import losses as _losses
+from . import weight_grads as _wg
 
 __all__ = ["backward_given_forward", "sample_forward", "law_batches", "average", "exact_moments",
            "target_law"]
@@ -225,8 +226,11 @@ def average(prior, activations, loss, batches, *, rtol=None, min_groups=0):
     means are not used for this, since E[delta] may be 0).
 
     Returns ``(delta, forward)``: ``delta[l]`` = {"mean", "mean_se", "second_moment",
-    "second_moment_se"} of delta[l], l = 1..L (the prediction and its integration error);
-    ``forward[l]`` = {"df", "df2"} = E[f'(z[l])], E[f'(z[l])^2] for hidden l, and at the
+    "second_moment_se"} of delta[l], l = 1..L (the prediction and its integration error),
+    and "dW2", "dW2_se": E[(dJ_i/dW[l]_jk)^2] = E_F[E[delta[l]_j^2 | F] a[l-1]_k^2]
+    (:func:`.weight_grads.given_forward`, no factorisation);
+    ``forward[l]`` = {"a2"} = E[a[l]_k^2] for l = 0..L-1 (a[0] = x), with
+    {"df", "df2"} = E[f'(z[l])], E[f'(z[l])^2] for hidden l, and at the
     last hidden layer also "fdf", "dfS", "f" (E[f'(z_j) f(z_j)], E[f'(z_j) sum_l f(z_l)],
     E[f(z_j)]: the forward moments of the question's exact formula) and the seven of
     :class:`.exact_last_layer.ForwardSecond` (keys "df2", "d2a", ...: its second moment).
@@ -253,6 +257,8 @@ def average(prior, activations, loss, batches, *, rtol=None, min_groups=0):
         for l in mean:
             add(("mean", l), mean[l], groups)
             add(("second_moment", l), second[l], groups)
+            add(("dW2", l), _wg.given_forward(second[l], a[l - 1]), groups)
+            add(("a2", l - 1), (a[l - 1] * a[l - 1]).mean(-1), groups)
         for l in range(1, L):
             d = acts[l - 1].df(z[l], a[l], np)
             add(("df", l), d.mean(-1), groups)
@@ -271,7 +277,7 @@ def average(prior, activations, loss, batches, *, rtol=None, min_groups=0):
     delta, forward = {}, {}
     for (q, l), vals in parts.items():
         v = np.concatenate(vals)
-        if q in ("mean", "second_moment"):
+        if q in ("mean", "second_moment", "dW2"):
             delta.setdefault(l, {})[q] = float(v.mean())
             delta[l][q + "_se"] = _se_mean(v)
         else:
