@@ -34,9 +34,10 @@ DEFAULTS = {
     "weight_std": None, "bias_std": 0.0, "optimizer": "adam", "lr": None, "momentum": 0.9,
     "schedule": "constant", "batch_size": 32, "epochs": 30, "l2": 0.0, "val_split": 0.1,
     "test_split": 0.2, "early_stopping": None, "dtype": "float64", "seed": 0,
+    "layer_stats": False,
 }
 RUN_FILES = ("config.json", "checkpoint.safetensors", "model.safetensors", "metrics.csv",
-             "metrics.json", "learning_curves.png")
+             "metrics.json", "learning_curves.png", "layer_stats.png")
 
 
 def register(sub):
@@ -71,6 +72,10 @@ def register(sub):
       "without improvement of the validation loss")
     a("--dtype", choices=["float32", "float64"], help="default float64")
     a("--seed", type=int, help="seed of the split, the initialisation and the shuffles")
+    a("--layer-stats", action="store_true", default=None,
+      help="per epoch and layer, on the training set: E[delta^2], ||db||, ||dW||, "
+      "||W - W_0|| / ||W_0||, with the theory at initialisation beside epoch 0 (columns "
+      "delta2[l], ... of metrics.csv/json, layer_stats.png; one more full-set pass per epoch)")
     a("--out", help="run folder (default runs/<timestamp>); must not hold a run already")
     a("--config", help="TOML or JSON file with the same settings (flags override it)")
     a("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its checkpoint")
@@ -300,13 +305,15 @@ def _train(args):
         dio.atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
 
     quiet = args.quiet or args.json
+    with limit_threads(args.threads):  # --layer-stats: epoch 0 and the theory, before the clock
+        stats_cb = _layer_stats_callback(s, net, x_tr, y_tr, loss) if s["layer_stats"] else None
     t0 = time.perf_counter()
     with limit_threads(args.threads):
         result = fit(net, x_tr, y_tr, loss, **fit_options, seed=s["seed"],
                      x_val=x_va if has_val else None, y_val=y_va if has_val else None,
                      progress=False if quiet else "auto",
                      checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
-                     checkpoint_meta={"settings": s})
+                     checkpoint_meta={"settings": s}, callbacks=[stats_cb] if stats_cb else ())
     wall = time.perf_counter() - t0
     final = {"train": evaluate(result.net, x_tr, y_tr, loss)}
     if has_val:
@@ -319,8 +326,10 @@ def _train(args):
             "settings": s, "history": summary, "metrics": final, "stopped": result.stopped,
             "deltaprop_version": __version__}
     dio.save_model(out / "model.safetensors", result.net, meta)
-    _write_metrics(out, result.history, final, result.stopped, wall)
+    _write_metrics(out, result.history, final, result.stopped, wall, stats_cb)
     result.history.plot().savefig(out / "learning_curves.png", dpi=100)
+    if stats_cb is not None:
+        _write_layer_stats(out, result.history, stats_cb, quiet)
     if result.stopped:
         print(f"deltaprop: {result.stopped}", file=sys.stderr, flush=True)
     if args.json:
@@ -338,19 +347,57 @@ def _opt_options(s):
     return {"momentum": s["momentum"]} if name in ("momentum", "nesterov") else {}
 
 
-def _write_metrics(out, history, final, stopped, wall):
+def _write_metrics(out, history, final, stopped, wall, stats_cb=None):
     from .. import io as dio
 
     rows = history.as_rows()
     keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
     keys = [k for k in keys if any(k in r for r in rows)] or ["epoch"]
+    extra = {}
+    if stats_cb is not None:  # --layer-stats: their columns, and epoch 0 first in the CSV
+        from ..stats.layer_stats import flat
+
+        first = {"epoch": 0, **flat(stats_cb.initial_stats)}
+        keys += [k for k in first if k != "epoch"]
+        extra = {"layer_stats": stats_cb.summary()}
     buf = _io.StringIO()
     w = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
-    w.writerows(rows)
+    w.writerows(rows if stats_cb is None else [first, *rows])
     dio.atomic_write_text(out / "metrics.csv", buf.getvalue())
     dio.atomic_write_text(out / "metrics.json", json.dumps(
-        {"epochs": rows, "final": final, "stopped": stopped, "time": wall}, indent=2) + "\n")
+        {"epochs": rows, "final": final, "stopped": stopped, "time": wall, **extra},
+        indent=2) + "\n")
+
+
+def _layer_stats_callback(s, net, x, y, loss):
+    """--layer-stats: the callback, with the theory at the settings' initialisation (the
+    initial network's own weight statistics where the settings name no law it knows)."""
+    from ..stats.ensemble import prior
+    from ..stats.layer_stats import LayerStatsCallback
+
+    try:
+        p = prior(net.sizes, init=s["init"], std=s["weight_std"], mean_w=s["weight_mean"],
+                  sigma_b2=s["bias_std"] ** 2)
+    except (ValueError, KeyError):
+        p = None
+    return LayerStatsCallback(x, y, loss, net, prior=p)
+
+
+def _write_layer_stats(out, history, cb, quiet):
+    """layer_stats.png (atomically) and, unless quiet, the table of epoch 0 and the last."""
+    from .. import io as dio
+    from ..stats.layer_stats import flat, plot, table
+
+    rows = [{"epoch": 0, **flat(cb.initial_stats)}, *history.as_rows()]
+    buf = _io.BytesIO()
+    plot(rows, cb.theory, title="per-layer statistics over training").savefig(
+        buf, format="png", dpi=100)
+    dio.atomic_write_bytes(out / "layer_stats.png", buf.getvalue())
+    if not quiet:
+        print(table(rows, cb.theory))
+        if cb.theory is None:
+            print(f"(no theory: {cb.theory_note})")
 
 
 def _print_table(final, wall, epochs, out):

@@ -6,6 +6,9 @@
 * :mod:`.ensemble`: weight priors and stacked draws of K networks;
 * :mod:`.report`: predictions of :mod:`deltaprop.theory` beside the measurement;
 * :mod:`.study`: the whole study (``deltaprop stats``); :mod:`.callback`: during training;
+* :mod:`.weight_grads`: the weight-gradient second moment beside its theory (Glorot &
+  Bengio's eq. 14); :mod:`.layer_stats`: per-layer E[delta^2], ||db||, ||dW||,
+  ||W - W_0|| / ||W_0|| after every epoch, the theory at initialisation beside epoch 0;
 * :mod:`.independent`: the forward pass back-propagated through an independent copy of the
   weights (gradient independence, measured);
 * :mod:`.jacobian`: the input-output Jacobian's singular values per depth (dynamical
@@ -18,6 +21,7 @@ from .ensemble import Prior, draw, empirical_prior, gaussian_inputs, gaussian_ta
 from .histogram import Histogram
 from .independent import permuted_copy, record_independent
 from .jacobian import JacobianResult, JacobianStudy, record_jacobian, run_jacobian
+from .layer_stats import LayerStatsCallback
 from .moments import Moments
 from .record import Record, deltas, record, record_pass
 from .report import compare, predict, table, z_scores
@@ -27,7 +31,8 @@ from .study import Study, StudyResult, run_study, study_network
 DEFAULT_STUDY = {"sizes": [64, 64, 64, 64, 64, 10], "hidden": "tanh", "output": "identity",
                  "loss": "mse", "m": 1024, "K": 16, "dtype": "float64"}
 
-__all__ = ["DEFAULT_STUDY", "RecordCallback", "Moments", "Histogram", "Record", "record",
+__all__ = ["DEFAULT_STUDY", "RecordCallback", "LayerStatsCallback", "Moments", "Histogram",
+           "Record", "record",
            "record_pass", "deltas", "Prior", "prior", "empirical_prior", "draw",
            "gaussian_inputs", "gaussian_targets", "predict", "compare", "table", "z_scores",
            "Study", "StudyResult", "run_study", "study_network", "record_independent",

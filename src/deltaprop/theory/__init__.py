@@ -13,7 +13,11 @@
                            of ``deltaprop theory``;
 * :mod:`.jacobian`         the input-output Jacobian's spectrum in the free-probability
                            limit: m_1 = chi_1^L, the variance of the squared singular
-                           values, Gaussian against orthogonal weights (``deltaprop jacobian``).
+                           values, Gaussian against orthogonal weights (``deltaprop jacobian``);
+* :mod:`.weight_grads`     the weight-gradient second moment per layer: given the forward
+                           pass, factorised, Glorot & Bengio's linear regime (eq. 14);
+* :mod:`.batch_gradient`   E[delta[l]^2], E||db[l]||^2, E||dW[l]||^2 of a whole batch at
+                           initialisation: pairs of samples, exact for Gaussian weights;
 * :mod:`.finite_width`     the spread of E[delta[l]^2] between networks at finite width
                            (Hanin 2018): exact for ReLU at one input, leading order in 1/n
                            otherwise; how many networks a precision takes.
@@ -22,6 +26,7 @@ Every function states its formula and assumptions in its docstring.  NumPy (and 
 the roots of the mean-field fixed points and edge of chaos) only.
 """
 
+from .batch_gradient import batch_gradient_theory
 from .exact_last_layer import ForwardCross, exact_mean, independence_gap, seed_formula
 from .forward import (
                       InputStats,
@@ -54,6 +59,7 @@ from .signal import (
                       length_map,
                       signal_theory,
 )
+from .weight_grads import linear_regime
 
 __all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_stats",
            "data_input_stats", "forward_recursion", "raw_variance", "output_delta_moments",
@@ -63,4 +69,4 @@ __all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_
            "exact_mean", "independence_gap", "length_map", "correlation_map",
            "correlation_slope", "correlation_fixed_points", "c_star", "correlation_iteration",
            "signal_theory", "SignalTheory", "critical_point", "derivative_moments",
-           "free_moments", "jacobian_theory"]
+           "free_moments", "jacobian_theory", "batch_gradient_theory", "linear_regime"]
