@@ -23,8 +23,8 @@ for two inputs of equal length, (u_a, u_b) ~ N(0, q^{l-1} [[1, c], [c, 1]]), c =
 |q^l - q*| ~ exp(-l / xi_q), |c^l - c*| ~ exp(-l / xi_c), E[delta[l]^2] ~ exp(-(L - l) /
 gradient depth scale) (Schoenholz et al. 2017, sec. 3 and 5).  The phase is ordered for
 chi_1 < 1 (c* = 1: inputs become equal; gradients vanish), chaotic for chi_1 > 1 (c* < 1:
-nearby inputs decorrelate; gradients explode) and critical at chi_1 = 1, the edge of chaos, where xi_c
-diverges.  Schoenholz et al. (2017, sec. 6) find networks trainable up to about 6 xi_c
+nearby inputs decorrelate; gradients explode) and critical at chi_1 = 1, the edge of chaos,
+where xi_c diverges.  Schoenholz et al. (2017, sec. 6) find networks trainable up to about 6 xi_c
 layers (:data:`TRAINABLE_DEPTH`).
 
 By Mehler's expansion E[f(u_a) f(u_b)] = sum_k a_k^2 c^k with a_k the Hermite coefficients
