@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 
@@ -19,7 +20,7 @@ def _finite(x, xp, name):
     if not _backend.is_numpy(xp) and _lazy(x):
         return  # never force a lazy array here
     with np.errstate(over="ignore", invalid="ignore"):
-        if bool(xp.isfinite(xp.sum(x))):
+        if math.isfinite(float(xp.sum(x))):
             return
     if not bool(xp.all(xp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or inf")
@@ -68,7 +69,7 @@ def check_y(net, loss, y, m, xp):
     nL = net.W[-1].shape[-2]
     if type(y) is not type(net.W[1]):
         check_library(net, y, "y")
-    shape = tuple(y.shape)
+    shape = y.shape
     labels = loss.targets == "distribution" and (
         y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL))) and _integral(xp, y.dtype)
     if labels:
@@ -78,7 +79,7 @@ def check_y(net, loss, y, m, xp):
     if y.ndim not in (2, 3) or tuple(y.shape[-2:]) != (m, nL) or \
             (y.ndim == 3 and (net.K is None or y.shape[0] != net.K)):
         stack = "" if net.K is None else f" or ({net.K}, {m}, {nL})"
-        raise ValueError(f"y has shape {shape}; expected (m, n_L) = ({m}, {nL}){stack}"
+        raise ValueError(f"y has shape {tuple(shape)}; expected (m, n_L) = ({m}, {nL}){stack}"
                          + (" or integer labels (m,)" if loss.targets == "distribution" else ""))
     if labels:
         return y  # one-hot rows of checked labels
@@ -104,7 +105,7 @@ def _integral(xp, dtype) -> bool:
 
 def check_l2(l2):
     """lambda of the L2 penalty: a finite number >= 0."""
-    if not 0 <= l2 < float("inf"):
+    if not 0 <= l2 < math.inf:
         raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
 
 

@@ -216,11 +216,11 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
         _checks.check_l2(l2)
         x = _checks.check_x(net, x, xp)
         y = _checks.check_y(net, loss, y, x.shape[-2], xp)
-    m, dt = x.shape[-2], W[1].dtype
+    m, dt, lead = x.shape[-2], W[1].dtype, W[1].shape[:-2]
     ws = _NoBuffers() if not inplace(x) else Workspace() if workspace is None else workspace
     z, a = [None] * (L + 1), [x] + [None] * L
     for l in range(1, L + 1):
-        shape = (*W[l].shape[:-2], m, W[l].shape[-2])
+        shape = (*lead, m, W[l].shape[-2])
         z[l] = eq.pre_activation(a[l - 1], W[l], b[l], out=ws.get(("z", l), shape, dt))
         if l < L:
             a[l] = eq.activation(f[l], z[l], xp, out=ws.get(("a", l), shape, dt))

@@ -100,9 +100,12 @@ class Moments:
 
 
 def _expand(xp, a, axes, ndim):
-    for ax in sorted(ax % ndim for ax in axes):
-        a = xp.expand_dims(a, axis=ax)
-    return a
+    """``a`` reduced over ``axes`` of an ndim-array, with those axes back as length 1."""
+    axes = {ax % ndim for ax in axes}
+    shape, dims = [], iter(a.shape)
+    for i in range(ndim):
+        shape.append(1 if i in axes else next(dims))
+    return xp.reshape(a, tuple(shape))
 
 
 def _np(a):

@@ -401,10 +401,14 @@ class _Accumulator:
                 else:
                     scaled, Q = (rec.index("df"), S), Q - 1
             names, rows2 = sorted(idx, key=idx.get)[:Q], {}
-            if Q:
-                X = blocks[l][0, :Q] if blocks is not None else xp.stack([st[q] for q in names])
-                X2 = blocks[l][1, :Q] if blocks is not None else None
-                part, r2 = _moments(X, X2, ones_m, ones_n, scaled, xp)
+            if Q:  # XX[0]: the Q quantities, XX[1]: their squares
+                if blocks is not None:
+                    XX = blocks[l][:, :Q]
+                    _kernels.multiply_into(XX[0], XX[0], out=XX[1])
+                else:
+                    X = xp.stack([st[q] for q in names])
+                    XX = xp.stack([X, X * X])
+                part, r2 = _moments(XX, ones_m, ones_n, scaled, xp)
                 self.stats[l] = _merge(self.stats[l], part)
                 rows2 = {q: r2[i, ...] for i, q in enumerate(names)}
             if self.weight_grads:  # mean over sample i's dW entries: mean_j d_ij^2 mean_k a_ik^2
@@ -451,15 +455,14 @@ def _merge(acc, part):
     return part if acc is None else tuple(p.merge(q) for p, q in zip(acc, part, strict=True))
 
 
-def _moments(X, X2, ones_m, ones_n, scaled, xp):
+def _moments(XX, ones_m, ones_n, scaled, xp):
     """(Moments of x, of x^2) over samples -> (Q, K, n); of their unit averages -> (Q, K);
     and the unit averages of x^2 themselves, (Q, K, m).
 
-    ``X`` is (Q, K, m, n): Q quantities stacked; ``X2`` a scratch array like it for x^2
-    (NumPy; ``None``: a new one).  ``scaled = (i, S)`` appends the moments of x_i S (S
-    (K, m, 1) per sample) as a last quantity without forming it: column sums S^T x_i,
-    (S^2)^T x_i^2, (S^4)^T x_i^4 and row means S mean_j x_i, S^2 mean_j x_i^2 (seed 000's
-    f'(z_j) sum_k f(z_k) term).
+    ``XX`` is (2, Q, K, m, n): Q quantities x stacked, and x^2 (overwritten here by x^4).
+    ``scaled = (i, S)`` appends the moments of x_i S (S (K, m, 1) per sample) as a last
+    quantity without forming it: column sums S^T x_i, (S^2)^T x_i^2, (S^4)^T x_i^4 and row
+    means S mean_j x_i, S^2 mean_j x_i^2 (seed 000's f'(z_j) sum_k f(z_k) term).
 
     Sums over the samples and over the units are products with a vector of ones (a BLAS
     matrix-vector product, several times faster than a reduction along an inner axis);
@@ -467,16 +470,16 @@ def _moments(X, X2, ones_m, ones_n, scaled, xp):
     squared deviations for any quantity where that would cancel (:func:`_from_sums`).
     Batches then merge exactly by Chan's formula (:meth:`Moments.merge`).
     """
+    X, X2 = XX[0, ...], XX[1, ...]
     m, n = X.shape[-2], X.shape[-1]
-    X2 = X * X if X2 is None else _kernels.multiply_into(X, X, out=X2)
-    s1, s2 = (ones_m @ X)[..., 0, :], (ones_m @ X2)[..., 0, :]
-    r1, r2 = (X @ ones_n)[..., 0] / n, (X2 @ ones_n)[..., 0] / n
+    s12, r12 = (ones_m @ XX)[..., 0, :], (XX @ ones_n)[..., 0] / n
+    s1, s2, r1, r2 = s12[0, ...], s12[1, ...], r12[0, ...], r12[1, ...]
     if scaled is not None:
         i, S = scaled
         St = S.mT
         St2 = St * St
         e1, e2 = (St @ X[i, ...])[..., 0, :], (St2 @ X2[i, ...])[..., 0, :]
-    X2 *= X2  # x^4, in place: the only full-size temporary is x^2
+    X2 *= X2  # x^4, in place in XX
     s4 = (ones_m @ X2)[..., 0, :]
 
     def values():
