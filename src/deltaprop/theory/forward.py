@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import activations as _act
+from ..network import per_layer
 from .gaussian import bivariate, expectations, numpy_pair
 
 __all__ = ["InputStats", "LayerForward", "gaussian_input_stats", "data_input_stats",
@@ -113,7 +114,8 @@ def forward_recursion(sizes, activations, inp: InputStats, mean_w, var_w, mean_b
     list of LayerForward
     """
     L = len(sizes) - 1
-    per = [_per_layer(v, L) for v in (mean_w, var_w, mean_b, var_b)]
+    per = [[float(t) for t in per_layer(v, L, k)] for k, v in
+           (("mean_w", mean_w), ("var_w", var_w), ("mean_b", mean_b), ("var_b", var_b))]
     out = [None]
     for l in range(1, L + 1):
         m, q, c = pre_activation_moments(inp, *(p[l - 1] for p in per))
@@ -130,11 +132,3 @@ def forward_recursion(sizes, activations, inp: InputStats, mean_w, var_w, mean_b
             inp = InputStats(n * E["f"], n * E["f2"], n * E["f2"] + n * (n - 1) * Eff)
     return out
 
-
-def _per_layer(v, L):
-    if np.isscalar(v):
-        return [float(v)] * L
-    v = [float(t) for t in v]
-    if len(v) != L:
-        raise ValueError(f"need one value per layer 1..{L}, got {len(v)}")
-    return v

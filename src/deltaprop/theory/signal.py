@@ -52,6 +52,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import activations as _act
+from ..network import per_layer
 from .gaussian import _SLOPES, _hermite, _panels, expectations, numpy_pair
 from .mean_field import MARGINAL, edge_of_chaos, fixed_points, gradient_depth_scale
 from .mean_field import _Map as _LengthMap
@@ -316,7 +317,8 @@ def correlation_iteration(c0, q0, sigma_w2, sigma_b2, activations, depth=None):
     if len(activations) != L - 1:
         raise ValueError(f"need L - 1 = {L - 1} activations f_1..f_{{L-1}}, got "
                          f"{len(activations)}")
-    w2, b2 = (_per_layer(v, L) for v in (sigma_w2, sigma_b2))
+    w2, b2 = ([float(t) for t in per_layer(v, L, k)] for k, v in
+              (("sigma_w2", sigma_w2), ("sigma_b2", sigma_b2)))
     q = w2[0] * q0 + b2[0]
     out = [(float(q0), float(c0)), (q, (w2[0] * q0 * c0 + b2[0]) / q if q > 0 else c0)]
     for l in range(2, L + 1):
@@ -326,14 +328,6 @@ def correlation_iteration(c0, q0, sigma_w2, sigma_b2, activations, depth=None):
                     correlation_map(c, q, w2[l - 1], b2[l - 1], f)))
     return out
 
-
-def _per_layer(v, L):
-    if np.isscalar(v):
-        return [float(v)] * L
-    v = [float(t) for t in v]
-    if len(v) != L:
-        raise ValueError(f"need one value per layer 1..{L}, got {len(v)}")
-    return v
 
 
 @dataclass(frozen=True)
