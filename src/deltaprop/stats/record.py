@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -217,7 +218,7 @@ def record_pass(net, trace, delta, *, quantities=QUANTITIES, bins=None, weight_g
     v = [None] + [{"z": trace.z[l], "a": trace.a[l], "delta": delta[l]}
                   for l in range(1, net.L + 1)]
     for l in range(1, net.L + 1):
-        if "df" in plan[l - 1][2]:
+        if "df" in plan[l - 1].slot:
             v[l]["df"] = eq.derivative(f[l], v[l]["z"], v[l]["a"], xp)
     acc = _Accumulator(net, plan, bins, weight_grads)
     acc.add(v, trace.a[0], xp)
@@ -261,9 +262,9 @@ def record(net, x, y=None, loss="mse", *, batch_size=None, into: Record | None =
         Passed to :func:`record_pass` (``quantities``, ``bins``, ``weight_grads``,
         ``cross``).
     """
-    rec = into
+    rec, arena = into, {}
     for xb, yb in _batches(x, y, batch_size):
-        part = _record_batch(net, xb, yb, loss, **options)
+        part = _record_batch(net, xb, yb, loss, arena, **options)
         rec = part if rec is None else rec.merge(part)
     if rec is None:
         raise ValueError("no data to record")
@@ -276,9 +277,10 @@ def sub_batch(net, m, budget=None) -> int:
     return max(MIN_SUB, min(m, int((BUDGET if budget is None else budget) // per)))
 
 
-def _record_batch(net, x, y, loss, *, quantities=QUANTITIES, bins=None, weight_grads=True,
-                  cross=True) -> Record:
-    """The :class:`Record` of one batch, sub-batch by sub-batch (see :func:`record`)."""
+def _record_batch(net, x, y, loss, arena, *, quantities=QUANTITIES, bins=None,
+                  weight_grads=True, cross=True) -> Record:
+    """The :class:`Record` of one batch, sub-batch by sub-batch (see :func:`record`);
+    ``arena`` holds the NumPy buffers that every batch of one ``record`` call reuses."""
     loss = _losses.get(loss)
     xp = _checks.check_library(net, x, "x")
     _losses.check_pair(loss, net.activations[net.L])
@@ -288,20 +290,41 @@ def _record_batch(net, x, y, loss, *, quantities=QUANTITIES, bins=None, weight_g
     plan = _plan(net, quantities, cross)
     acc = _Accumulator(net, plan, bins, weight_grads)
     mb = sub_batch(net, m)
-    buffers = {}  # NumPy: (2, slots, K, m_sub, n_l) per layer and sub-batch size
     for s in range(0, m, mb):
         e = min(s + mb, m)
         xc, yc = x[..., s:e, :], y[..., s:e, :]
-        mc = xc.shape[-2]
-        if _kernels.inplace(xc) and mc not in buffers:
-            buffers[mc] = [None] + [np.empty((2, p[3], acc.K, mc, n), net.dtype)
-                                    for p, n in zip(plan, net.sizes[1:], strict=True)]
-        acc.add(_pass(net, xc, yc, loss, xp, plan, buffers.get(mc)), xc, xp, buffers.get(mc))
+        blocks = _blocks(arena, plan, acc.K, e - s, net) if _kernels.inplace(xc) else None
+        acc.add(_pass(net, xc, yc, loss, xp, plan, blocks), xc, xp, blocks)
     return acc.record()
 
 
+def _blocks(arena, plan, K, m, net) -> list:
+    """Per layer l, a (2, slots, K, m, n_l) NumPy buffer: the front of one flat array, so
+    that all layers, batches and sub-batch sizes of a ``record`` call share one allocation
+    (fresh memory costs page faults and zeroing on every call)."""
+    sizes = [2 * len(p.slots) * K * m * n for p, n in zip(plan, net.sizes[1:], strict=True)]
+    if arena.get("flat") is None or arena["flat"].size < sum(sizes):
+        arena["flat"] = np.empty(sum(sizes), net.dtype)
+    blocks, start = [None], 0
+    for p, n, size in zip(plan, net.sizes[1:], sizes, strict=True):
+        blocks.append(arena["flat"][start:start + size].reshape(2, len(p.slots), K, m, n))
+        start += size
+    return blocks
+
+
+class _Layer(NamedTuple):
+    """What one layer records: ``rec`` (names), ``ncross`` (seed 000's cross terms, 0 or 2),
+    ``slots`` (the names of its stacked array's slots, in order) and ``slot`` (name ->
+    index)."""
+
+    rec: list
+    ncross: int
+    slots: list
+    slot: dict
+
+
 def _plan(net, quantities, cross) -> list:
-    """Per layer l: (recorded names, number of cross terms, {name: slot}, slot count).
+    """Per layer l, a :class:`_Layer`.
 
     The slots of a layer's stacked array hold the recorded quantities first, then seed
     000's cross terms fdf and dfS (dfS is summarised from f'(z)'s slot without being formed
@@ -316,7 +339,7 @@ def _plan(net, quantities, cross) -> list:
         slots = rec + ["fdf", "dfS"][:ncross - (ncross and "df" in rec)]
         need = ["z", "a", "delta"] + (["df"] if l < L and f[l].elementwise else [])
         slots += [q for q in need if q not in slots]
-        plan.append((rec, ncross, {q: i for i, q in enumerate(slots)}, len(slots)))
+        plan.append(_Layer(rec, ncross, slots, {q: i for i, q in enumerate(slots)}))
     return plan
 
 
@@ -330,7 +353,7 @@ def _pass(net, x, y, loss, xp, plan, blocks) -> list:
     def slot(l, q):
         if blocks is None:
             return None
-        s = blocks[l][0, plan[l - 1][2][q]]
+        s = blocks[l][0, plan[l - 1].slot[q]]
         return s if stacked else s[0]
 
     v = [None] + [{} for _ in range(L)]
@@ -339,7 +362,7 @@ def _pass(net, x, y, loss, xp, plan, blocks) -> list:
         z = eq.pre_activation(a_prev, W[l], b[l], out=slot(l, "z"))
         a = _into(eq.activation(f[l], z, xp, out=slot(l, "a")), slot(l, "a"))
         v[l].update(z=z, a=a)
-        if "df" in plan[l - 1][2]:
+        if "df" in plan[l - 1].slot:
             v[l]["df"] = _into(eq.derivative(f[l], z, a, xp, out=slot(l, "df")), slot(l, "df"))
         a_prev = a
     v[L]["delta"] = _into(eq.output_delta(loss, f[L], v[L]["z"], v[L]["a"], y, xp),
@@ -370,23 +393,29 @@ class _Accumulator:
         self.dW2 = [None] * len(self.sizes)
         self.hist = {l: Histogram.empty(bins) for l in range(1, len(self.sizes))} \
             if bins else {}
-        self.work = None
+        self.work, self.ones = None, {}
+
+    def _ones(self, shape, like, xp):
+        """A vector of ones for the sums, made once per shape."""
+        if shape not in self.ones:
+            kw = {} if _backend.is_numpy(xp) else {"device": _backend.device(like)}
+            self.ones[shape] = xp.ones(shape, dtype=like.dtype, **kw)
+        return self.ones[shape]
 
     def add(self, v, x, xp, blocks=None):
         """Add one pass: ``v`` from :func:`_pass`, ``x`` its input; ``blocks`` the stacked
         buffers the pass wrote into (NumPy), else the quantities are stacked here."""
         K = self.K
         m = x.shape[-2]
-        kw = {} if _backend.is_numpy(xp) else {"device": _backend.device(x)}
-        ones_m = xp.ones((1, m), dtype=x.dtype, **kw)
+        ones_m = self._ones((1, m), x, xp)
         rows2_prev = None
         if self.weight_grads:  # per-sample mean of x^2 (shared x: broadcast over the stack)
             rows2_prev = xp.mean(x * x, axis=-1)
             rows2_prev = rows2_prev if rows2_prev.ndim == 2 else rows2_prev[None, :]
         for l in range(1, len(self.sizes)):
-            rec, ncross, idx, _ = self.plan[l - 1]
+            rec, ncross, slots, idx = self.plan[l - 1]
             n, Q = self.sizes[l], len(rec) + ncross
-            ones_n = xp.ones((n, 1), dtype=x.dtype, **kw)
+            ones_n = self._ones((n, 1), x, xp)
             st = {q: _stack(a) for q, a in v[l].items()}
             scaled = None
             if ncross:  # f'(z_j) f(z_j) and f'(z_j) sum_k f(z_k), S = sum_k f(z_k) (K, m, 1)
@@ -400,7 +429,7 @@ class _Accumulator:
                         _kernels.multiply_into(st["df"], S, out=dfS)
                 else:
                     scaled, Q = (rec.index("df"), S), Q - 1
-            names, rows2 = sorted(idx, key=idx.get)[:Q], {}
+            names, rows2 = slots[:Q], {}
             if Q:  # XX[0]: the Q quantities, XX[1]: their squares
                 if blocks is not None:
                     XX = blocks[l][:, :Q]
