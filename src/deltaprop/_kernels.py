@@ -46,9 +46,9 @@ def sigmoid(z, out=None):
     """1 / (1 + e^{-z}) in four in-place ufuncs.
 
     Accurate to a few ulp in relative terms on the whole line (e^{-z} overflowing to inf
-    gives exactly 0).  ``scipy.special.expit`` gives the same numbers but measured 5-8x
-    slower (no SIMD); ``0.5 tanh(z/2) + 0.5`` is faster still but loses the relative
-    accuracy of small a.
+    gives exactly 0).  ``scipy.special.expit`` gives the same numbers but is several times
+    slower (no SIMD; docs/performance.md); ``0.5 tanh(z/2) + 0.5`` is faster still but
+    loses the relative accuracy of small a.
     """
     out = np.negative(z, out=out)
     with np.errstate(over="ignore"):

@@ -137,10 +137,13 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Grad
     if check:
         y = _checks.check_y(net, loss, y, m, xp)
     J = eq.cost(loss, z[L], a[L], y, xp)
+    ws = Workspace() if inplace(a[0]) else _NoBuffers()  # f'(z) scratch, shared by layers
     delta = [None] * (L + 1)
     delta[L] = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
     for l in range(L - 1, 0, -1):
-        delta[l] = eq.hidden_delta(net.W[l + 1], delta[l + 1], f[l], z[l], a[l], xp)
+        df = eq.derivative(f[l], z[l], a[l], xp, out=ws.get("df", z[l].shape, z[l].dtype)) \
+            if f[l].elementwise else None
+        delta[l] = eq.hidden_delta(net.W[l + 1], delta[l + 1], f[l], z[l], a[l], xp, df=df)
     dW = [None] + [eq.weight_gradient(delta[l], a[l - 1], m) for l in range(1, L + 1)]
     db = [None] + [eq.bias_gradient(delta[l], xp) for l in range(1, L + 1)]
     if l2:

@@ -30,6 +30,7 @@ no error bar for a prediction over the weight distribution (the rows of
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -299,16 +300,16 @@ def _record_batch(net, x, y, loss, arena, *, quantities=QUANTITIES, bins=None,
 
 
 def _blocks(arena, plan, K, m, net) -> list:
-    """Per layer l, a (2, slots, K, m, n_l) NumPy buffer: the front of one flat array, so
-    that all layers, batches and sub-batch sizes of a ``record`` call share one allocation
-    (fresh memory costs page faults and zeroing on every call)."""
-    sizes = [2 * len(p.slots) * K * m * n for p, n in zip(plan, net.sizes[1:], strict=True)]
-    if arena.get("flat") is None or arena["flat"].size < sum(sizes):
-        arena["flat"] = np.empty(sum(sizes), net.dtype)
-    blocks, start = [None], 0
-    for p, n, size in zip(plan, net.sizes[1:], sizes, strict=True):
-        blocks.append(arena["flat"][start:start + size].reshape(2, len(p.slots), K, m, n))
-        start += size
+    """Per layer l, a (2, slots, K, m, n_l) NumPy buffer: the front of a flat array that
+    every batch and sub-batch size of one ``record`` call reuses (fresh memory costs page
+    faults and zeroing)."""
+    blocks = [None]
+    for l, (p, n) in enumerate(zip(plan, net.sizes[1:], strict=True), start=1):
+        shape = (2, len(p.slots), K, m, n)
+        size = math.prod(shape)
+        if l not in arena or arena[l].size < size:
+            arena[l] = np.empty(size, net.dtype)
+        blocks.append(arena[l][:size].reshape(shape))
     return blocks
 
 
