@@ -347,7 +347,7 @@ def config6(repeats, target, quick):
         for f in floors:
             f()
 
-    # for contrast, an overhead-bound shape (seed 000's kind of network): where stacking pays
+    # for contrast, an overhead-bound shape (the question's kind of network): where stacking pays
     small = dp.Network.init([10, 10, 10, 1], "tanh", "identity", K=K, dtype=s["dtype"], seed=0)
     small_singles = [small[k] for k in range(K)]
     xs, ys = _data([10, 10, 10, 1], 32, s["dtype"], "mse")

@@ -123,7 +123,7 @@ def _textbook_loss(loss, a, y):
     """J_i as a function of the output activation a (the form before any simplification)."""
     if loss == "mse":
         return 0.5 * ((a - y) ** 2).sum(-1)
-    if loss == "sigmoid-cross-entropy":  # seed 004, eq. (18)
+    if loss == "sigmoid-cross-entropy":  # Brawer, eq. (18)
         return -(y * torch.log(a) + (1 - y) * torch.log(1 - a)).sum(-1)
     return -(y * torch.log(a)).sum(-1)
 

@@ -3,7 +3,7 @@
 The reference takes the trace and the error vectors of one :func:`deltaprop.gradients`
 call on the whole batch and summarises them with plain NumPy (means and sums of squared
 deviations over the samples, per-sample unit averages, the per-sample weight-gradient mean
-square, seed 000's cross terms, a histogram of all of delta at once).  ``record`` must give
+square, the question's cross terms, a histogram of all of delta at once).  ``record`` must give
 the same keys, shapes, counts, moments (to rounding) and identical histograms, for every
 activation, loss, stack layout and option, whether a batch is taken whole, in batches or
 in sub-batches (``BUDGET`` forced down), on NumPy, torch and array_api_strict.

@@ -334,15 +334,15 @@ def test_forward_recursion_matches_simulation_with_mean():
     assert abs(z_score(tr.z[1].mean(axis=(1, 2)), no_mean[1].mean)) > 4
 
 
-# ----------------------------------------------------------------------------- seed 000
-SEED000 = dict(sizes=(16, 32, 4), activations="sigmoid", inputs="gaussian", input_mean=0.5,
+# ------------------------------------------------------------------------ the E[delta] question
+QUESTION = dict(sizes=(16, 32, 4), activations="sigmoid", inputs="gaussian", input_mean=0.5,
                input_var=1.0, target_mean=1.0, target_var=0.25, std=0.3, mean_w=0.1,
                K=2000, m=64, bins=None, seed=0)
 
 
 @pytest.mark.parametrize("forward", ["measured", "law", "gaussian"])
 def test_exact_last_layer_formula_agrees_with_monte_carlo(forward):
-    """Seed 000's setting: MSE, linear output, i.i.d. weights with mu_w = 0.1, sigma_w = 0.3.
+    """The question's setting: MSE, linear output, i.i.d. weights with mu_w = 0.1, sigma_w = 0.3.
 
     Band: |exact - measured| < 4 se (se over K = 2000 networks; z = -0.9 measured, -1.0 law,
     -1.7 gaussian), while the independence approximation is > 10 se off (25 se).  'measured'
@@ -350,7 +350,7 @@ def test_exact_last_layer_formula_agrees_with_monte_carlo(forward):
     forward law and 'gaussian' from the Gaussian forward model.  With 'law' and 'measured'
     the second moment (Isserlis) and the exact prediction at every layer are checked too.
     """
-    res = run_study(Study(**SEED000, forward=forward))
+    res = run_study(Study(**QUESTION, forward=forward))
     row = res.rows[0]
     meas, se = row["measured"]["mean"], row["measured"]["mean_se"]
     exact = row["predicted"]["exact_last_layer"]["mean"]

@@ -297,7 +297,7 @@ def test_cli_json_refuses_non_finite_values(tmp_path, capsys):
     assert "NaN or inf" in capsys.readouterr().err
 
 
-# Andrew Ng's Machine Learning course (seed 003), ex4 test case of nnCostFunction:
+# Andrew Ng's Machine Learning course, ex4 test case of nnCostFunction:
 # Theta1 = reshape(nn(1:6), 2, 3), Theta2 = reshape(nn(7:18), 4, 3) with nn = (1:18)/10
 # (column-major, bias column 0), X = cos([1 2; 3 4; 5 6]), y = [4; 2; 3].  Published:
 # J = 7.4070 (lambda = 0), 19.4736 (lambda = 4), and for lambda = 0 the gradient unrolled

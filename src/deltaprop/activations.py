@@ -7,7 +7,7 @@ Each :class:`Activation` holds
 
 * ``f(z, xp)``       -- a = f(z)
 * ``df(z, a, xp)``   -- f'(z), given ``a = f(z)`` as well (sigmoid and tanh use it:
-  ``f'(z) = a (1 - a)`` and ``1 - a**2``, seed 004 eq. 15a)
+  ``f'(z) = a (1 - a)`` and ``1 - a**2``, Brawer eq. 15a)
 * ``vjp(z, a, g, xp)`` -- g * f'(z) for elementwise f; the Jacobian-vector product
   for softmax.  The backward pass uses this, so softmax needs no special case there.
 

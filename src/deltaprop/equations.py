@@ -36,7 +36,7 @@ __all__ = [
 
 
 def pre_activation(a_prev, W, b, out=None):
-    """z^l = W^l a^{l-1} + b^l   (seed 004, eq. 5; seed 001: v_j = sum_i w_ji y_i).
+    """z^l = W^l a^{l-1} + b^l   (Brawer, eq. 5; Haykin: v_j = sum_i w_ji y_i).
 
     Row-major form: ``z[l] = a[l-1] @ W[l].mT + b[l]``; (m, n_{l-1}) -> (m, n_l).
     The bias is added in place to the fresh product (one pass, no second array).
@@ -47,14 +47,14 @@ def pre_activation(a_prev, W, b, out=None):
 
 
 def activation(f, z, xp, out=None):
-    """a^l = f_l(z^l)   (seed 003: a^(l) = g(z^(l)); seed 004: h^l(z^l))."""
+    """a^l = f_l(z^l)   (Ng's course: a^(l) = g(z^(l)); Brawer: h^l(z^l))."""
     if f.f_into is not None and inplace(z):
         return f.f_into(z, out)
     return f.f(z, xp)
 
 
 def derivative(f, z, a, xp, out=None):
-    """f_l'(z^l), given a^l = f_l(z^l) (sigmoid: a (1 - a), tanh: 1 - a^2; seed 004, eq. 15a)."""
+    """f_l'(z^l), given a^l = f_l(z^l) (sigmoid: a (1 - a), tanh: 1 - a^2; Brawer, eq. 15a)."""
     if f.df_into is not None and inplace(z):
         return f.df_into(z, a, out)
     return f.df(z, a, xp)
@@ -78,19 +78,19 @@ def output_and_cost(loss, f, z, y, xp, out=None):
 
 
 def output_delta(loss, f, z, a, y, xp):
-    """delta^L = dJ_i / dz^L   (seed 004, eq. 20 / 42: h(z^L) - y for matched pairs).
+    """delta^L = dJ_i / dz^L   (Brawer, eq. 20 / 42: h(z^L) - y for matched pairs).
 
-    For MSE: (a - y) * f'(z) (seed 001's output rule, with the opposite sign); for
+    For MSE: (a - y) * f'(z) (Haykin's output rule, with the opposite sign); for
     sigmoid + sigmoid cross-entropy and softmax + softmax cross-entropy: a - y.
     """
     return loss.delta(z, a, y, f, xp)
 
 
 def hidden_delta(W_next, delta_next, f, z, a, xp, out=None, df=None):
-    """delta^l = (W^{l+1})^T delta^{l+1} .* f'(z^l)   (seed 004, eq. 48; seed 001, rule 2).
+    """delta^l = (W^{l+1})^T delta^{l+1} .* f'(z^l)   (Brawer, eq. 48; Haykin, rule 2).
 
     Row-major form: ``(delta[l+1] @ W[l+1]) * df(z[l])``; (m, n_{l+1}) -> (m, n_l).
-    ``a = f(z)`` is passed so sigmoid and tanh take f' from it (seed 004, eq. 15a);
+    ``a = f(z)`` is passed so sigmoid and tanh take f' from it (Brawer, eq. 15a);
     ``df`` is f'(z^l) when the caller has it already (:func:`derivative`).
     """
     g = delta_next @ W_next if out is None else matmul_into(delta_next, W_next, out=out)
@@ -103,7 +103,7 @@ def hidden_delta(W_next, delta_next, f, z, a, xp, out=None, df=None):
 
 
 def weight_gradient(delta, a_prev, m, out=None):
-    """dJ/dW^l = 1/m sum_i delta^l_i (a^{l-1}_i)^T   (seed 004, eq. 44; seed 003's Nabla).
+    """dJ/dW^l = 1/m sum_i delta^l_i (a^{l-1}_i)^T   (Brawer, eq. 44; Ng's Nabla).
 
     Row-major form: ``delta[l].mT @ a[l-1] / m``; shape (n_l, n_{l-1}).
     """
@@ -113,12 +113,12 @@ def weight_gradient(delta, a_prev, m, out=None):
 
 
 def bias_gradient(delta, xp):
-    """dJ/db^l = 1/m sum_i delta^l_i   (seed 004, eq. 46: the bias column of theta)."""
+    """dJ/db^l = 1/m sum_i delta^l_i   (Brawer, eq. 46: the bias column of theta)."""
     return xp.mean(delta, axis=-2)
 
 
 def l2_penalty(W, lam, m, xp):
-    """(lambda / 2m) sum_l sum_jk (W^l_jk)^2, biases excluded (seed 003's course convention).
+    """(lambda / 2m) sum_l sum_jk (W^l_jk)^2, biases excluded (Ng's course convention).
 
     ``W`` is the per-layer tuple with slot 0 = None; returns () or (K,).
     """
@@ -131,7 +131,7 @@ def l2_gradient(W, lam, m):
 
 
 def gradient_step(p, dp, eta):
-    """p <- p - eta dJ/dp   (seed 001: Delta w_ji = -eta dE/dw_ji = eta delta_j y_i).
+    """p <- p - eta dJ/dp   (Haykin: Delta w_ji = -eta dE/dw_ji = eta delta_j y_i).
 
     Written ``(-eta dp) + p``: bit-identical to ``p - eta dp`` (negation is exact), and the
     temporary ``-eta dp`` is the left operand, so NumPy adds p into it in place (temporary

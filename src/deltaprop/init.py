@@ -2,8 +2,8 @@
 
 Every random initialiser draws zero-mean weights with a scale set by the fans
 (``n_in = n_{l-1}``, ``n_out = n_l``) or by ``std``, then adds ``mean`` (the mu_w of
-seed 000).  Biases are N(bias_mean, bias_std^2) (zeros by default), except for the two
-course initialisers, which fill the whole bias-node matrix theta = [b | W] of seed 004:
+the E[delta] question).  Biases are N(bias_mean, bias_std^2) (zeros by default), except for the two
+course initialisers, which fill the whole bias-node matrix theta = [b | W] of Brawer:
 
 * ``epsilon``: theta ~ U(-eps, eps), eps = sqrt(6) / sqrt(n_in + n_out) unless given
   (Ng's ``randInitializeWeights``);

@@ -3,7 +3,7 @@
 Shapes: ``z``, ``a``, ``y`` are (m, n_L) or stacked (K, m, n_L); ``per_sample`` returns
 (m,) or (K, m) and J is its mean over the batch, shape () or (K,).
 
-Scaling convention (the seeds'): ``delta[L]`` is the derivative of *one sample's* loss
+Scaling convention (the derivations'): ``delta[L]`` is the derivative of *one sample's* loss
 with respect to its ``z[L]``; it is **not** divided by m.  The 1/m appears only in
 ``dW`` and ``db`` (see :mod:`deltaprop.equations`).
 
@@ -62,7 +62,7 @@ def _mse(z, a, y, xp):
 
 
 def _mse_delta(z, a, y, act, xp):
-    """delta[L] = (a - y) * f'(z)   (seed 001: e_j phi'_j(v_j), with the sign flipped)."""
+    """delta[L] = (a - y) * f'(z)   (Haykin: e_j phi'_j(v_j), with the sign flipped)."""
     return act.vjp(z, a, a - y, xp)
 
 
@@ -73,7 +73,7 @@ def _sigmoid_ce(z, a, y, xp):
 
 
 def _a_minus_y(z, a, y, act, xp):
-    """delta[L] = h(z[L]) - y   (seed 004, eq. 20): f' cancels, nothing is divided."""
+    """delta[L] = h(z[L]) - y   (Brawer, eq. 20): f' cancels, nothing is divided."""
     return a - y
 
 
@@ -88,7 +88,7 @@ _TABLE = [
     Loss("mse", _mse, _mse_delta, "J = 1/m sum_i 1/2 sum_k (a_k - y_k)^2"),
     Loss(
         "sigmoid-cross-entropy", _sigmoid_ce, _a_minus_y,
-        "J = -1/m sum_i sum_k [y ln a + (1 - y) ln(1 - a)]   (seed 004, eq. 18)",
+        "J = -1/m sum_i sum_k [y ln a + (1 - y) ln(1 - a)]   (Brawer, eq. 18)",
         output="sigmoid", targets="probability",
     ),
     Loss(

@@ -7,7 +7,7 @@ Per-layer sequences keep slot 0 for the input layer, so the code reads like the 
 * ``W[l]``: (n_l, n_{l-1}) -- or (K, n_l, n_{l-1}) for a stack of K networks;
 * ``b[l]``: (n_l,)         -- or (K, n_l).
 
-``theta(l)`` is the bias-node matrix of seed 004, ``[b[l] | W[l]]`` of shape
+``theta(l)`` is the bias-node matrix of Brawer, ``[b[l] | W[l]]`` of shape
 (n_l, n_{l-1} + 1) (bias in column 0); ``with_theta`` sets it.
 
 A :class:`Network` is immutable: updates return a new network.
@@ -166,7 +166,7 @@ class Network:
 
     # ------------------------------------------------------------------ bias-node view
     def theta(self, l: int):
-        """theta(l) = [b[l] | W[l]], shape (n_l, n_{l-1} + 1) (or (K, ...)): seed 004's matrix."""
+        """theta(l) = [b[l] | W[l]], shape (n_l, n_{l-1} + 1) (or (K, ...)): Brawer's matrix."""
         self._check_layer(l)
         xp = self.xp
         return xp.concat([xp.expand_dims(self.b[l], axis=-1), self.W[l]], axis=-1)

@@ -55,7 +55,7 @@ def register(sub):
                    help="named initialiser (default glorot_normal; e.g. orthogonal, standard, "
                    "lecun_normal); with --weight-std or --sigma-w2 only its law (default normal)")
     w.add_argument("--weight-std", type=_floats, default=None,
-                   help="raw std of each weight (seed 000's sigma_w), one or one per layer")
+                   help="raw std of each weight (the question's sigma_w), one or one per layer")
     w.add_argument("--sigma-w2", type=_floats, default=None,
                    help="mean-field variance: Var(W[l]) = sigma_w^2 / n_{l-1}")
     w.add_argument("--weight-mean", type=_floats, default=0.0, help="mu_w (default 0)")
@@ -194,10 +194,10 @@ def _stats(args):
     print(f"{what}: sizes {ex['sizes']}, activations {ex['activations']}, "
           f"inputs {args.inputs}, {int(res.record.count)} samples per network")
     print(table(res.rows))
-    cond = ex.get("seed000_conditions")
+    cond = ex.get("question_conditions")
     if cond:
         t = {k: v + 0.0 for k, v in cond.items()}  # + 0.0: no "-0" (mu_w = 0 times < 0)
-        print(f"seed 000 at layer {len(ex['sizes']) - 2}: exact - independence = "
+        print(f"E[delta] question at layer {len(ex['sizes']) - 2}: exact - independence = "
               f"{t['total']:.4g} = variance term M v E[f'f] {t['variance_term']:.4g} "
               f"+ covariance term {t['covariance_term']:.4g}")
     if args.gradient_independence:

@@ -1,12 +1,12 @@
 """Ensembles over initialisations: weight priors, stacked draws, Gaussian inputs and targets.
 
-The expectations of seed 000 are over the weights *and* the inputs.  A :class:`Prior` gives,
+The E[delta] question's expectations are over the weights *and* the inputs.  A :class:`Prior` gives,
 per layer l = 1..L, the raw per-entry mean and variance of W[l] and of b[l]; :func:`draw`
 samples a stack of K networks from it as one stacked computation (``Network.init(K=K)``),
 and the theory (:mod:`deltaprop.theory`) reads the same numbers, so measurement and
 prediction always describe one distribution.
 
-Parametrisations: ``std`` is the raw standard deviation of one entry (the seed's sigma_w);
+Parametrisations: ``std`` is the raw standard deviation of one entry (the question's sigma_w);
 ``sigma_w2`` is the mean-field variance, Var(W[l]_jk) = sigma_w^2 / n_{l-1}; a named
 initialiser (``glorot_normal``, ``he_normal``, ``orthogonal``, ...) fixes the variance from
 the fans, or, given with ``std`` or ``sigma_w2``, only the law (uniform, normal, orthogonal)
@@ -79,7 +79,7 @@ def prior(sizes, *, init=None, mean_w=0.0, std=None, sigma_w2=None, sigma_b2=0.0
     ``sigma_w2`` (mean-field variance, Var = sigma_w^2 / n_{l-1}) sets the weight variance;
     without them ``init`` (a named initialiser, default ``"glorot_normal"``) sets it from
     the fans.  With one of them, ``init`` names only the law that they scale (``uniform``,
-    ``orthogonal``, ...; default normal).  ``mean_w`` is added to every weight (seed 000's
+    ``orthogonal``, ...; default normal).  ``mean_w`` is added to every weight (the question's
     mu_w); biases ~ N(bias_mean, sigma_b2).
     """
     sizes = tuple(int(n) for n in sizes)
@@ -152,5 +152,5 @@ def gaussian_inputs(m, n0, mean=0.0, var=1.0, seed=0, K=None) -> np.ndarray:
 
 
 def gaussian_targets(m, n_out, mean=0.0, var=1.0, seed=1, K=None) -> np.ndarray:
-    """y with i.i.d. N(mean, var) entries, drawn independently of x (seed 000's E[y])."""
+    """y with i.i.d. N(mean, var) entries, drawn independently of x (the question's E[y])."""
     return gaussian_inputs(m, n_out, mean, var, seed, K)

@@ -17,9 +17,9 @@ import numpy as np
 
 __all__ = ["plot_comparison", "plot_histograms", "plot_depth", "write_all"]
 
-_STYLE = {"independence": ("tab:orange", "s", "independence (seed 000)"),
+_STYLE = {"independence": ("tab:orange", "s", "independence (the E[delta] question)"),
           "mean_field": ("tab:green", "^", "mean field"),
-          "exact_last_layer": ("tab:red", "*", "exact, last hidden layer (seed 000)")}
+          "exact_last_layer": ("tab:red", "*", "exact, last hidden layer (the E[delta] question)")}
 
 
 def _measured_label(rows):

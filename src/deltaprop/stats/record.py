@@ -13,7 +13,7 @@ plus, per layer, the per-sample mean square of the weight gradient
 ``dW2`` = ||delta[l]_i||^2 ||a[l-1]_i||^2 / (n_l n_{l-1}) (the mean of (delta_j a_k)^2 over
 the entries of sample i's dW: one row norm each, no extra matrix product), a
 :class:`Histogram` of delta[l], and at the last hidden layer the forward cross moments
-seed 000's exact formula needs (``fdf`` = f'(z_j) f(z_j), ``dfS`` = f'(z_j) sum_l f(z_l)).
+the question's exact formula needs (``fdf`` = f'(z_j) f(z_j), ``dfS`` = f'(z_j) sum_l f(z_l)).
 
 Every statistic is a sum over the batch axis done with array operations (no per-sample
 Python loop), in the arrays' own namespace (NumPy, torch, ...).  Records merge exactly
@@ -212,7 +212,7 @@ def record_pass(net, trace, delta, *, quantities=QUANTITIES, bins=None, weight_g
     weight_grads : bool
         Record the per-sample weight-gradient mean square ``dW2``.
     cross : bool
-        Record ``fdf`` and ``dfS`` at the last hidden layer (seed 000's exact formula).
+        Record ``fdf`` and ``dfS`` at the last hidden layer (the E[delta] question's exact formula).
     """
     xp = _backend.namespace(net.W[1], trace.a[0])
     f, plan = net.activations, _plan(net, quantities, cross)
@@ -314,7 +314,7 @@ def _blocks(arena, plan, K, m, net) -> list:
 
 
 class _Layer(NamedTuple):
-    """What one layer records: ``rec`` (names), ``ncross`` (seed 000's cross terms, 0 or 2),
+    """What one layer records: ``rec`` (names), ``ncross`` (the question's cross terms, 0 or 2),
     ``slots`` (the names of its stacked array's slots, in order) and ``slot`` (name ->
     index)."""
 
@@ -492,7 +492,7 @@ def _moments(XX, ones_m, ones_n, scaled, xp):
     ``XX`` is (2, Q, K, m, n): Q quantities x stacked, and x^2 (overwritten here by x^4).
     ``scaled = (i, S)`` appends the moments of x_i S (S (K, m, 1) per sample) as a last
     quantity without forming it: column sums S^T x_i, (S^2)^T x_i^2, (S^4)^T x_i^4 and row
-    means S mean_j x_i, S^2 mean_j x_i^2 (seed 000's f'(z_j) sum_k f(z_k) term).
+    means S mean_j x_i, S^2 mean_j x_i^2 (the E[delta] question's f'(z_j) sum_k f(z_k) term).
 
     Sums over the samples and over the units are products with a vector of ones (a BLAS
     matrix-vector product, several times faster than a reduction along an inner axis);

@@ -6,11 +6,11 @@ ensemble (its :class:`~deltaprop.stats.ensemble.Prior`, input and target statist
 * ``exact``          E[delta[l]] and E[delta[l]^2] at every layer, exact for Gaussian weights
   given the forward pass (:mod:`deltaprop.theory.conditional`), averaged over the forward
   model, with that average's integration error (``mean_se``, ``second_moment_se``);
-* ``independence``   seed 000's approximation: E[delta[l]] and E[delta[l]^2], l = L..1;
+* ``independence``   the E[delta] question's approximation: E[delta[l]] and E[delta[l]^2], l = L..1;
 * ``mean_field``     E[delta[l]^2] by the gradient-independence recursion (mu_w = 0, or
   negligible against the width: max(n_{l-1}, n_l) mu_w^2 <= 0.05 Var(W[l]) in every layer,
   see :func:`mean_field_applies`);
-* ``exact_last_layer`` seed 000's exact E[delta[L-1]] and its second moment by Isserlis'
+* ``exact_last_layer`` the question's exact E[delta[L-1]] and its second moment by Isserlis'
   theorem (MSE, linear output, L >= 2).
 
 Forward statistics come from one of :data:`FORWARDS`: the exact per-sample law of the
@@ -58,7 +58,7 @@ from ..theory.mean_field import mean_field_backward
 from ..theory.output import output_delta_moments
 
 __all__ = ["predict", "compare", "z_scores", "table", "flat", "to_csv", "to_json", "THEORIES",
-           "seed000_conditions", "mean_field_applies"]
+           "question_conditions", "mean_field_applies"]
 
 THEORIES = ("exact", "independence", "mean_field", "exact_last_layer")
 
@@ -200,9 +200,9 @@ def mean_field_applies(prior, tol=0.05) -> bool:
     return True
 
 
-def seed000_conditions(prior, activations, input_stats, *, record=None, forward="law",
+def question_conditions(prior, activations, input_stats, *, record=None, forward="law",
                        law=None):
-    """Seed 000's conditions for the independence approximation at layer L-1, as numbers.
+    """The question's conditions for the independence approximation at layer L-1, as numbers.
 
     Returns :func:`deltaprop.theory.exact_last_layer.independence_gap` (``variance_term``
     M v E[f'f], ``covariance_term``, ``total`` = exact - independence) for a linear output

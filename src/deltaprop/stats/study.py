@@ -32,7 +32,7 @@ from . import ensemble as _ens
 from . import independent as _gi
 from . import weight_grads as _wgr
 from .record import record as _record
-from .report import compare, predict, seed000_conditions
+from .report import compare, predict, question_conditions
 
 __all__ = ["Study", "StudyResult", "run_study", "study_network", "load_inputs"]
 
@@ -116,7 +116,7 @@ def load_inputs(study: Study, n_out=None, standardization=None):
 
     Gaussian inputs: x ~ N(input_mean, input_var) i.i.d., fresh for each of the K networks
     (shape (K, m, n_0): the average is over weights and inputs), targets y ~ N(target_mean,
-    target_var) independent of x (so seed 000's E[y] is target_mean).  A data set: the
+    target_var) independent of x (so the E[delta] question's E[y] is target_mean).  A data set: the
     standardised features (with ``standardization``, a model file's ``{"mean", "scale"}``,
     if given), one-hot targets (classification) or the targets (regression); E[y] and
     E[y^2] measured.
@@ -214,10 +214,10 @@ def run_study(study: Study = Study()) -> StudyResult:
                     law=law)
     rows = compare(rec, preds, forward=study.forward) if gi is None else \
         _gi.add_rows(compare(rec, preds, forward=study.forward), rec, gi)
-    cond = seed000_conditions(pr, acts, inp, record=rec, forward=study.forward, law=law) \
+    cond = question_conditions(pr, acts, inp, record=rec, forward=study.forward, law=law) \
         if _losses.get(loss).name == "mse" else None
     extra = {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
-             "seed000_conditions": cond, _gi.KEY: gi}
+             "question_conditions": cond, _gi.KEY: gi}
     if study.weight_grads:
         extra[_wgr.KEY] = _wgr.predict(pr, acts, inp, preds, law)
         rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])

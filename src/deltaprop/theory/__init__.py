@@ -4,10 +4,10 @@
 * :mod:`.forward`          mean-field recursion for the mean, variance and unit covariance
                            of z[l] (mu_w = 0 and mu_w != 0);
 * :mod:`.output`           moments of delta[L] from the loss;
-* :mod:`.independence`     seed 000's independence approximation, layer by layer;
+* :mod:`.independence`     the E[delta] question's independence approximation, layer by layer;
 * :mod:`.mean_field`       the gradient-independence recursion, chi, the variance map's
                            fixed points, gradient depth scale, edge of chaos;
-* :mod:`.exact_last_layer` seed 000's exact last-hidden-layer formula and its conditions;
+* :mod:`.exact_last_layer` the question's exact last-hidden-layer formula and its conditions;
 * :mod:`.signal`           signal propagation: the length and correlation (C-) maps, c*,
                            chi_c, the depth scales xi_q and xi_c, the phase, the calculator
                            of ``deltaprop theory``;

@@ -1,4 +1,4 @@
-"""Seed 000's exact E[delta] of the last hidden layer (MSE, linear output, initialisation).
+"""The question's exact E[delta] of the last hidden layer (MSE, linear output, initialisation).
 
 Setting: layer i = L - 1 has H units, the output layer L is linear with M units, loss MSE,
 so delta[L] = z[L] - y = W[L] f(z[L-1]) + b[L] - y.  The weights W[L] are i.i.d. with mean
@@ -15,16 +15,16 @@ and E[W_kj W_kl] = sigma_w^2 [j = l] + mu_w^2 gives
     E[delta_j] = M sigma_w^2 E[f'(z_j) f(z_j)]
                  + mu_w sum_k ( mu_w sum_l E[f'(z_j) f(z_l)] - E[f'(z_j)] (E[y_k] - E[b_k]) ).
 
-This is the seed's last line (with an output bias added: E[y_k] -> E[y_k] - E[b_k]).
-Checked here: the seed's intermediate line writes sigma_w^2 e_i where e_j is meant, and
+This is the question's last line (with an output bias added: E[y_k] -> E[y_k] - E[b_k]).
+Checked here: the question's intermediate line writes sigma_w^2 e_i where e_j is meant, and
 its last line keeps the cross terms E[f'(z_j) f(z_l)] for l != j unfactored, as it must: z_j
 and z_l share the inputs, so they are *not* independent when mu_w != 0 in the lower layers.
-The seed's final formula is right; :func:`seed_formula` implements it literally and
+The question's final formula is right; :func:`seed_formula` implements it literally and
 :func:`exact_mean` adds the bias; the tests compare both with Monte Carlo.
 
 The independence approximation (:mod:`.independence`) instead gives
 E[f'(z_j)] mu_w sum_k E[delta[L]_k], E[delta[L]_k] = mu_w sum_l E[f(z_l)] + E[b_k] - E[y_k].
-The seed's conditions for the two to agree are evaluated by :func:`independence_gap`.
+The question's conditions for the two to agree are evaluated by :func:`independence_gap`.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class ForwardCross:
 
 def seed_formula(M, sigma_w2, mu_w, fw: ForwardCross, y_mean):
     """E[delta_j] = M sigma_w^2 E[f'(z_j) f(z_j)]
-    + mu_w sum_{k=1}^M [mu_w sum_{l=1}^H E[f'(z_j) f(z_l)] - E[f'(z_j)] E[y_k]]   (seed 000).
+    + mu_w sum_{k=1}^M [mu_w sum_{l=1}^H E[f'(z_j) f(z_l)] - E[f'(z_j)] E[y_k]]   (the question).
 
     ``y_mean``: E[y_k], a scalar (same for every k) or a sequence of M values.
     Assumes no output bias (or zero-mean biases are *not* enough: E[b] must be 0).
@@ -62,7 +62,7 @@ def seed_formula(M, sigma_w2, mu_w, fw: ForwardCross, y_mean):
 
 
 def exact_mean(M, sigma_w2, mu_w, fw: ForwardCross, y_mean, b_mean=0.0):
-    """The seed's formula with an output bias of mean ``b_mean``: E[y_k] -> E[y_k] - E[b_k]."""
+    """The question's formula with an output bias of mean ``b_mean``: E[y_k] -> E[y_k] - E[b_k]."""
     return seed_formula(M, sigma_w2, mu_w, fw, _sum_over_outputs(y_mean, M) / M - b_mean)
 
 
@@ -73,16 +73,16 @@ def independence_mean(M, mu_w, fw: ForwardCross, y_mean, b_mean=0.0):
 
 
 def independence_gap(M, sigma_w2, mu_w, fw: ForwardCross):
-    """The seed's conditions for independence to be good, as numbers.
+    """The question's conditions for independence to be good, as numbers.
 
     exact - independence = M sigma_w^2 E[f' f]                          ("variance term")
                           + M mu_w^2 (sum_l E[f'(z_j) f(z_l)] - H E[f'] E[f])
                                                                      ("covariance term")
 
-    The seed asks (1) M sigma_w^2 E[f'f] ~ 0 and (2) mu_w (E[f'f]/E[f'] + sum_{l != j}
+    The question asks (1) M sigma_w^2 E[f'f] ~ 0 and (2) mu_w (E[f'f]/E[f'] + sum_{l != j}
     E[f(z_l)]) - E[y_k] ~ E[delta_k^(i+1)], i.e. Cov(f'(z_j), f(z_j)) ~ 0 with the other
     units independent of z_j; the second term above is that condition times M mu_w^2 (and
-    keeps the l != j cross covariances the seed drops).  Returns a dict with both terms
+    keeps the l != j cross covariances the question drops).  Returns a dict with both terms
     and their sum.
     """
     var_term = M * sigma_w2 * fw.fdf

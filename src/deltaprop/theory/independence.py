@@ -1,4 +1,4 @@
-"""Seed 000's independence approximation, layer by layer from the output.
+"""The E[delta] question's independence approximation, layer by layer from the output.
 
     delta[l]_j = f'(z[l]_j) sum_k W[l+1]_kj delta[l+1]_k
 
@@ -6,7 +6,7 @@ Assume f'(z[l]_j), the weights W[l+1] and the error vector delta[l+1] independen
 n_{l+1} components of delta[l+1] independent of each other with common moments
 (E[delta], E[delta^2]).  With mu = E[W[l+1]_kj] and v = Var(W[l+1]_kj):
 
-    E[delta[l]]   ~= E[f'(z[l])] n_{l+1} mu E[delta[l+1]]                          (seed 000)
+    E[delta[l]]   ~= E[f'(z[l])] n_{l+1} mu E[delta[l+1]]                          (the question)
     E[delta[l]^2] ~= E[f'(z[l])^2] n_{l+1} ((v + mu^2) E[delta[l+1]^2]
                                             + (n_{l+1} - 1) mu^2 E[delta[l+1]]^2)
 

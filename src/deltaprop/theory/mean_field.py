@@ -10,7 +10,7 @@ Scaling convention (loud): ``var_w`` is the raw variance of one entry of W[l+1].
 
 In the mean-field parametrisation var_w[l+1] = sigma_w^2 / n_l, so
 chi_l = sigma_w^2 (n_{l+1} / n_l) E[f'(z[l])^2], which is sigma_w^2 E[f'^2] for equal
-widths.  (Written with the seed's i.i.d. variance sigma_w^2 per entry, chi = n_{l+1}
+widths.  (Written with the question's i.i.d. variance sigma_w^2 per entry, chi = n_{l+1}
 sigma_w^2 E[f'^2]: the same number.)
 
 The forward variance obeys q[l] = F(q[l-1]), F(q) = sigma_w^2 E[f(z)^2] + sigma_b^2 with

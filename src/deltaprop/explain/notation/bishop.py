@@ -38,7 +38,7 @@ class Bishop(Convention):
     decisions = (
         "Bishop's own eq. (5.51) takes delta with respect to the weighted sum (as deltaprop "
         "does); this notation follows the notes' delta with respect to the activation "
-        "output, as docs/derivation.md maps seed 002.",
+        "output, as docs/derivation.md maps the notes after Bishop.",
         "The notes' E sums over samples without 1/N, so dE/dw = N dW; deltaprop's step "
         "W - eta dW is written w <- w - (eta/N) dE/dw, and L2 as (lambda/2) sum w^2.",
         "For cross-entropy the output delta is dE/dz = (z - y)/(z (1 - z)) (sigmoid) or "
