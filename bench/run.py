@@ -17,13 +17,17 @@ contender once, in rotating order), after a warm-up, the median over repeats of:
   ``donate=True``, inputs checked);
 * ``gradients_ms``: the same step through the public ``gradients`` + ``step`` (the full
   trace and gradients, all freshly allocated);
+* ``textbook_ms``: the plain NumPy step a student writes from the equations (fresh arrays
+  for every operation, no checks, ``W -= eta * dW``), doing the same work as ``train_step``
+  (forward, the loss J, delta, gradients, update);
 * ``torch_ms``: PyTorch eager on the CPU: ``nn.Sequential``, the loss, ``backward()`` and
   ``torch.optim.SGD.step()``, same dtype, same thread count;
 * ``floor_ms``: only the matrix products the step needs, with NumPy into preallocated
   arrays: per layer the forward ``a @ W.T``, the weight gradient ``delta.T @ a`` and (except
   for layer 1) the input gradient ``delta @ W``.
 
-``vs_torch = deltaprop_ms / torch_ms`` and ``vs_floor = deltaprop_ms / floor_ms``.
+``vs_torch = deltaprop_ms / torch_ms``, ``vs_textbook = deltaprop_ms / textbook_ms`` and
+``vs_floor = deltaprop_ms / floor_ms``.
 Configuration 3 adds scikit-learn's ``MLPClassifier`` per epoch on the digits data;
 6 compares a stack of K networks with a Python loop over K single networks (``vs_loop``
 is the speed-up); 7 compares a backward pass that records delta statistics with a plain
@@ -145,6 +149,60 @@ def torch_fn(net, x, y, loss, eta):
     return step
 
 
+def textbook_fn(net, x, y, loss, eta):
+    """The textbook NumPy step: every operation a fresh array, no checks, ``W -= eta * dW``.
+
+    Forward, the loss J, delta[L] = a - y (softmax + cross-entropy, or identity + MSE),
+    delta[l] = (delta[l+1] @ W[l+1]) * f'(z[l]), dW, db and the update, on its own copy of
+    the parameters; the one-hot targets are made once, outside the step.
+    """
+    W = [None] + [w.copy() for w in net.W[1:]]
+    b = [None] + [v.copy() for v in net.b[1:]]
+    names = [f.name for f in net.activations]
+    L, m = net.L, x.shape[0]
+    Y = np.eye(net.sizes[-1], dtype=x.dtype)[y] if loss == CE else y
+
+    def f(name, z):
+        if name == "sigmoid":
+            return 1 / (1 + np.exp(-z))
+        if name == "tanh":
+            return np.tanh(z)
+        if name == "relu":
+            return np.maximum(z, 0)
+        if name == "softmax":
+            e = np.exp(z - z.max(axis=1, keepdims=True))
+            return e / e.sum(axis=1, keepdims=True)
+        return z
+
+    def df(name, z, a):
+        if name == "sigmoid":
+            return a * (1 - a)
+        if name == "tanh":
+            return 1 - a * a
+        return (z > 0).astype(z.dtype)  # relu
+
+    def step():
+        zs, a = [None], [x]
+        for l in range(1, L + 1):
+            zs.append(a[l - 1] @ W[l].T + b[l])
+            a.append(f(names[l], zs[l]))
+        if loss == CE:
+            J = -np.log(a[L][np.arange(m), y]).mean()
+        else:
+            J = 0.5 * ((a[L] - Y) ** 2).sum(axis=1).mean()
+        delta = a[L] - Y
+        for l in range(L, 0, -1):
+            dW = delta.T @ a[l - 1] / m
+            db = delta.mean(axis=0)
+            if l > 1:
+                delta = (delta @ W[l]) * df(names[l - 1], zs[l - 1], a[l - 1])
+            W[l] -= eta * dW
+            b[l] -= eta * db
+        return J
+
+    return step
+
+
 def floor_fn(W, x):
     """Only the matrix products of one step, into preallocated arrays (NumPy).
 
@@ -187,6 +245,7 @@ def mlp_config(cid, title, sizes, m, hidden, output, loss, dtype, repeats, targe
     net = dp.Network.init(sizes, hidden, output, dtype=dtype, seed=0)
     x, y = _data(sizes, m, dtype, loss)
     fns = deltaprop_fns(net, x, y, loss, eta)
+    fns["textbook"] = textbook_fn(net, x, y, loss, eta)
     fns["torch"] = torch_fn(net, x, y, loss, eta)
     fns["floor"] = floor_fn(net.W, x)
     t = measure(fns, repeats, target)
@@ -197,8 +256,9 @@ def _row(cid, title, t, **extra):
     ms = {k: v * 1e3 for k, v in t.items()}
     row = {"config": cid, "title": title,
            "deltaprop_ms": ms.get("deltaprop"), "torch_ms": ms.get("torch"),
-           "floor_ms": ms.get("floor"),
+           "floor_ms": ms.get("floor"), "textbook_ms": ms.get("textbook"),
            "vs_torch": _ratio(ms.get("deltaprop"), ms.get("torch")),
+           "vs_textbook": _ratio(ms.get("deltaprop"), ms.get("textbook")),
            "vs_floor": _ratio(ms.get("deltaprop"), ms.get("floor")),
            "gradients_ms": ms.get("gradients")}
     row.update(extra)
@@ -220,6 +280,7 @@ def config3(repeats, target, quick):
     net = dp.Network.init(sizes, "sigmoid", "softmax", dtype=dtype, seed=0)
     x, y = X[:m].copy(), labels[:m].copy()
     fns = deltaprop_fns(net, x, y, CE, 0.1)
+    fns["textbook"] = textbook_fn(net, x, y, CE, 0.1)
     fns["torch"] = torch_fn(net, x, y, CE, 0.1)
     fns["floor"] = floor_fn(net.W, x)
     t = measure(fns, repeats, target)
@@ -514,9 +575,9 @@ def table(head, rows) -> str:
            f"{head['clock']} clock  "
            f"numpy {head['numpy']} ({blas})"
            f"  torch {head['torch']} ({head['torch_blas']})",
-           "", "| config | deltaprop ms | torch ms | floor ms | vs_torch | vs_floor | "
-           "gradients+step ms | other |",
-           "|---|---|---|---|---|---|---|---|"]
+           "", "| config | deltaprop ms | textbook ms | torch ms | floor ms | vs_textbook "
+           "| vs_torch | vs_floor | gradients+step ms | other |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         other = []
         for k in ("vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop",
@@ -526,8 +587,10 @@ def table(head, rows) -> str:
                   "sklearn_epoch_ms", "todo"):
             if r.get(k) is not None:
                 other.append(f"{k}={f(r[k]) if not isinstance(r[k], str) else r[k]}")
-        out.append(f"| {r['config']}: {r['title']} | {f(r['deltaprop_ms'])} | {f(r['torch_ms'])} "
-                   f"| {f(r['floor_ms'])} | {f(r['vs_torch'], '{:.2f}')} "
+        out.append(f"| {r['config']}: {r['title']} | {f(r['deltaprop_ms'])} "
+                   f"| {f(r.get('textbook_ms'))} | {f(r['torch_ms'])} "
+                   f"| {f(r['floor_ms'])} | {f(r.get('vs_textbook'), '{:.2f}')} "
+                   f"| {f(r['vs_torch'], '{:.2f}')} "
                    f"| {f(r['vs_floor'], '{:.2f}')} | {f(r.get('gradients_ms'))} "
                    f"| {'; '.join(other)} |")
     return "\n".join(out)

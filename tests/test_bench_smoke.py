@@ -48,3 +48,37 @@ def test_quick_json_has_every_config_and_the_header():
     assert by[3]["sklearn_epoch_ms"] > 0
     assert by[6].get("todo") or by[6]["vs_loop"] > 0
     assert by[7].get("todo") or by[7]["overhead"] > 0
+
+
+def _bench_run():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("sizes,hidden,output,loss", [
+    ([6, 5, 4, 3], "sigmoid", "softmax", "softmax-cross-entropy"),
+    ([6, 5, 4, 3], "tanh", "identity", "mse"),
+    ([6, 5, 3], "relu", "softmax", "softmax-cross-entropy"),
+])
+def test_textbook_contender_is_the_same_step_as_train_step(sizes, hidden, output, loss):
+    """The textbook NumPy step times the same arithmetic as train_step: same J, same update."""
+    import numpy as np
+
+    import deltaprop as dp
+    from deltaprop import backprop as bp
+
+    run = _bench_run()
+    net = dp.Network.init(sizes, hidden, output, seed=1)
+    x, y = run._data(sizes, 7, "float64", loss, seed=2)
+    step = run.textbook_fn(net, x, y, loss, 0.3)
+    J_text = step()
+    new, J = bp.train_step(net, x, y, loss, 0.3)
+    np.testing.assert_allclose(J_text, J, rtol=1e-12)
+    # a second textbook step from the updated parameters equals a second train_step
+    J2_text = step()
+    _, J2 = bp.train_step(new, x, y, loss, 0.3)
+    np.testing.assert_allclose(J2_text, J2, rtol=1e-10)
