@@ -40,7 +40,7 @@ import numpy as np
 
 from .. import _backend
 from ..backprop import forward
-from .record import Record, _batches, deltas, record_pass
+from .record import Record, deltas, iter_batches, record_pass
 
 __all__ = ["record_independent", "permuted_copy", "add_rows", "table", "KEY"]
 
@@ -93,7 +93,7 @@ def record_independent(net, x, y, loss, copy, *, batch_size=None, bins=None) -> 
         raise ValueError(f"the copy ({copy!r}) must have the network's sizes, stack size and "
                          f"activations ({net!r})")
     rec = None
-    for xb, yb in _batches(x, y, batch_size):
+    for xb, yb in iter_batches(x, y, batch_size):
         trace = forward(net, xb)
         # deltas() reads W and the activations from its first argument and z, a from the
         # trace: the real forward pass and delta[L], back-propagated through copy's W~

@@ -264,7 +264,7 @@ def record(net, x, y=None, loss="mse", *, batch_size=None, into: Record | None =
         ``cross``).
     """
     rec, arena = into, {}
-    for xb, yb in _batches(x, y, batch_size):
+    for xb, yb in iter_batches(x, y, batch_size):
         part = _record_batch(net, xb, yb, loss, arena, **options)
         rec = part if rec is None else rec.merge(part)
     if rec is None:
@@ -558,7 +558,9 @@ _CANCEL = {k: float(np.finfo(k).eps) / v for k, v in _RTOL.items()}
 _CANCEL_BY_DTYPE = {np.dtype(k): v for k, v in _CANCEL.items()}
 
 
-def _batches(x, y, batch_size) -> Iterable:
+def iter_batches(x, y, batch_size) -> Iterable:
+    """(x, y) in slices of ``batch_size`` samples along the batch axis (all at once for
+    0 or None); an iterable ``x`` of (x, y) batches is passed through."""
     if not hasattr(x, "shape"):
         if y is not None:
             raise ValueError("give y inside the (x, y) batches when x is an iterable")
