@@ -98,6 +98,31 @@ def check_y(net, loss, y, m, xp):
     return y
 
 
+def on_network(net, v, labels=False):
+    """Data ``v`` (list, NumPy or any supported library's array: a torch tensor on a GPU or
+    with ``requires_grad`` included) as an array of the network's library, on its device, in
+    its dtype; integer class labels stay integers when ``labels``.  Copied through the host
+    once per call."""
+    v = np.asarray(_backend.to_numpy(v))
+    if labels and v.dtype.kind in "iu":  # class labels stay integers (one-hot later)
+        return _backend.asarray(v, net.xp, device=_backend.device(net.W[1]))
+    return _backend.asarray(v, net.xp, like=net.W[1])
+
+
+def prepare_data(net, loss, x, y, name):
+    """x, y moved to the network's library (:func:`on_network`) and checked
+    (:func:`check_x`, :func:`check_y`: y one-hot for class labels); a ValueError starts with
+    ``name`` (such as "training data").  ``loss`` is a :class:`~deltaprop.losses.Loss`."""
+    xp = net.xp
+    x, y = on_network(net, x), on_network(net, y, labels=True)
+    try:
+        x = check_x(net, x, xp)
+        y = check_y(net, loss, y, x.shape[0], xp)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return x, y
+
+
 @functools.lru_cache(maxsize=64)
 def _integral(xp, dtype) -> bool:
     return xp.isdtype(dtype, "integral")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import re
 
-from .. import _backend, backprop
+from .. import _backend, _checks, backprop
 from .. import losses as _losses
 from ..theory.batch_gradient import batch_gradient_theory
 
@@ -147,10 +147,9 @@ class LayerStatsCallback:
 
     def __init__(self, x, y, loss, initial, *, prior=None, theory=True, batch_size=4096,
                  pairs=16384, max_pairs=1 << 16, seed=0):
-        from ..train import _prepare
-
         self.loss = _losses.get(loss)
-        self.x, self.y = _prepare(initial, self.loss, x, y, "layer statistics data")
+        self.x, self.y = _checks.prepare_data(initial, self.loss, x, y,
+                                             "layer statistics data")
         self.batch_size = batch_size
         self.initial = initial.replace(W=[None] + [w * 1 for w in initial.W[1:]])  # a copy
         self.initial_stats = layer_stats(initial, self.x, self.y, self.loss, self.initial,
