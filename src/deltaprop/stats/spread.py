@@ -270,12 +270,12 @@ def probe_study(study):
     drawn from the study's prior with an identity output, each with its own random unit
     vector u, the study's inputs; drawn ``study.K_chunk`` networks at a time (seeds as in
     :func:`~deltaprop.stats.study.run_study`)."""
-    from .study import _layer_acts, load_inputs
+    from .study import layer_activations, load_inputs
 
     x, _, _, _, n0, nL = load_inputs(study)
     sizes = list(study.sizes)
     sizes[0], sizes[-1] = sizes[0] or n0, sizes[-1] or nL
-    acts = _layer_acts(study.activations, "identity", len(sizes) - 1)
+    acts = layer_activations(study.activations, "identity", len(sizes) - 1)
     acts[-1] = _act.get("identity")
     pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
                     sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)

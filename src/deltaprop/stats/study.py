@@ -34,7 +34,7 @@ from . import weight_grads as _wgr
 from .record import record as _record
 from .report import compare, predict, question_conditions
 
-__all__ = ["Study", "StudyResult", "run_study", "study_network", "load_inputs"]
+__all__ = ["Study", "StudyResult", "run_study", "study_network", "load_inputs", "layer_activations"]
 
 
 @dataclass(frozen=True)
@@ -176,7 +176,7 @@ def run_study(study: Study = Study()) -> StudyResult:
         raise ValueError(f"bad sizes {sizes}")
     loss = _losses.get(study.loss)
     output = study.output or loss.output or "identity"
-    acts = _layer_acts(study.activations, output, len(sizes) - 1)
+    acts = layer_activations(study.activations, output, len(sizes) - 1)
     pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
                     sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
     chunk = min(study.K_chunk or study.K, study.K)
@@ -350,7 +350,10 @@ def _targets(y, loss, nL):
     return y
 
 
-def _layer_acts(activations, output, L):
+def layer_activations(activations, output, L) -> list:
+    """The L activation rows of a study: ``activations`` (names, a comma-separated string or
+    a sequence) gives one name for every hidden layer, one per hidden layer (L - 1) or one
+    per layer (L); ``output`` is the output layer's name unless all L are given."""
     if isinstance(activations, str):
         names = [a.strip() for a in activations.split(",")]
     else:
