@@ -43,7 +43,7 @@ import numpy as np
 from scipy import special, stats
 
 from .. import activations as _act
-from .gaussian import _SLOPES, expect, numpy_pair
+from .gaussian import SLOPES, expect, numpy_pair
 
 __all__ = ["relu_layer_log_variance", "relu_jacobian_log_variance", "relu_law",
            "relu_spread", "gaussian_norm2", "spread_of", "layer_constant", "layer_noise",
@@ -239,8 +239,8 @@ def _moments(f, var) -> dict:
     """E[f^2], E[f^4], E[f'^2], E[f'^4], E[f^2 f'^2] at z ~ N(0, var), and the
     elasticities theta = dlog E[f^2] / dlog var, eta = dlog E[f'^2] / dlog var."""
     act = _act.get(f)
-    if act.name in _SLOPES:  # f = alpha z (z < 0), beta z (z > 0): closed forms at mean 0
-        al, be = _SLOPES[act.name]
+    if act.name in SLOPES:  # f = alpha z (z < 0), beta z (z > 0): closed forms at mean 0
+        al, be = SLOPES[act.name]
         p2, p4 = (al**2 + be**2) / 2, (al**4 + be**4) / 2
         return {"f2": p2 * var, "f4": 3 * p4 * var**2, "df2": p2, "df4": p4,
                 "f2df2": p4 * var, "theta": 1.0, "eta": 0.0}

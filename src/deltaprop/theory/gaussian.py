@@ -16,7 +16,7 @@ Methods
   probabilists' weight e^{-x^2/2}):  E[g(z)] ~= sum_i w_i g(mu + s x_i) / sqrt(2 pi).
   When s is wide compared with the activation's unit scale (s > ``GRID_ABOVE``), the
   nodes are too sparse near the origin where tanh' and sigmoid' live, so composite
-  8-point Gauss-Legendre on panels over mu +- 12 s is used instead (:func:`_panels`):
+  8-point Gauss-Legendre on panels over mu +- 12 s is used instead (:func:`panel_nodes`):
   unit panels on |z| <= ``FINE_RADIUS``, panels growing with |z| beyond, none wider than
   s/2.  Its cost does not grow with s (a fixed-step grid took minutes at s = 10^6).
   Assumption: g varies on the unit scale only for |z| <= 40 and on the scale of |z|
@@ -39,7 +39,7 @@ import numpy as np
 from .. import activations as _act
 
 __all__ = ["expect", "expectations", "piecewise_linear", "bivariate", "numpy_pair", "phi",
-           "Phi", "NAMES", "GRID_ABOVE", "FINE_RADIUS"]
+           "Phi", "NAMES", "GRID_ABOVE", "FINE_RADIUS", "SLOPES", "hermite_nodes", "panel_nodes"]
 
 #: the five expectations of :func:`expectations`, in order
 NAMES = ("f", "df", "df2", "fdf", "f2")
@@ -47,7 +47,8 @@ NAMES = ("f", "df", "df2", "fdf", "f2")
 GRID_ABOVE = 1.0
 #: |z| within which the panels are of unit width (where the activations bend)
 FINE_RADIUS = 40.0
-_SLOPES = {"identity": (1.0, 1.0), "relu": (0.0, 1.0), "leaky_relu": (_act.LEAKY_SLOPE, 1.0)}
+#: (alpha, beta) of each piecewise-linear activation: f(z) = alpha z (z < 0), beta z (z >= 0)
+SLOPES = {"identity": (1.0, 1.0), "relu": (0.0, 1.0), "leaky_relu": (_act.LEAKY_SLOPE, 1.0)}
 
 
 def phi(x):
@@ -61,7 +62,9 @@ def Phi(x):
 
 
 @lru_cache(maxsize=8)
-def _hermite(n):
+def hermite_nodes(n):
+    """Nodes x and weights w of n-point Gauss-Hermite quadrature for the standard normal:
+    E[g(x)] ~= sum_i w_i g(x_i), x ~ N(0, 1) (weights already divided by sqrt(2 pi))."""
     x, w = np.polynomial.hermite_e.hermegauss(n)
     return x, w / math.sqrt(2 * math.pi)
 
@@ -70,7 +73,7 @@ def expect(g, mu, var, n=101):
     """E[g(z)] for z ~ N(mu, var), g a vectorised NumPy function of z.
 
     Gauss-Hermite with ``n`` nodes where sqrt(var) <= GRID_ABOVE, else Gauss-Legendre
-    panels on mu +- 12 s (:func:`_panels`; ~1e-15 relative for the activations' f^2 at
+    panels on mu +- 12 s (:func:`panel_nodes`; ~1e-15 relative for the activations' f^2 at
     any s, about 0.1 ms an element).  ``var = 0`` gives g(mu).
     """
     mu, var = np.broadcast_arrays(np.asarray(mu, float), np.asarray(var, float))
@@ -82,10 +85,10 @@ def expect(g, mu, var, n=101):
     out = np.empty(mu.shape)
     narrow = s <= GRID_ABOVE
     if np.any(narrow):
-        x, w = _hermite(n)
+        x, w = hermite_nodes(n)
         out[narrow] = _symmetric_sum(g(mu[narrow][..., None] + s[narrow][..., None] * x), w)
     for i in np.nonzero(~narrow)[0]:
-        z, w = _panels(float(mu[i]), float(s[i]))
+        z, w = panel_nodes(float(mu[i]), float(s[i]))
         out[i] = _symmetric_sum(g(z), w) if mu[i] == 0 else g(z) @ w
     return out.reshape(shape)
 
@@ -93,7 +96,7 @@ def expect(g, mu, var, n=101):
 _LEGENDRE = np.polynomial.legendre.leggauss(8)
 
 
-def _panels(mu, s):
+def panel_nodes(mu, s):
     """Nodes z and weights w with sum_i w_i g(z_i) ~= E[g(z)], z ~ N(mu, s^2), s > 0.
 
     Composite 8-point Gauss-Legendre on [mu - 12 s, mu + 12 s], cut at the integers of
@@ -193,8 +196,8 @@ def expectations(f, mu, var, n=101) -> dict:
         Closed forms for identity, relu and leaky relu; quadrature otherwise.
     """
     act, fz, dfz = numpy_pair(f)
-    if act.name in _SLOPES:
-        return piecewise_linear(_SLOPES[act.name], mu, var)
+    if act.name in SLOPES:
+        return piecewise_linear(SLOPES[act.name], mu, var)
     g = {"f": fz, "df": dfz, "df2": lambda z: dfz(z) ** 2, "fdf": lambda z: fz(z) * dfz(z),
          "f2": lambda z: fz(z) ** 2}
     return {k: expect(g[k], mu, var, n) for k in NAMES}
@@ -211,6 +214,6 @@ def bivariate(g, h, mu, q, c, n=61):
     are vectorised NumPy functions; mu, q, c are scalars.
     """
     c = float(min(max(c, 0.0), q))
-    x, w = _hermite(n)
+    x, w = hermite_nodes(n)
     inner = mu + math.sqrt(c) * x
     return float((expect(g, inner, q - c) * expect(h, inner, q - c)) @ w)

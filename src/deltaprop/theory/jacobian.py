@@ -50,7 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .gaussian import _SLOPES, expect, expectations, numpy_pair
+from .gaussian import SLOPES, expect, expectations, numpy_pair
 from .signal import length_map
 
 __all__ = ["WEIGHTS", "S1", "derivative_moments", "critical_point", "layer_variances",
@@ -100,8 +100,8 @@ def derivative_moments(f, q, k_max=2):
     k = np.arange(1, k_max + 1)
     if q == 0:
         return float(dfz(np.zeros(1))[0]) ** (2 * k)
-    if act.name in _SLOPES:
-        alpha, beta = _SLOPES[act.name]
+    if act.name in SLOPES:
+        alpha, beta = SLOPES[act.name]
         return (alpha ** (2 * k) + beta ** (2 * k)) / 2
     return np.array([float(expect(lambda z, p=2 * kk: dfz(z) ** p, 0.0, q)) for kk in k])
 

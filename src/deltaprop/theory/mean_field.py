@@ -32,10 +32,11 @@ from functools import lru_cache
 import numpy as np
 
 from .. import activations as _act
-from .gaussian import _SLOPES, expect, expectations, numpy_pair
+from .gaussian import SLOPES, expect, expectations, numpy_pair
 
 __all__ = ["chi", "mean_field_backward", "FixedPoint", "fixed_points", "fixed_point",
-           "chi_at_fixed_point", "gradient_depth_scale", "edge_of_chaos"]
+           "chi_at_fixed_point", "gradient_depth_scale", "edge_of_chaos", "LengthMap",
+           "reached_point"]
 
 
 def chi(sigma_w2, q, f, mean=0.0, width_ratio=1.0):
@@ -135,7 +136,7 @@ def _label(slope):
     return "stable" if abs(slope) < 1 else "unstable"
 
 
-class _Map:
+class LengthMap:
     """F(q) = sigma_w^2 E[f(z)^2] + sigma_b^2, z ~ N(0, q), and h(q) = F(q) - q.
 
     With c+^2, c-^2 = f'(+-inf)^2, a = sigma_w^2 (c+^2 + c-^2) / 2 is the slope of F at
@@ -152,7 +153,7 @@ class _Map:
                              f"{sigma_w2!r}, {sigma_b2!r}")
         self.act, self.f, self.df = numpy_pair(f)
         self.w2, self.b2 = w2, b2 = float(sigma_w2), float(sigma_b2)
-        self.linear = _SLOPES.get(self.act.name)  # (alpha, beta) of a piecewise-linear f
+        self.linear = SLOPES.get(self.act.name)  # (alpha, beta) of a piecewise-linear f
         cp2, cm2, r_lo, r_hi = _tail(self.act)
         self.a = a = w2 * (cp2 + cm2) / 2
         self.r = lambda z: self.f(z) ** 2 - np.where(z > 0, cp2, cm2) * z * z
@@ -256,7 +257,7 @@ def fixed_points(sigma_w2, sigma_b2, f):
     increasing in q, so no fixed point lies below F(0): true for every activation in
     deltaprop (f(z)^2 + f(-z)^2 grows with |z|).  About 1-15 ms.
     """
-    m = _Map(sigma_w2, sigma_b2, f)
+    m = LengthMap(sigma_w2, sigma_b2, f)
     if m.linear is not None:
         return _linear_points(m)
     points = [m.point(0.0)] if m.F0 == 0 else []
@@ -269,7 +270,7 @@ def fixed_points(sigma_w2, sigma_b2, f):
     return tuple(points)
 
 
-def _reached(m, q0):
+def reached_point(m, q0):
     """The fixed point the iteration q[l] = F(q[l-1]) from q[0] = q0 converges to.
 
     F is increasing, so the iterates move monotonically towards the nearest fixed point in
@@ -303,7 +304,7 @@ def fixed_point(sigma_w2, sigma_b2, f, q0=1.0):
     sigma_w^2 / 2) for sigma_w^2 < 2, inf for sigma_w^2 > 2; SiLU and GELU at sigma_b^2 = 0
     keep q* = 0 stable beside a divergent branch, and q0 picks the branch.
     """
-    return _reached(_Map(sigma_w2, sigma_b2, f), q0).q
+    return reached_point(LengthMap(sigma_w2, sigma_b2, f), q0).q
 
 
 def chi_at_fixed_point(sigma_w2, sigma_b2, f, q0=1.0):
@@ -313,7 +314,7 @@ def chi_at_fixed_point(sigma_w2, sigma_b2, f, q0=1.0):
     softplus, SiLU and GELU (gradients explode when it exceeds 1), 0 for tanh and sigmoid.
     For relu chi = sigma_w^2 / 2 at every q.
     """
-    return _reached(_Map(sigma_w2, sigma_b2, f), q0).chi
+    return reached_point(LengthMap(sigma_w2, sigma_b2, f), q0).chi
 
 
 def gradient_depth_scale(chi_value):

@@ -53,10 +53,15 @@ import numpy as np
 
 from .. import activations as _act
 from ..network import per_layer
-from .gaussian import _SLOPES, _hermite, _panels, expectations, numpy_pair
-from .mean_field import MARGINAL, edge_of_chaos, fixed_points, gradient_depth_scale
-from .mean_field import _Map as _LengthMap
-from .mean_field import _reached as _reached_point
+from .gaussian import SLOPES, expectations, hermite_nodes, numpy_pair, panel_nodes
+from .mean_field import (
+    MARGINAL,
+    LengthMap,
+    edge_of_chaos,
+    fixed_points,
+    gradient_depth_scale,
+    reached_point,
+)
 
 __all__ = ["length_map", "correlation_map", "correlation_slope", "piecewise_kernel",
            "CorrelationFixedPoint", "correlation_fixed_points", "c_star", "phase",
@@ -105,7 +110,7 @@ class _CMap:
 
     Smooth f at 0 < q < inf: E[g(u_a) g(u_b)] (g = f and f') by quadrature of
     u_b | u_a ~ N(c u_a, q (1 - c^2)) inside u_a ~ N(0, q): outer nodes Gauss-Hermite (101,
-    sqrt(q) <= 1) or the Gauss-Legendre panels of :func:`.gaussian._panels`; inner nodes
+    sqrt(q) <= 1) or the Gauss-Legendre panels of :func:`.gaussian.panel_nodes`; inner nodes
     Gauss-Hermite (61) when sqrt(q (1 - c^2)) <= 1, else 8-point Gauss-Legendre on panels
     of unit width in u over +-9 conditional standard deviations.  About 1e-12 relative for
     the activations of deltaprop, 1-20 ms a point.
@@ -114,7 +119,7 @@ class _CMap:
     def __init__(self, q, sigma_w2, sigma_b2, f):
         self.act, self.f, self.df = numpy_pair(f)
         self.w2, self.b2, self.q = float(sigma_w2), float(sigma_b2), float(q)
-        slopes = _SLOPES.get(self.act.name)
+        slopes = SLOPES.get(self.act.name)
         if q == math.inf:  # the tails: f ~ f'(+-inf) u, read at u = -+1000 as mean_field does
             slopes = tuple(float(v) for v in self.df(np.array([-1e3, 1e3])))
             if slopes == (0.0, 0.0):
@@ -133,10 +138,10 @@ class _CMap:
             return
         s = math.sqrt(q)
         if s <= 1.0:
-            x, w = _hermite(101)
+            x, w = hermite_nodes(101)
             self.z, self.w = s * x, w
         else:
-            self.z, self.w = _panels(0.0, s)
+            self.z, self.w = panel_nodes(0.0, s)
         a = self.f(self.z)
         self.wf, self.wdf = self.w * a, self.w * self.act.df(self.z, a, np)
         # F(q) by the outer rule itself (as expect() would), so that C(1) = 1 to rounding
@@ -156,7 +161,7 @@ class _CMap:
             return 1.0, 0.0
         sc = math.sqrt(self.q * max(1.0 - c * c, 0.0))
         if sc <= 1.0:  # f(c u_a + sc x) analytic in a strip |Im x| < pi / (2 sc) >= pi / 2
-            x, v = _hermite(61)
+            x, v = hermite_nodes(61)
         else:
             x, v = _unit_panels(sc)
         u = c * self.z[:, None] + sc * x[None, :]
@@ -396,9 +401,9 @@ def signal_theory(f, sigma_w2, sigma_b2, q0=1.0, edge=True) -> SignalTheory:
     edge of chaos (its own root search, up to 0.3 s).  About 10-300 ms.
     """
     act = _act.get(f)
-    m = _LengthMap(sigma_w2, sigma_b2, act)
+    m = LengthMap(sigma_w2, sigma_b2, act)
     qpoints = fixed_points(sigma_w2, sigma_b2, act)
-    reached = _reached_point(m, q0)
+    reached = reached_point(m, q0)
     q = reached.q
     cpoints, cs, chi_c = _fixed_points(_CMap(1.0 if math.isnan(q) else q, sigma_w2, sigma_b2,
                                             act))
@@ -435,7 +440,7 @@ def phase_diagram(f, sigma_w2, sigma_b2, q0=1.0):
     for i, b2 in enumerate(b2s):
         start = 0.0
         for j in np.argsort(-w2s):  # c* grows as sigma_w^2 falls: Newton starts at the last
-            p = _reached_point(_LengthMap(w2s[j], b2, act), q0)
+            p = reached_point(LengthMap(w2s[j], b2, act), q0)
             chi1[i, j] = p.chi
             if 0 < p.q < math.inf and p.chi <= 1 + MARGINAL:  # ordered: c* = 1, chi_c = chi_1
                 xic[i, j] = gradient_depth_scale(p.chi)
