@@ -26,7 +26,7 @@ from importlib import resources
 
 import numpy as np
 
-from .mathml import _GREEK, step_lines
+from .mathml import GREEK_LETTERS, step_lines
 from .model import Solution, Sym
 
 __all__ = ["render_html", "MAX_DRAWN"]
@@ -231,7 +231,7 @@ def render_html(solution: Solution) -> str:
     names = dict(_NAMES)  # the label over a node: the notation's own symbol
     for step in reversed(list(solution.steps())):
         if isinstance(step.lhs, Sym):
-            names[step.quantity] = _GREEK.get(step.lhs.base, step.lhs.base)
+            names[step.quantity] = GREEK_LETTERS.get(step.lhs.base, step.lhs.base)
     data = {"stops": stops, "init": [list(t) for t in init],
             "scale": {g: (v or 1.0) for g, v in scale.items()}, "group": _COLOUR_GROUP,
             "names": names, "precision": min(p, 4),

@@ -17,14 +17,14 @@ import html
 import numpy as np
 
 from .model import Add, Call, Frac, Matrix, Mul, Neg, Num, Paren, Step, Sym
-from .render import _decorated, _flatten, _forms, _leads_with_number, format_number
+from .render import flatten_mul, format_number, is_decorated, leads_with_number, step_forms
 
 __all__ = ["MathML", "step_lines", "MAX_SHOWN"]
 
 #: rows and columns of a matrix drawn in full; a bigger one shows its first and last ones
 MAX_SHOWN = 7
 
-_GREEK = {
+GREEK_LETTERS = {
     "alpha": "α", "beta": "β", "gamma": "γ", "delta": "δ", "Delta": "Δ", "epsilon": "ε",
     "eta": "η", "theta": "θ", "Theta": "Θ", "lambda": "λ", "mu": "μ", "xi": "ξ", "pi": "π",
     "sigma": "σ", "Sigma": "Σ", "phi": "ϕ", "varphi": "φ", "Phi": "Φ", "psi": "ψ",
@@ -85,11 +85,11 @@ class MathML:
         if e.font == "cal":
             base = f"<mi>{html.escape(''.join(_SCRIPT.get(c, c) for c in name))}</mi>"
         elif e.font == "rm" or name in ("dW", "db"):
-            base = f"<mi mathvariant='normal'>{html.escape(_GREEK.get(name, name))}</mi>"
+            base = f"<mi mathvariant='normal'>{html.escape(GREEK_LETTERS.get(name, name))}</mi>"
             if len(name) > 1:
                 base = f"<mi>{html.escape(name)}</mi>"  # several letters: upright anyway
         else:
-            base = f"<mi>{html.escape(_GREEK.get(name, name))}</mi>"
+            base = f"<mi>{html.escape(GREEK_LETTERS.get(name, name))}</mi>"
         sub = ("".join(e.sub) if all(len(s) == 1 for s in e.sub) else ",".join(e.sub)) \
             if e.sub else ""
         sup = _token(e.sup) if e.sup else ""
@@ -143,7 +143,7 @@ class MathML:
     def _neg(self, e):
         inner = e.arg
         wrap = isinstance(inner, Num | Add | Neg) or (isinstance(inner, Mul)
-                                                      and _leads_with_number(inner))
+                                                      and leads_with_number(inner))
         return _row("<mo>−</mo>", self._atom(inner) if wrap else self(inner))
 
     def _factor(self, f) -> str:
@@ -154,11 +154,11 @@ class MathML:
         return self(f)
 
     def _mul(self, e):
-        factors = _flatten(e)
+        factors = flatten_mul(e)
         op = {"times": "×", "hadamard": "⊙"}.get(e.op)
         parts = [self._factor(factors[0])]
         for f in factors[1:]:
-            sign = op or ("×" if _leads_with_number(f) else "")
+            sign = op or ("×" if leads_with_number(f) else "")
             parts += ([f"<mo>{sign}</mo>"] if sign else []) + [self._factor(f)]
         return _row(*parts)
 
@@ -172,11 +172,11 @@ class MathML:
         return _row(self(e.func), _paren("<mo>,</mo>".join(self(a) for a in e.args)))
 
     def _pow(self, e):
-        base = _paren(self(e.base)) if _decorated(e.base) else self._atom(e.base)
+        base = _paren(self(e.base)) if is_decorated(e.base) else self._atom(e.base)
         return f"<msup>{base}{self(e.exp)}</msup>"
 
     def _transpose(self, e):
-        inner = self(e.arg) if isinstance(e.arg, Sym) and not _decorated(e.arg) \
+        inner = self(e.arg) if isinstance(e.arg, Sym) and not is_decorated(e.arg) \
             else _paren(self(e.arg))
         return f"<msup>{inner}<mi mathvariant='normal'>T</mi></msup>"
 
@@ -203,10 +203,10 @@ def _elide(idx):
 
 def step_lines(step: Step, precision=9) -> list[str]:
     """The step as ``<math>`` lines: ``lhs = equation``, then ``= form`` for each further
-    form of :func:`deltaprop.explain.render._forms` (expanded, substituted, the value)."""
+    form of :func:`deltaprop.explain.render.step_forms` (expanded, substituted, the value)."""
     m = MathML(precision)
     relation = "<mo>←</mo>" if step.relation == "<-" else "<mo>=</mo>"
-    forms = _forms(step)
+    forms = step_forms(step)
     lines = [_row(m(step.lhs), relation, m(forms[0]))]
     lines += [_row("<mo>=</mo>", m(f)) for f in forms[1:]]
     return [f"<math displaystyle='true'>{line}</math>" for line in lines]

@@ -63,29 +63,32 @@ def format_number(v: float, precision: int = 9) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def _leads_with_number(e) -> bool:
+def leads_with_number(e) -> bool:
+    """Whether the printed ``e`` starts with a number (or a minus sign)."""
     if isinstance(e, Num):
         return True
     if isinstance(e, Neg):
         return True
     if isinstance(e, Mul):
-        return _leads_with_number(e.factors[0])
+        return leads_with_number(e.factors[0])
     if isinstance(e, Pow):
-        return _leads_with_number(e.base)
+        return leads_with_number(e.base)
     return False
 
 
-def _flatten(e: Mul) -> list:
+def flatten_mul(e: Mul) -> list:
+    """The factors of a product, nested products of the same operator opened."""
     out = []
     for f in e.factors:
         if isinstance(f, Mul) and f.op == e.op:
-            out += _flatten(f)
+            out += flatten_mul(f)
         else:
             out.append(f)
     return out
 
 
-def _decorated(e) -> bool:
+def is_decorated(e) -> bool:
+    """Whether ``e`` is a symbol with a superscript, subscript, prime or argument."""
     return isinstance(e, Sym) and bool(e.sup or e.sub or e.prime or e.arg)
 
 
@@ -152,7 +155,7 @@ class TextMath:
     def _neg(self, e):
         inner = e.arg
         return "-" + (self._atom(inner) if isinstance(inner, Num | Add | Neg | Mul)
-                      and not (isinstance(inner, Mul) and not _leads_with_number(inner))
+                      and not (isinstance(inner, Mul) and not leads_with_number(inner))
                       else self.expr(inner))
 
     def _factor(self, f, first):
@@ -170,11 +173,11 @@ class TextMath:
         return f"({self.expr(f)})"
 
     def _mul(self, e):
-        factors = _flatten(e)
+        factors = flatten_mul(e)
         op = {"times": self.times, "hadamard": self.hadamard}.get(e.op)
         out = self._factor(factors[0], True)
         for f in factors[1:]:
-            sep = op or (self.times if _leads_with_number(f) else " ")
+            sep = op or (self.times if leads_with_number(f) else " ")
             out += sep + self._factor(f, False)
         return out
 
@@ -189,7 +192,7 @@ class TextMath:
 
     def _pow(self, e):
         base = self._atom(e.base)
-        if _decorated(e.base):
+        if is_decorated(e.base):
             base = f"({self.expr(e.base)})"
         exp = self.expr(e.exp)
         return f"{base}^{exp}" if isinstance(e.exp, Num) and e.exp.value >= 0 and \
@@ -197,7 +200,7 @@ class TextMath:
 
     def _transpose(self, e):
         inner = self.expr(e.arg)
-        plain = isinstance(e.arg, Sym) and (not _decorated(e.arg) or (
+        plain = isinstance(e.arg, Sym) and (not is_decorated(e.arg) or (
             e.arg.sup.startswith("[") and not (e.arg.sub or e.arg.prime or e.arg.arg)))
         return f"{inner}^T" if plain else f"({inner})^T"
 
@@ -268,11 +271,11 @@ class TexMath(TextMath):
         return super()._add(e)
 
     def _mul(self, e):
-        factors = _flatten(e)
+        factors = flatten_mul(e)
         op = {"times": self.times, "hadamard": self.hadamard}.get(e.op)
         out = self._factor(factors[0], True)
         for f in factors[1:]:
-            sep = op or (self.times if _leads_with_number(f) else "\\, ")
+            sep = op or (self.times if leads_with_number(f) else "\\, ")
             out += sep + self._factor(f, False)
         return out
 
@@ -306,7 +309,7 @@ class TexMath(TextMath):
 
     def _pow(self, e):
         base = self._atom(e.base)
-        if _decorated(e.base) or isinstance(e.base, Call):
+        if is_decorated(e.base) or isinstance(e.base, Call):
             base = f"{{{base}}}"
         return f"{base}^{{{self.expr(e.exp)}}}"
 
@@ -334,7 +337,7 @@ def _elide(idx, keep=8, edge=3):
 
 
 # ---------------------------------------------------------------------- documents
-def _forms(step: Step):
+def step_forms(step: Step):
     """The right-hand sides of a step, in order, without repeats: equation, expanded,
     substituted, result."""
     out = [step.equation]
@@ -404,7 +407,7 @@ def _text(sol: Solution) -> str:
         for step in sec.steps:
             lhs = m(step.lhs)
             rel = "<-" if step.relation == "<-" else "="
-            forms = _forms(step)
+            forms = step_forms(step)
             pad = " " * (len(lhs) + 1)
             first = f"  {lhs} {rel} {m(forms[0])}"
             if step.ref:
@@ -439,7 +442,7 @@ def _markdown(sol: Solution) -> str:
         out += ["", f"### {_md_text(sec.title)}", ""]
         for step in sec.steps:
             rel = "\\leftarrow" if step.relation == "<-" else "="
-            forms = _forms(step)
+            forms = step_forms(step)
             ref = f" — {_md_text(step.ref)}" if step.ref else ""
             lines = [f"- ${m(step.lhs)} {rel} {m(forms[0])}${ref}"]
             lines += [f"  $= {m(f)}$" for f in forms[1:]]
@@ -490,7 +493,7 @@ def _latex_step(m, step) -> str:
     """One step as a paragraph of inline formulas (TeX breaks long ones after + and =),
     a matrix in display math."""
     rel = r"\leftarrow" if step.relation == "<-" else "="
-    forms = _forms(step)
+    forms = step_forms(step)
     lines = [("inline", f"$\\displaystyle {m(step.lhs)} {rel} {m(forms[0])}$"
               + (f" \\quad {{\\small [{tex_text(step.ref)}]}}" if step.ref else ""))]
     for f in forms[1:]:

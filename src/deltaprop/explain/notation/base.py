@@ -45,23 +45,25 @@ class Def:
     relation: str = "="
 
 
-def _idx(v) -> str:
+def shown(v) -> str:
     """A unit index as printed: 0-based ints from 1; letters as they are."""
     return v if isinstance(v, str) else str(v + 1)
 
 
-def _shift(l, s):
+def layer_shift(l, s):
     """Layer label l + s (letters stay symbolic: "l+1")."""
     if isinstance(l, str):
         return f"{l}+{s}" if s else l
     return l + s
 
 
-def _diff(x, y):
+def difference(x, y):
+    """(x - y) as an expression."""
     return Paren(Add((x, Neg(y))))
 
 
-def _sum(terms):
+def sum_of(terms):
+    """The sum of ``terms`` as an expression (the term itself when there is one)."""
     terms = tuple(terms)
     return terms[0] if len(terms) == 1 else Add(terms)
 
@@ -118,31 +120,31 @@ class Convention:
         if i is not None:
             style = self.sample_style
             if style == "sub":
-                sub = (_idx(i), *sub)
+                sub = (shown(i), *sub)
             elif style == "arg":
-                arg = f"({_idx(i)})"
+                arg = f"({shown(i)})"
             elif style == "sup":
-                sup = f"{sup}({_idx(i)})"
+                sup = f"{sup}({shown(i)})"
         return Sym(base, sup, tuple(sub), prime, arg, font)
 
     # ------------------------------------------------------------------ symbols
     def z(self, l, j, i=None):
-        return self._sym("z", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+        return self._sym("z", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def a(self, l, j, i=None):
-        return self._sym("a", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+        return self._sym("a", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def y(self, j, i=None):
-        return self._sym("y", "", (_idx(j),) if j is not None else (), i)
+        return self._sym("y", "", (shown(j),) if j is not None else (), i)
 
     def e(self, j, i=None):
-        return self._sym("e", "", (_idx(j),) if j is not None else (), i)
+        return self._sym("e", "", (shown(j),) if j is not None else (), i)
 
     def delta(self, l, j, i=None):
-        return self._sym("delta", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+        return self._sym("delta", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def _w(self, base, l, j, k, **kw):
-        sub = () if j is None else ((_idx(j),) if k is None else (_idx(j), _idx(k)))
+        sub = () if j is None else ((shown(j),) if k is None else (shown(j), shown(k)))
         return Sym(base, self.param_sup(l), sub, **kw)
 
     def W(self, l, j=None, k=None):
@@ -206,14 +208,14 @@ class Convention:
         def term(k):
             a, y = L.a(l_out, k), L.y(k)
             if loss == "mse":
-                return Mul((HALF, Pow(_diff(a, y), Num(2.0))))
+                return Mul((HALF, Pow(difference(a, y), Num(2.0))))
             if loss == "sigmoid-cross-entropy":
                 ln = Sym("ln", font="op")
                 return Add((Mul((y, Call(ln, (a,)))),
-                            Mul((_diff(ONE, y), Call(ln, (Add((ONE, Neg(a))),))))))
+                            Mul((difference(ONE, y), Call(ln, (Add((ONE, Neg(a))),))))))
             return Mul((y, Call(Sym("ln", font="op"), (a,))))
         if explicit:
-            body = _sum(term(k) for k in range(nL))
+            body = sum_of(term(k) for k in range(nL))
         else:
             body = Sigma("k", ONE, Sym("n", "", ("L",)), term("k"))
         if loss == "mse":
@@ -225,7 +227,7 @@ class Convention:
         lam = L.c("lam")
         pre = Frac(lam, Mul((Num(2.0), L.c("m")))) if m_mean else Frac(lam, Num(2.0))
         if L.numeric and weights is not None and len(weights) <= 16:
-            body = Paren(_sum(Pow(Num(float(w)), Num(2.0)) for w in weights))
+            body = Paren(sum_of(Pow(Num(float(w)), Num(2.0)) for w in weights))
         elif L.numeric and weights is not None:  # too many to write out: their sum
             body = Num(float(np.sum(np.square(weights))))
         else:
@@ -251,7 +253,7 @@ class Convention:
             rhs = lambda L: Add((L.a(l, j), Neg(L.y(j))))  # noqa: E731
             note = "matched pair: f' cancels against dJ/da, nothing is divided"
         elif elementwise:
-            rhs = lambda L: Mul((_diff(L.a(l, j), L.y(j)), L.df(l, j)))  # noqa: E731
+            rhs = lambda L: Mul((difference(L.a(l, j), L.y(j)), L.df(l, j)))  # noqa: E731
             note = ""
         else:
             rhs = lambda L: self._softmax_mse(L, l, j)  # noqa: E731
@@ -261,15 +263,15 @@ class Convention:
 
     def _softmax_mse(self, L, l, j):
         n = L.V["a"][l].shape[-1]
-        g = [Mul((L.a(l, k), _diff(L.a(l, k), L.y(k)))) for k in range(n)]
-        return Mul((L.a(l, j), Paren(Add((_diff(L.a(l, j), L.y(j)), Neg(Paren(_sum(g))))))))
+        g = [Mul((L.a(l, k), difference(L.a(l, k), L.y(k)))) for k in range(n)]
+        return Mul((L.a(l, j), Paren(Add((difference(L.a(l, j), L.y(j)), Neg(Paren(sum_of(g))))))))
 
     # --- hidden errors
     hidden_ref = "eq. (6)"
 
     def hidden_def(self, l, i, j, n_next):
         def rhs(L):
-            s = _sum(Mul((L.delta(l + 1, k), L.W(l + 1, k, j))) for k in range(n_next))
+            s = sum_of(Mul((L.delta(l + 1, k), L.W(l + 1, k, j))) for k in range(n_next))
             return Mul((Paren(s) if n_next > 1 else s, L.df(l, j)))
         return Def(lambda L: L.delta(l, j), rhs, "delta", ("delta", l, (i, j)), l, (i, j),
                    self.hidden_ref)
@@ -345,7 +347,7 @@ class Convention:
                     "b", ("bn", l, None), l, None, "eq. (9)", relation="<-")]
 
 
-def _with_theta(V):
+def with_theta(V):
     """Add the bias-column matrices [b | W] of the updated parameters and the gradients."""
     def cat(b, W):
         return tuple(None if w is None else np.concatenate([bb[:, None], w], axis=1)

@@ -14,7 +14,7 @@ from ..model import (
     Sym,
     Transpose,
 )
-from .base import Convention, Def, _idx, _sum
+from .base import Convention, Def, shown, sum_of
 
 
 class Bishop(Convention):
@@ -63,12 +63,12 @@ class Bishop(Convention):
     param_sup = layer_sup
 
     def z(self, l, j, i=None):
-        return self._sym("a", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+        return self._sym("a", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def a(self, l, j, i=None):
         if l == 0:
-            return self._sym("x", "", (_idx(j),) if j is not None else (), i)
-        return self._sym("z", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+            return self._sym("x", "", (shown(j),) if j is not None else (), i)
+        return self._sym("z", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def W(self, l, j=None, k=None):
         return self._w("w", l, j, k)
@@ -136,7 +136,7 @@ class Bishop(Convention):
             else:
                 terms = (Mul((L.delta(l + 1, k), L.df(l + 1, k), L.W(l + 1, k, j)))
                          for k in range(n_next))
-            return _sum(terms)
+            return sum_of(terms)
         return Def(lambda L: L.delta(l, j), rhs, "dJ_da", ("delta", l, (i, j)), l, (i, j),
                    "delta_j = sum_k delta_k h'(a_k) w_kj",
                    "the h' of the layer above, not this layer's" +

@@ -15,7 +15,7 @@ from ..model import (
     Sym,
     Transpose,
 )
-from .base import Convention, Def, _idx, _shift, _sum, _with_theta
+from .base import Convention, Def, layer_shift, shown, sum_of, with_theta
 
 
 class Brawer(Convention):
@@ -56,7 +56,7 @@ class Brawer(Convention):
     }
 
     def layer_sup(self, l):
-        return f"{_shift(l, 1)}"
+        return f"{layer_shift(l, 1)}"
 
     def param_sup(self, l):
         return f"({l})"
@@ -67,13 +67,13 @@ class Brawer(Convention):
 
     def a(self, l, j, i=None):
         if l == 0:
-            return Sym("x", "", (_idx(j),) if j is not None else ())
+            return Sym("x", "", (shown(j),) if j is not None else ())
         return Call(self.f(l), (self.z(l, j, i),))
 
     def _theta(self, base, l, j, k, zero=False):
         if j is None:
             return Sym(base, self.param_sup(l))
-        return Sym(base, self.param_sup(l), (f"{_idx(j)},{'0' if zero else _idx(k)}",))
+        return Sym(base, self.param_sup(l), (f"{shown(j)},{'0' if zero else shown(k)}",))
 
     def W(self, l, j=None, k=None):
         return self._theta("theta", l, j, k)
@@ -88,10 +88,10 @@ class Brawer(Convention):
         return Partial(Sym("J"), self._theta("theta", l, j, None, zero=True))
 
     def f(self, l, prime=False):
-        return Sym("Psi" if prime else "h", f"{_shift(l, 1)}")
+        return Sym("Psi" if prime else "h", f"{layer_shift(l, 1)}")
 
     def values(self, run):
-        return _with_theta(super().values(run))
+        return with_theta(super().values(run))
 
     z_ref = "eq. (5), bias term (8a)"
     a_ref = "h^l(z), eq. (3)"
@@ -111,7 +111,7 @@ class Brawer(Convention):
 
     def hidden_def(self, l, i, j, n_next):
         def rhs(L):
-            s = _sum(Mul((L.delta(l + 1, k), L.W(l + 1, k, j))) for k in range(n_next))
+            s = sum_of(Mul((L.delta(l + 1, k), L.W(l + 1, k, j))) for k in range(n_next))
             return Mul((Paren(s) if n_next > 1 else s, L.df(l, j)))
         return Def(lambda L: L.delta(l, j), rhs, "delta", ("delta", l, (i, j)), l, (i, j),
                    "eq. (43)")

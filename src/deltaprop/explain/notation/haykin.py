@@ -15,7 +15,7 @@ from ..model import (
     Sym,
     Transpose,
 )
-from .base import HALF, Convention, Def, _diff, _idx, _sum, _with_theta
+from .base import HALF, Convention, Def, difference, shown, sum_of, with_theta
 
 
 class Haykin(Convention):
@@ -64,21 +64,21 @@ class Haykin(Convention):
         return super().layer_title(l, L)
 
     def z(self, l, j, i=None):
-        return self._sym("v", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+        return self._sym("v", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def a(self, l, j, i=None):
         if l == 0:
-            return self._sym("x", "", (_idx(j),) if j is not None else (), i)
-        return self._sym("y", self.layer_sup(l), (_idx(j),) if j is not None else (), i)
+            return self._sym("x", "", (shown(j),) if j is not None else (), i)
+        return self._sym("y", self.layer_sup(l), (shown(j),) if j is not None else (), i)
 
     def y(self, j, i=None):
-        return self._sym("d", "", (_idx(j),) if j is not None else (), i)
+        return self._sym("d", "", (shown(j),) if j is not None else (), i)
 
     def W(self, l, j=None, k=None):
         return self._w("w", l, j, k)
 
     def b(self, l, j=None):
-        sub = () if j is None else (_idx(j), "0")
+        sub = () if j is None else (shown(j), "0")
         return Sym("w", self.param_sup(l), sub)
 
     def dW(self, l, j=None, k=None):
@@ -101,7 +101,7 @@ class Haykin(Convention):
         V["delta"] = tuple(None if d is None else -d for d in run.delta)
         V["dW"] = tuple(None if d is None else -run.eta * d for d in run.dW)
         V["db"] = tuple(None if d is None else -run.eta * d for d in run.db)
-        return _with_theta(V)
+        return with_theta(V)
 
     z_ref = "v_j = sum_i w_ji y_i (i = 0: the bias, y_0 = +1)"
     a_ref = "y_j = phi(v_j)"
@@ -112,7 +112,7 @@ class Haykin(Convention):
             return super().per_sample_loss(L, loss, nL, explicit, l_out)
         if not explicit:
             return Sigma("j", ONE, Sym("n", "", ("L",)), Mul((HALF, Pow(L.e("j"), Num(2.0)))))
-        return _sum(Mul((HALF, Pow(_diff(L.y(k), L.a(l_out, k)) if L.numeric else L.e(k),
+        return sum_of(Mul((HALF, Pow(difference(L.y(k), L.a(l_out, k)) if L.numeric else L.e(k),
                                    Num(2.0)))) for k in range(nL))
 
     def loss_note(self, loss):
@@ -139,7 +139,7 @@ class Haykin(Convention):
 
     def hidden_def(self, l, i, j, n_next):
         def rhs(L):
-            s = _sum(Mul((L.delta(l + 1, k), L.W(l + 1, k, j))) for k in range(n_next))
+            s = sum_of(Mul((L.delta(l + 1, k), L.W(l + 1, k, j))) for k in range(n_next))
             return Mul((L.df(l, j), Paren(s) if n_next > 1 else s))
         return Def(lambda L: L.delta(l, j), rhs, "delta", ("delta", l, (i, j)), l, (i, j),
                    "rule (2): delta_j = phi'(v_j) sum_k delta_k w_kj")

@@ -15,7 +15,7 @@ from ..model import (
     Sym,
     Transpose,
 )
-from .base import Convention, Def, _idx, _shift, _sum, _with_theta
+from .base import Convention, Def, layer_shift, shown, sum_of, with_theta
 
 
 class Ng(Convention):
@@ -57,7 +57,7 @@ class Ng(Convention):
     }
 
     def layer_sup(self, l):
-        return f"({_shift(l, 1)})"
+        return f"({layer_shift(l, 1)})"
 
     def param_sup(self, l):
         return f"({l})"
@@ -69,23 +69,23 @@ class Ng(Convention):
     def W(self, l, j=None, k=None):
         if j is None:
             return Sym("Theta", self.param_sup(l))
-        return Sym("Theta", self.param_sup(l), (_idx(j), _idx(k) if k is not None else "0"))
+        return Sym("Theta", self.param_sup(l), (shown(j), shown(k) if k is not None else "0"))
 
     def b(self, l, j=None):
-        return Sym("Theta", self.param_sup(l), (_idx(j), "0") if j is not None else ())
+        return Sym("Theta", self.param_sup(l), (shown(j), "0") if j is not None else ())
 
     def dW(self, l, j=None, k=None):
         if j is None:
             return Sym("D", self.param_sup(l))
-        return Sym("D", self.param_sup(l), (_idx(j), _idx(k) if k is not None else "0"))
+        return Sym("D", self.param_sup(l), (shown(j), shown(k) if k is not None else "0"))
 
     def db(self, l, j=None):
-        return Sym("D", self.param_sup(l), (_idx(j), "0") if j is not None else ())
+        return Sym("D", self.param_sup(l), (shown(j), "0") if j is not None else ())
 
     def Delta(self, l, j=None, k=None):
         if j is None:
             return Sym("Delta", self.param_sup(l))
-        return Sym("Delta", self.param_sup(l), (_idx(j), _idx(k) if k is not None else "0"))
+        return Sym("Delta", self.param_sup(l), (shown(j), shown(k) if k is not None else "0"))
 
     def f(self, l, prime=False):
         return Sym("g", prime=prime)
@@ -94,7 +94,7 @@ class Ng(Convention):
         return Sym({"eta": "alpha", "m": "m", "lam": "lambda"}[name])
 
     def values(self, run):
-        V = _with_theta(super().values(run))
+        V = with_theta(super().values(run))
         V["Delta"] = tuple(None if d is None else np.concatenate(
             [s[:, None], w], axis=1) for d, s, w in zip(run.delta, run.delta_sum, run.Delta_W,
                                                         strict=True))
@@ -117,7 +117,7 @@ class Ng(Convention):
 
     def hidden_def(self, l, i, j, n_next):
         def rhs(L):
-            s = _sum(Mul((L.W(l + 1, k, j), L.delta(l + 1, k))) for k in range(n_next))
+            s = sum_of(Mul((L.W(l + 1, k, j), L.delta(l + 1, k))) for k in range(n_next))
             return Mul((Paren(s) if n_next > 1 else s, L.df(l, j)))
         return Def(lambda L: L.delta(l, j), rhs, "delta", ("delta", l, (i, j)), l, (i, j),
                    "delta^(l) = (Theta^(l))^T delta^(l+1) .* g'(z^(l))")
