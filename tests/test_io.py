@@ -239,3 +239,101 @@ def test_mutated_valid_file_loads_or_value_error(tmp_path, edits, cut):
     # whatever survived the checks is a well-formed, finite network
     assert all(np.all(np.isfinite(w)) for w in net.W[1:])
     assert isinstance(meta, dict)
+
+
+# --- standardisation: a file that says it has one carries a consistent one ---------------
+
+STD4 = {"mean": [0.0, 1.0, 2.0, 3.0], "scale": [1.0, 2.0, 3.0, 4.0]}
+RUN = {"settings": {"optimizer": "adam"}, "history": {"epochs": 3}}  # what `train` writes
+
+
+@pytest.mark.parametrize("flag, meta, message", [
+    ("true", {}, "says its inputs are standardised but meta lacks 'standardization'"),
+    ("true", {"standardization": None}, "lacks 'standardization'"),
+    (None, RUN, "lacks 'standardization'"),  # a `train` file from before the marker
+    ("true", {"standardization": {"mean": STD4["mean"]}}, "lacks the key 'scale'"),
+    ("true", {"standardization": {}}, "lacks the keys 'mean', 'scale'"),
+    ("true", {"standardization": {"mean": [0.0] * 3, "scale": [1.0] * 3}},
+     "'mean' has 3 values but the model has n_0 = 4 inputs"),
+    ("true", {"standardization": {"mean": [0.0] * 4, "scale": [1.0, 0.0, 1.0, 1.0]}},
+     "'scale' holds a value that is not finite or not > 0"),
+    ("true", {"standardization": {"mean": ["a"] * 4, "scale": [1.0] * 4}},
+     "'mean' must be a list of numbers"),
+    ("false", {"standardization": STD4}, "'standardized' is 'false' but meta holds"),
+    ("yes", {"standardization": STD4}, "'standardized' must be 'true' or 'false'"),
+], ids=["no-std", "std-null", "legacy-train-file", "no-scale", "no-keys", "length", "scale-0",
+        "not-numbers", "false-but-has", "bad-flag"])
+def test_standardisation_missing_or_inconsistent_is_an_error(tmp_path, flag, meta, message):
+    """A digits model without its standardisation evaluated at 0.78 instead of 0.96,
+    unwarned: now the file is refused, naming itself and the missing or bad keys."""
+    tensors, header = _valid_parts()
+    header["meta"] = json.dumps(meta)
+    if flag is not None:
+        header["standardized"] = flag
+    path = tmp_path / "stripped.safetensors"
+    _save_raw(path, tensors, header)
+    with pytest.raises(ValueError) as info:
+        dio.load_model(path)
+    assert str(path) in str(info.value) and message in str(info.value), str(info.value)
+
+
+@pytest.mark.parametrize("flag, meta", [("true", {"standardization": STD4}), ("false", {}),
+                                        (None, {}), (None, {"standardization": STD4, **RUN}),
+                                        ("false", RUN)])
+def test_consistent_standardisation_loads(tmp_path, flag, meta):
+    tensors, header = _valid_parts()
+    header["meta"] = json.dumps(meta)
+    if flag is not None:
+        header["standardized"] = flag
+    _save_raw(tmp_path / "ok.safetensors", tensors, header)
+    assert dio.load_model(tmp_path / "ok.safetensors")[1] == meta
+
+
+def test_save_model_writes_the_marker_and_refuses_a_bad_standardisation(tmp_path):
+    from safetensors import safe_open
+
+    for meta, flag in ((META, "true"), ({"loss": "mse"}, "false")):
+        dio.save_model(tmp_path / f"{flag}.safetensors", _net(), meta)
+        with safe_open(tmp_path / f"{flag}.safetensors", "np") as f:
+            assert f.metadata()["standardized"] == flag
+    with pytest.raises(ValueError, match=r"meta\['standardization'\] 'scale' has 2 values but "
+                                         r"the model has n_0 = 4"):
+        dio.save_model(tmp_path / "bad.safetensors", _net(),
+                       {"standardization": {"mean": [0.0] * 4, "scale": [1.0, 1.0]}})
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+# --- write errors name the user's file, never the temporary one ---------------------------
+
+def test_write_errors_name_the_file_and_what_to_do(tmp_path, monkeypatch):
+    import errno
+
+    with pytest.raises(FileNotFoundError) as info:
+        dio.atomic_write_text(tmp_path / "no" / "x.json", "{}")
+    msg = str(info.value)
+    assert msg == f"cannot write {tmp_path / 'no' / 'x.json'}: folder {tmp_path / 'no'} does " \
+                  "not exist; create it first"
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
+        dio.atomic_write_text(tmp_path, "{}")
+
+    def full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", src)
+
+    monkeypatch.setattr(dio.os, "replace", full)
+    with pytest.raises(OSError) as info:
+        dio.atomic_write_text(tmp_path / "y.json", "{}")
+    assert ".tmp" not in str(info.value) and "[Errno" not in str(info.value)
+    assert str(info.value).startswith(f"cannot write {tmp_path / 'y.json'}: no space left")
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # the temporary file is gone
+
+
+def test_remove_temp_files_clears_only_temp_files(tmp_path):
+    names = [".model.safetensors.0123456789ab.tmp", ".rows.json.a1b2c3d4e5f6.tmp"]
+    keep = ["model.safetensors", ".hidden.tmp", ".x.0123.tmp", "notes.txt"]
+    for n in names + keep:
+        (tmp_path / n).write_text("x")
+    gone = dio.remove_temp_files(tmp_path, ["rows.json"])
+    assert [p.name for p in gone] == [names[1]]
+    assert sorted(p.name for p in dio.remove_temp_files(tmp_path)) == [names[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)

@@ -11,13 +11,27 @@ and (n_l,)) and these metadata strings:
 ``dtype``          ``"float32"`` or ``"float64"``
 ``meta``           JSON object: loss, standardisation (mean/std), classes, task, training
                    configuration, history summary, ... (whatever the caller passed)
+``standardized``   ``"true"`` when ``meta["standardization"]`` holds the inputs'
+                   standardisation, else ``"false"``
 =================  ====================================================================
+
+Standardisation: a network trained on standardised inputs gives wrong answers, silently,
+on raw ones (a digits model evaluated at 0.78 instead of 0.96 when it was lost), so a file
+that carries it says so.  :func:`save_model` checks ``meta["standardization"]`` (keys
+``mean`` and ``scale``, one finite value per input, scales > 0) and writes
+``standardized``; :func:`load_model` raises ``ValueError`` naming the file and the missing
+or inconsistent keys when a file says ``"true"`` but its ``standardization`` is missing, has
+the wrong length or bad values, or says ``"false"`` but carries one.  A file written before
+this marker existed counts as standardised when its ``meta`` comes from
+``deltaprop train`` (it has ``settings`` and ``history``: every such run standardises).
 
 :func:`load_model` checks all of it -- the marker, the version, the tensor names, shapes,
 dtypes and that every value is finite -- and raises ``ValueError`` naming the file and the
 problem for anything else (a foreign safetensors file, a pickle, a truncated file, random
 bytes).  Every write is atomic: a temporary file in the same folder, ``fsync``, then
-``os.replace``, so a crash never leaves a half-written model or checkpoint behind.
+``os.replace``, so a crash never leaves a half-written model or checkpoint behind; an
+error names the file the caller asked for, never the temporary one, and says what to do.
+:func:`remove_temp_files` clears the temporary files a killed write left behind.
 
 A checkpoint is a model file with format ``"deltaprop-checkpoint"`` and, in addition, the
 optimiser state (tensors ``"opt.<key>"``, scalars in metadata ``opt_scalars``), the NumPy
@@ -42,7 +56,7 @@ from ._backend import dtype_name, to_numpy
 from .network import Network
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "save_checkpoint",
-           "load_checkpoint", "atomic_write_bytes", "atomic_write_text"]
+           "load_checkpoint", "atomic_write_bytes", "atomic_write_text", "remove_temp_files"]
 
 FORMAT = "deltaprop"
 CHECKPOINT_FORMAT = "deltaprop-checkpoint"
@@ -61,7 +75,12 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = _temp_file(folder, path.name)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        fd, tmp = _temp_file(folder, path.name)
+    except OSError as exc:
+        raise _write_error(exc, path, folder) from None
     try:
         try:  # keep the mode of the file being replaced
             os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
@@ -72,11 +91,13 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise _write_error(exc, path, folder) from None
         raise
     try:  # make the rename itself durable (best effort: not every OS allows this)
         dfd = os.open(folder, os.O_RDONLY)
@@ -87,6 +108,50 @@ def atomic_write_bytes(path, data: bytes) -> Path:
     except OSError:
         pass
     return path
+
+
+def _write_error(exc: OSError, path, folder) -> OSError:
+    """``exc`` retold about the user's ``path`` (never the temporary file), with what to do;
+    the same exception class and ``errno``."""
+    import errno as _errno
+
+    what = {_errno.ENOENT: f"folder {folder} does not exist; create it first",
+            _errno.EACCES: f"permission denied in folder {folder}; write somewhere else or "
+                           "change the folder's permissions",
+            _errno.EPERM: f"permission denied in folder {folder}; write somewhere else",
+            _errno.EROFS: f"folder {folder} is on a read-only file system; write somewhere "
+                          "else",
+            _errno.ENOSPC: "no space left on the device; free some space and run again (the "
+                           "old file, if any, is unchanged)",
+            _errno.EDQUOT: "disk quota exceeded; free some space and run again",
+            _errno.EISDIR: "it is a folder; give a file name",
+            _errno.ENOTDIR: f"{folder} is not a folder"}.get(exc.errno)
+    if what is None:
+        what = f"{exc.strerror or type(exc).__name__}"
+    new = type(exc)(f"cannot write {path}: {what}")
+    new.errno = exc.errno
+    return new
+
+
+def remove_temp_files(folder, names=None) -> list[Path]:
+    """Remove the temporary files ``.<name>.<hex>.tmp`` that a killed atomic write left in
+    ``folder`` (only for ``names``, if given); returns the paths removed.  Call it when no
+    other process writes into ``folder``."""
+    import re
+
+    folder, gone = Path(folder), []
+    pattern = re.compile(r"^\.(?P<name>.+)\.[0-9a-f]{12}\.tmp$")
+    if not folder.is_dir():
+        return gone
+    for p in folder.iterdir():
+        m = pattern.match(p.name)
+        if m and (names is None or m["name"] in names) and p.is_file():
+            try:
+                p.unlink()
+                gone.append(p)
+            except OSError:
+                pass
+    return gone
 
 
 def _temp_file(folder, name):
@@ -122,10 +187,56 @@ def _tensors(net: Network, prefix="") -> dict:
 
 
 def _header(net: Network, fmt: str, meta) -> dict:
+    meta = _jsonable(meta or {})
+    if meta.get("standardization") is not None:
+        problem = _standardization_problem(meta["standardization"], net.sizes[0])
+        if problem:
+            raise ValueError(f"meta['standardization'] {problem}")
     return {"format": fmt, "format_version": str(FORMAT_VERSION),
             "sizes": json.dumps(net.sizes), "activations": json.dumps(net.activation_names()),
-            "dtype": dtype_name(net.dtype),
-            "meta": json.dumps(_jsonable(meta or {}), allow_nan=False)}
+            "dtype": dtype_name(net.dtype), "meta": json.dumps(meta, allow_nan=False),
+            "standardized": "true" if meta.get("standardization") is not None else "false"}
+
+
+def _standardization_problem(std, n0) -> str | None:
+    """What is wrong with a standardisation ``{"mean": [...], "scale": [...]}`` for ``n0``
+    inputs, or None."""
+    if not isinstance(std, dict):
+        return f"must be an object with keys 'mean' and 'scale', got {type(std).__name__}"
+    missing = [k for k in ("mean", "scale") if k not in std]
+    if missing:
+        return f"lacks the key{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}"
+    for key in ("mean", "scale"):
+        v = std[key]
+        if not (isinstance(v, list) and all(isinstance(x, int | float) and
+                                            not isinstance(x, bool) for x in v)):
+            return f"{key!r} must be a list of numbers"
+        if len(v) != n0:
+            return f"{key!r} has {len(v)} values but the model has n_0 = {n0} inputs"
+        if not all(math.isfinite(x) and (key == "mean" or x > 0) for x in v):
+            return f"{key!r} holds a value that is not finite" + \
+                ("" if key == "mean" else " or not > 0")
+    return None
+
+
+def _check_standardization(meta, info, n0, bad):
+    """A file that says it is standardised carries a consistent standardisation."""
+    flag = meta.get("standardized")
+    if flag not in (None, "true", "false"):
+        raise bad(f"metadata 'standardized' must be 'true' or 'false', got {flag!r}")
+    has = info.get("standardization") is not None
+    claims = flag == "true" or (flag is None and {"settings", "history"} <= set(info))
+    if claims and not has:
+        raise bad("it says its inputs are standardised but meta lacks 'standardization' "
+                  "(keys 'mean' and 'scale', one value per input): without them every "
+                  "prediction is computed on unstandardised inputs; restore them or retrain")
+    if flag == "false" and has:
+        raise bad("metadata 'standardized' is 'false' but meta holds a 'standardization'; "
+                  "the two must agree")
+    if has:
+        problem = _standardization_problem(info["standardization"], n0)
+        if problem:
+            raise bad(f"meta 'standardization' {problem}")
 
 
 def _jsonable(obj):
@@ -173,7 +284,10 @@ def _read(path, want_format):
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         raise ValueError(f"{path}: is a folder, not a {want_format} file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except PermissionError:
+        raise PermissionError(f"cannot read {path}: permission denied") from None
 
     def bad(problem):
         return ValueError(f"{path}: not a valid {want_format} file: {problem}")
@@ -289,6 +403,7 @@ def load_model(path) -> tuple[Network, dict]:
     info = _json_field(meta, "meta", bad)
     if not isinstance(info, dict):
         raise bad("metadata 'meta' must be a JSON object")
+    _check_standardization(meta, info, net.sizes[0], bad)
     return net, info
 
 
