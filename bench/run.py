@@ -13,8 +13,9 @@ Every configuration times, in one process and interleaved (each repeat runs ever
 contender once, in rotating order), after a warm-up, the median over repeats of:
 
 * ``deltaprop_ms``: one training step (forward, backward, gradient-descent update) with
-  :func:`deltaprop.backprop.train_step` as a training loop calls it (a reused workspace,
-  ``donate=True``, inputs checked);
+  :func:`deltaprop.backprop.train_step` as ``fit`` calls it (a reused workspace,
+  ``donate=True``, the data checked once before the loop: ``check=False``, one-hot targets);
+* ``checked_ms``: the same step checking its inputs (``check=True``, integer labels);
 * ``gradients_ms``: the same step through the public ``gradients`` + ``step`` (the full
   trace and gradients, all freshly allocated);
 * ``textbook_ms``: the plain NumPy step a student writes from the equations (fresh arrays
@@ -102,18 +103,27 @@ def _copy(net):
 
 
 def deltaprop_fns(net, x, y, loss, eta):
-    """train_step (training-loop mode) and public gradients + step."""
-    state = {"net": _copy(net)}
-    ws = bp.Workspace()
+    """train_step as ``fit`` calls it (targets checked once), checked per step, and the
+    public gradients + step."""
+    from deltaprop import _checks
+
+    state = {"net": _copy(net), "checked": _copy(net)}
+    ws, ws2 = bp.Workspace(), bp.Workspace()
+    row = dp.losses.get(loss)
+    Y = _checks.check_y(net, row, y, x.shape[-2], net.xp)  # what fit's one check gives
 
     def train():
-        state["net"], _ = bp.train_step(state["net"], x, y, loss, eta, workspace=ws,
-                                        donate=True)
+        state["net"], _ = bp.train_step(state["net"], x, Y, row, eta, check=False,
+                                        workspace=ws, donate=True)
+
+    def checked():
+        state["checked"], _ = bp.train_step(state["checked"], x, y, loss, eta, workspace=ws2,
+                                            donate=True)
 
     def public():
         bp.step(net, bp.gradients(net, x, y, loss)[1], eta)
 
-    return {"deltaprop": train, "gradients": public}
+    return {"deltaprop": train, "checked": checked, "gradients": public}
 
 
 def torch_fn(net, x, y, loss, eta):
@@ -260,7 +270,7 @@ def _row(cid, title, t, **extra):
            "vs_torch": _ratio(ms.get("deltaprop"), ms.get("torch")),
            "vs_textbook": _ratio(ms.get("deltaprop"), ms.get("textbook")),
            "vs_floor": _ratio(ms.get("deltaprop"), ms.get("floor")),
-           "gradients_ms": ms.get("gradients")}
+           "gradients_ms": ms.get("gradients"), "checked_ms": ms.get("checked")}
     row.update(extra)
     return row
 
@@ -287,13 +297,15 @@ def config3(repeats, target, quick):
 
     # one epoch over the 1797 digits in batches of 32 (no shuffling in any of the three)
     batches = [(X[i:i + m], labels[i:i + m]) for i in range(0, len(X), m)]
+    onehot = np.eye(10, dtype=dtype)
+    dp_batches = [(xb, onehot[yb]) for xb, yb in batches]  # checked once, as fit does
     state = {"net": _copy(net)}
-    ws = bp.Workspace()
+    ws, row = bp.Workspace(), dp.losses.get(CE)
 
     def dp_epoch():
-        for xb, yb in batches:
-            state["net"], _ = bp.train_step(state["net"], xb, yb, CE, 0.1, workspace=ws,
-                                            donate=True)
+        for xb, yb in dp_batches:
+            state["net"], _ = bp.train_step(state["net"], xb, yb, row, 0.1, check=False,
+                                            workspace=ws, donate=True)
 
     import torch
 
@@ -580,7 +592,7 @@ def table(head, rows) -> str:
            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         other = []
-        for k in ("vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop",
+        for k in ("checked_ms", "vs_loop", "loop_ms", "max_vs_loop", "gradients_vs_loop",
                   "small_10_10_10_1_batch32_gradients_vs_loop",
                   "small_10_10_10_1_batch32_record_vs_loop", "overhead",
                   "plain_ms", "overhead_full", "deltaprop_epoch_ms", "torch_epoch_ms",

@@ -204,3 +204,68 @@ def test_step_with_mismatched_gradients_is_an_error():
     _, g = bp.gradients(CASES[0].network(), x, y, CASES[0].loss)
     with pytest.raises((ValueError, TypeError)):
         bp.step(net, g, 0.1)
+
+
+@pytest.mark.parametrize("K", [None, 2], ids=["single", "K2"])
+@pytest.mark.parametrize("sizes,m", [([3, 40, 5], 10), ([30, 4, 6], 12)],
+                         ids=["narrow-input", "narrow-hidden"])
+def test_train_step_scales_delta_or_the_product_alike(sizes, m, K):
+    # layer_step applies -eta/m to the smaller of delta (m, n_l) and the product
+    # (n_l, n_{l-1}); these sizes take each branch in some layer (m > n_{l-1} and m <= n_{l-1})
+    import deltaprop as dp
+
+    net = dp.Network.init(sizes, "tanh", "identity", K=K, seed=3)
+    rng = np.random.default_rng(4)
+    x, y = rng.standard_normal((m, sizes[0])), rng.standard_normal((m, sizes[-1]))
+    want = bp.step(net, bp.gradients(net, x, y, "mse", 0.2)[1], 0.3)
+    for donate in (False, True):
+        got, _ = bp.train_step(_copy(net), x, y, "mse", 0.3, 0.2, workspace=Workspace(),
+                               donate=donate)
+        _assert_close(got.W, want.W, 1e-13, "W")
+        _assert_close(got.b, want.b, 1e-13, "b")
+
+
+def test_donating_step_returns_the_network_it_updated():
+    case = CASES[0]
+    net = _copy(case.network())
+    x, y = case.data()
+    new, _ = bp.train_step(net, x, y, case.loss, 0.1, case.l2, donate=True)
+    assert new is net
+    assert bp.train_step(net, x, y, case.loss, 0.1, case.l2)[0] is not net
+
+
+def test_unchecked_step_with_checked_targets_equals_the_checked_step():
+    # fit checks once and calls train_step(check=False) with one-hot rows for labels
+    from deltaprop import _checks, losses
+
+    case = next(c for c in CASES if c.loss == "softmax-cross-entropy" and c.labels)
+    net = case.network()
+    x, y = case.data()
+    loss = losses.get(case.loss)
+    Y = _checks.check_y(net, loss, y, x.shape[0], net.xp)
+    a, Ja = bp.train_step(net, x, y, case.loss, 0.2, case.l2)
+    b, Jb = bp.train_step(net, x, Y, loss, 0.2, case.l2, check=False, workspace=Workspace())
+    _assert_close(b.W, a.W, 0, "W")
+    assert Ja == Jb
+
+
+@pytest.mark.parametrize("K", [None, 3], ids=["single", "K3"])
+@pytest.mark.parametrize("name", ["mse", "softmax-cross-entropy"])
+def test_loss_kernels_equal_the_generic_cost(name, K):
+    # Loss.cost_into (mse) and Loss.fused (softmax CE) against the mean of per_sample
+    from deltaprop import _backend
+    from deltaprop import equations as eq
+    from deltaprop.activations import get as act
+    from deltaprop.losses import get
+
+    loss, xp = get(name), _backend.namespace(np.zeros(1))
+    rng = np.random.default_rng(5)
+    shape = (7, 4) if K is None else (K, 7, 4)
+    z = 3 * rng.standard_normal(shape)
+    y = rng.dirichlet(np.ones(4), size=shape[:-1])
+    f = act("softmax" if name != "mse" else "identity")
+    a, J = eq.output_and_cost(loss, f, z, y, xp)
+    want = np.mean(loss.per_sample(z, f.f(z, xp), y, xp), axis=-1)
+    assert J.shape == want.shape == (() if K is None else (K,))
+    np.testing.assert_allclose(J, want, rtol=1e-14)
+    np.testing.assert_allclose(a, f.f(z, xp), rtol=1e-14)

@@ -4,10 +4,10 @@ Each kernel computes what a built-in :class:`~deltaprop.activations.Activation` 
 :class:`~deltaprop.losses.Loss` row already defines (its ``f``, ``df``, ``per_sample``), with
 ufuncs that write into a given array (``out=``) instead of allocating one per operation.
 The rows carry them as optional fields (``Activation.f_into``, ``Activation.df_into``,
-``Loss.fused``), and :mod:`deltaprop.equations` calls a row's kernel when the arrays are
-NumPy (:func:`inplace`), otherwise the row's generic array-API functions.  No kernel is
-chosen by a row's *name*: an activation or loss without kernels (a user's own, whatever it
-is called) is always computed by its own functions.
+``Loss.fused``, ``Loss.cost_into``), and :mod:`deltaprop.equations` calls a row's kernel
+when the arrays are NumPy (:func:`inplace`), otherwise the row's generic array-API
+functions.  No kernel is chosen by a row's *name*: an activation or loss without kernels
+(a user's own, whatever it is called) is always computed by its own functions.
 
 A kernel's ``out`` may be ``None`` (a new array, as for a ufunc) or a NumPy array of the
 result's shape and dtype; the result is returned.
@@ -26,7 +26,8 @@ import math
 import numpy as np
 
 __all__ = ["inplace", "matmul_into", "multiply_into", "sigmoid", "dsigmoid", "tanh", "dtanh",
-           "relu", "drelu", "softmax", "softmax_cross_entropy", "sum", "mean", "max", "min"]
+           "relu", "drelu", "softmax", "softmax_cross_entropy", "mse_cost", "sum", "mean",
+           "max", "min"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -93,7 +94,8 @@ def softmax(z, out=None):
 
 def softmax_cross_entropy(z, y, out=None):
     """(a, J): a = softmax(z) and J = 1/m sum_i sum_k y_k (logsumexp(z_i) - z_ik), sharing
-    the normaliser sum_k e^{z_k - max z} between the two."""
+    the normaliser sum_k e^{z_k - max z} between the two; the double sum is one dot
+    product (one per network of a stack)."""
     zmax = np.maximum.reduce(z, axis=-1, keepdims=True)
     a = np.subtract(z, zmax, out=out)
     np.exp(a, out=a)
@@ -101,9 +103,25 @@ def softmax_cross_entropy(z, y, out=None):
     a /= s
     np.log(s, out=s)
     s += zmax  # logsumexp(z)
-    r = np.subtract(s, z)
-    r *= y
-    return a, np.add.reduce(np.add.reduce(r, axis=-1), axis=-1) / z.shape[-2]
+    return a, _batch_sum(np.subtract(s, z), y) / z.shape[-2]
+
+
+def _batch_sum(r, y=None):
+    """sum over samples and units of r (times y), one value per network: () or (K,)."""
+    if r.ndim == 2:
+        return np.vdot(r if y is None else y, r)
+    if y is not None:
+        r = r * y
+    return np.add.reduce(np.reshape(r, (*r.shape[:-2], -1)), axis=-1)
+
+
+def mse_cost(z, a, y):
+    """J = 1/m sum_i 1/2 sum_k (a_ik - y_ik)^2: the sum of squares as one dot product."""
+    r = np.subtract(a, y)
+    if r.ndim == 2:
+        return 0.5 * np.vdot(r, r) / z.shape[-2]
+    r *= r
+    return 0.5 * _batch_sum(r) / z.shape[-2]
 
 
 # --- the NumPy namespace's reductions (array API signatures; they shadow the builtins

@@ -172,9 +172,9 @@ class Workspace:
     """Scratch buffers that :func:`train_step` reuses from one call to the next (NumPy).
 
     Pass the same workspace to every step of a training loop.  Keyed by role, shape and
-    dtype, so one workspace serves any batch size (a smaller last batch gets its own
-    buffers).  Never share one between threads.  Its arrays are never returned to the
-    caller.  Other array libraries get no buffers (each step allocates).
+    dtype, so one workspace serves any batch size and network (a smaller last batch gets
+    its own buffers).  Never share one between threads.  Its arrays are never returned to
+    the caller.  Other array libraries get no buffers (each step allocates).
     """
 
     def __init__(self):
@@ -188,12 +188,33 @@ class Workspace:
             buf = self._buf[k] = np.empty(shape, dtype)
         return buf
 
+    def step_buffers(self, W, m):
+        """:func:`train_step`'s buffers for parameters ``W`` and a batch of ``m``, in one
+        lookup: ``(ones, layers)``, ``ones`` of shape (m,) and ``layers[l]`` the tuple
+        (z, a, f'(z), delta, product) of layer l (``None`` where a layer needs none)."""
+        dt = W[1].dtype
+        key = ("step", m, dt, *(w.shape for w in W[1:]))
+        plan = self._buf.get(key)
+        if plan is None:
+            L, lead = len(W) - 1, W[1].shape[:-2]
+            layers = [None]
+            for l in range(1, L + 1):
+                shape = (*lead, m, W[l].shape[-2])
+                hidden = [np.empty(shape, dt) for _ in range(3)] if l < L else [None] * 3
+                layers.append((np.empty(shape, dt), np.empty(shape, dt) if l == L else
+                               hidden[0], hidden[1], hidden[2], np.empty(W[l].shape, dt)))
+            plan = self._buf[key] = (np.ones(m, dt), layers)
+        return plan
+
 
 class _NoBuffers:
     """The workspace of array libraries other than NumPy: every buffer is ``None``."""
 
     def get(self, key, shape, dtype):
         return None
+
+    def step_buffers(self, W, m):
+        return None, [(None,) * 5] * len(W)
 
 
 def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=None,
@@ -202,12 +223,14 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
 
     Returns ``(new_net, J)``, J the loss before the step; the trace and the gradients are
     not kept.  Each layer is updated as soon as its delta is known, by
-    :func:`~deltaprop.equations.layer_step` (-eta/m folded into delta before the weight
+    :func:`~deltaprop.equations.layer_step` (-eta/m folded into delta or the weight
     product: a few ulp from ``step``).  On NumPy the z, a, f'(z), delta and product
     buffers come from ``workspace`` (a :class:`Workspace`; pass the same one to every step
     to reuse them).  ``donate=True`` lets the step overwrite ``net``'s own parameters (only
-    for a training loop that never uses the old network again); otherwise ``net`` is left
-    untouched.
+    for a training loop that never uses the old network again; the network returned is
+    then ``net`` itself); otherwise ``net`` is left untouched.  ``check=False`` skips the
+    input checks, for a caller that checked its data once (``fit``): then ``y`` must be
+    what the checks give, (m, n_L) targets of the network's dtype (one-hot rows for labels).
     """
     _check_eta(eta)
     loss = _losses.get(loss)
@@ -219,15 +242,15 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
         _checks.check_l2(l2)
         x = _checks.check_x(net, x, xp)
         y = _checks.check_y(net, loss, y, x.shape[-2], xp)
-    m, dt, lead = x.shape[-2], W[1].dtype, W[1].shape[:-2]
+    m = x.shape[-2]
     ws = _NoBuffers() if not inplace(x) else Workspace() if workspace is None else workspace
+    ones, buf = ws.step_buffers(W, m)
     z, a = [None] * (L + 1), [x] + [None] * L
     for l in range(1, L + 1):
-        shape = (*lead, m, W[l].shape[-2])
-        z[l] = eq.pre_activation(a[l - 1], W[l], b[l], out=ws.get(("z", l), shape, dt))
+        z[l] = eq.pre_activation(a[l - 1], W[l], b[l], out=buf[l][0])
         if l < L:
-            a[l] = eq.activation(f[l], z[l], xp, out=ws.get(("a", l), shape, dt))
-    a[L], J = eq.output_and_cost(loss, f[L], z[L], y, xp, out=ws.get(("a", L), shape, dt))
+            a[l] = eq.activation(f[l], z[l], xp, out=buf[l][1])
+    a[L], J = eq.output_and_cost(loss, f[L], z[L], y, xp, out=buf[L][1])
     if l2:
         J = J + eq.l2_penalty(W, l2, m, xp)
     d = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
@@ -235,13 +258,11 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
     for l in range(L, 0, -1):  # W[l] is read for delta[l-1] before it is updated
         d_prev = None
         if l > 1:
-            k, shape = l - 1, z[l - 1].shape
-            df = eq.derivative(f[k], z[k], a[k], xp, out=ws.get(("df", k), shape, dt)) \
-                if f[k].elementwise else None
-            d_prev = eq.hidden_delta(W[l], d, f[k], z[k], a[k], xp,
-                                     out=ws.get(("delta", k), shape, dt), df=df)
+            k = l - 1
+            _, _, df, delta, _ = buf[k]
+            df = eq.derivative(f[k], z[k], a[k], xp, out=df) if f[k].elementwise else None
+            d_prev = eq.hidden_delta(W[l], d, f[k], z[k], a[k], xp, out=delta, df=df)
         new_W[l], new_b[l] = eq.layer_step(W[l], b[l], d, a[l - 1], eta, m, xp, l2,
-                                           out=ws.get(("dW", l), W[l].shape, dt),
-                                           donate=donate)
+                                           out=buf[l][4], donate=donate, ones=ones)
         d = d_prev
-    return net.replace(W=new_W, b=new_b), J
+    return (net if donate else net.replace(W=new_W, b=new_b)), J

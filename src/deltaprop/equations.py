@@ -42,7 +42,7 @@ def pre_activation(a_prev, W, b, out=None):
     The bias is added in place to the fresh product (one pass, no second array).
     """
     z = a_prev @ W.mT if out is None else matmul_into(a_prev, W.mT, out=out)
-    z += b[..., None, :]
+    z += b if b.ndim == 1 else b[..., None, :]
     return z
 
 
@@ -62,6 +62,8 @@ def derivative(f, z, a, xp, out=None):
 
 def cost(loss, z, a, y, xp):
     """J = 1/m sum_i J_i(z^L_i, y_i), the batch mean of the per-sample loss; () or (K,)."""
+    if loss.cost_into is not None and inplace(z):
+        return loss.cost_into(z, a, y)
     return xp.mean(loss.per_sample(z, a, y, xp), axis=-1)
 
 
@@ -140,26 +142,32 @@ def gradient_step(p, dp, eta):
     return (-eta * dp) + p
 
 
-def layer_step(W, b, delta, a_prev, eta, m, xp, lam=0.0, out=None, donate=False):
+def layer_step(W, b, delta, a_prev, eta, m, xp, lam=0.0, out=None, donate=False, ones=None):
     """W^l <- W^l - eta (dJ/dW^l + (lambda/m) W^l),  b^l <- b^l - eta dJ/db^l, from delta^l.
 
-    Row-major form: ``beta W[l] + (-eta/m delta[l]).mT @ a[l-1]`` (beta = 1 - eta lambda/m)
-    and ``b[l] - eta/m sum_i delta[l]_i``: :func:`gradient_step` of :func:`weight_gradient`
-    (plus :func:`l2_gradient`) and of :func:`bias_gradient`, with the scalar -eta/m applied
-    to delta before the product: one product (into ``out``) and one addition, no dW kept;
-    it rounds differently from the separate steps, by a few ulp.  ``delta`` is scaled in
-    place (the caller's scratch, used up); ``donate=True`` updates W and b in place.
+    Row-major form: ``beta W[l] + (-eta/m) delta[l].mT @ a[l-1]`` (beta = 1 - eta lambda/m)
+    and ``b[l] + (-eta/m) sum_i delta[l]_i``: :func:`gradient_step` of
+    :func:`weight_gradient` (plus :func:`l2_gradient`) and of :func:`bias_gradient`, with
+    the scalar -eta/m applied once, to the smaller of delta (m, n_l) and the product
+    (n_l, n_{l-1}): one product (into ``out``) and one addition, no dW kept; it rounds
+    differently from the separate steps, by a few ulp.  ``delta`` may be scaled in place
+    (the caller's scratch, used up); ``ones`` (optional, (m,) of ones) sums delta over the
+    batch as one matrix-vector product; ``donate=True`` updates W and b in place.
     Returns the new (W, b).
     """
-    db = xp.sum(delta, axis=-2)
-    db *= eta / m
-    delta *= -eta / m
+    c = -eta / m
+    if m <= a_prev.shape[-1]:  # delta is the smaller array: scale it, and db with it
+        delta *= c
+    db = xp.sum(delta, axis=-2) if ones is None else ones @ delta
     step = delta.mT @ a_prev if out is None else matmul_into(delta.mT, a_prev, out=out)
+    if m > a_prev.shape[-1]:
+        step *= c
+        db *= c
     beta = 1.0 - eta * lam / m
     if not donate:
-        return (W * beta if beta != 1.0 else W) + step, b - db
+        return (W * beta if beta != 1.0 else W) + step, b + db
     if beta != 1.0:
         W *= beta
     W += step
-    b -= db
+    b += db
     return W, b

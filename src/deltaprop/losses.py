@@ -10,8 +10,9 @@ with respect to its ``z[L]``; it is **not** divided by m.  The 1/m appears only 
 Every loss is computed from the logits ``z[L]``: the cross-entropies use log-sum-exp
 and ``log1p(exp(-|z|))`` and never form ``log(a)``, so they stay finite at |z| = 1e4.
 
-Softmax cross-entropy carries an optional in-place NumPy kernel (``Loss.fused``) that
-computes its softmax output and J together; :func:`deltaprop.equations.output_and_cost`
+MSE carries a NumPy kernel of its J (``Loss.cost_into``: the sum of squares as one dot
+product), and softmax cross-entropy one (``Loss.fused``) that computes its softmax output
+and J together; :func:`deltaprop.equations.output_and_cost`
 uses it only when the output activation is the registry's own softmax row (the object,
 not the name), so a user's own loss or activation is computed by its own functions.
 """
@@ -37,7 +38,10 @@ class Loss:
     (rows of y sum to one; integer labels are accepted and one-hot encoded).
     ``fused`` (optional) is ``(activation, kernel)``: an in-place NumPy kernel
     ``kernel(z, y, out=None) -> (a, J)`` computing that :class:`Activation` row's
-    a = f(z) and the batch mean J together.
+    a = f(z) and the batch mean J together.  ``cost_into`` (optional) is a NumPy kernel
+    ``cost_into(z, a, y) -> J`` of the batch mean of ``per_sample``.  (A row copied
+    with ``dataclasses.replace(row, per_sample=...)`` keeps the row's kernels: give
+    ``fused=None, cost_into=None`` too.)
     """
 
     name: str
@@ -47,6 +51,7 @@ class Loss:
     output: str | None = None
     targets: str = "real"
     fused: tuple | None = None
+    cost_into: Callable | None = None
 
     def __reduce__(self):
         # a registry row pickles by name, so it stays that very row (see Activation)
@@ -85,7 +90,8 @@ def _softmax_ce(z, a, y, xp):
 
 
 _TABLE = [
-    Loss("mse", _mse, _mse_delta, "J = 1/m sum_i 1/2 sum_k (a_k - y_k)^2"),
+    Loss("mse", _mse, _mse_delta, "J = 1/m sum_i 1/2 sum_k (a_k - y_k)^2",
+         cost_into=_kernels.mse_cost),
     Loss(
         "sigmoid-cross-entropy", _sigmoid_ce, _a_minus_y,
         "J = -1/m sum_i sum_k [y ln a + (1 - y) ln(1 - a)]   (Brawer, eq. 18)",
@@ -118,6 +124,8 @@ def get(name) -> Loss:
     """The loss called ``name`` (``_`` and ``-`` are interchangeable)."""
     if isinstance(name, Loss):
         return name
+    if type(name) is str and name in LOSSES:  # spelt as in the registry (every step looks)
+        return LOSSES[name]
     return LOSSES[registry_key(name, LOSSES, "loss", _ALIASES, sep="-",
                                accepts="a name or a Loss")]
 
