@@ -223,3 +223,91 @@ def test_good_input_that_looks_odd_is_accepted():
     assert float(g2.J) == float(g3.J)
     rows = np.full((5, 3), 1 / 3)  # rows summing to 1 up to rounding
     dp.gradients(net, X, rows, CE)
+
+
+# --- the command line: one line on stderr, exit status 2, no traceback ----------------------
+
+STATS = ["stats", "--sizes", "4,6,2", "--inputs", "gaussian", "--K", "2", "--samples", "8"]
+
+
+def _stripped_model(folder):
+    """A model file saved with its standardisation, whose metadata then lost it."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from deltaprop import io as dio
+
+    path = folder / "model.safetensors"
+    dio.save_model(path, Network.init([4, 3, 3], "tanh", "softmax", seed=0),
+                   {"loss": "softmax-cross-entropy", "classes": [0, 1, 2],
+                    "standardization": {"mean": [0.0] * 4, "scale": [1.0] * 4}})
+    with safe_open(path, "np") as f:
+        header = f.metadata()
+    header["meta"] = '{"loss": "softmax-cross-entropy", "classes": [0, 1, 2]}'
+    save_file(load_file(path), path, metadata=header)
+    return path
+
+
+CLI_CASES = [
+    # (id, argv with {tmp} for the test's folder, what the one line must say)
+    ("weight-std-negative", [*STATS, "--weight-std", "-0.5"],  # was accepted
+     "--weight-std must be a standard deviation, a finite number >= 0, got -0.5"),
+    ("weight-std-one-negative", [*STATS, "--weight-std", "1,-1"], "got 1,-1"),
+    ("input-var-negative", [*STATS, "--input-var", "-1"],  # was "math domain error"
+     "--input-var must be a variance, a finite number >= 0, got -1"),
+    ("sigma-w2-nan", [*STATS, "--sigma-w2", "nan"], "--sigma-w2 must be a variance"),
+    ("target-var-negative", [*STATS, "--target-var", "-2"], "--target-var must be"),
+    ("weight-mean-inf", [*STATS, "--weight-mean", "inf"], "--weight-mean must be a finite"),
+    ("two-weight-scales", [*STATS, "--weight-std", "1", "--sigma-w2", "1"], "not both"),
+    ("weight-std-text", [*STATS, "--weight-std", "big"],
+     "expected a number or numbers separated by commas, got 'big'"),
+    ("bins", [*STATS, "--bins", "6"], "--bins must be 0 (off) or a positive multiple of 4"),
+    ("stats-sigma-w", [*STATS, "--sigma-w", "1.5"], "--sigma-w: renamed; use --sigma-w2"),
+    ("stats-sigma-b", [*STATS, "--sigma-b", "0.1"], "renamed; use --sigma-b2"),
+    ("stats-m", [*STATS, "--m", "5"], "--m: renamed; use --samples"),
+    ("jacobian-sigma-w", ["jacobian", "--sigma-w", "1.5"], "renamed; use --sigma-w2"),
+    ("theory-sigma-b", ["theory", "--sigma-w2", "1", "--sigma-b", "0.1"],
+     "renamed; use --sigma-b2"),
+    ("explain-m", ["explain", "--exercise", "--m", "2"], "renamed; use --samples"),
+    ("theory-no-sigma-w2", ["theory"], "theory needs --sigma-w2"),
+    ("stats-out-is-a-file", [*STATS, "--out", "{tmp}/file.txt"],  # was [Errno 17] File exists
+     "--out {tmp}/file.txt is a file, not a folder; give a folder name"),
+    ("stats-out-not-empty", [*STATS, "--out", "{tmp}"],  # replaced the first study
+     "--out {tmp} is not empty (an earlier run's results?); use --force"),
+    ("density-is-a-folder", ["jacobian", "--density", "{tmp}/d.png"], "is a folder"),
+    ("explain-out-no-folder", ["explain", "--out", "{tmp}/no/x.txt"],
+     "folder {tmp}/no does not exist"),
+    ("config-missing", ["theory", "--config", "{tmp}/none.toml"], "does not exist"),
+    ("config-unknown-key", ["theory", "--config", "{tmp}/unknown.json"],
+     "unknown setting 'sigma_w'; known: activation, sigma_w2"),
+    ("config-bad-value", ["stats", "--config", "{tmp}/bad.json"],
+     "config file {tmp}/bad.json: K: invalid literal for int()"),
+    ("config-no-force", ["stats", "--config", "{tmp}/force.json"], "unknown setting 'force'"),
+    ("config-bad-choice", ["jacobian", "--config", "{tmp}/dtype.toml"],
+     "dtype must be one of float32, float64, got 'float16'"),
+    ("model-lost-standardisation", ["evaluate", "{tmp}/model.safetensors", "iris"],
+     "model.safetensors: not a valid deltaprop file: it says its inputs are standardised "
+     "but meta lacks 'standardization'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), [c[1:] for c in CLI_CASES],
+                         ids=[c[0] for c in CLI_CASES])
+def test_cli_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys, monkeypatch):
+    from deltaprop.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "file.txt").write_text("mine")
+    (tmp_path / "unknown.json").write_text('{"sigma_w": 1.5}')
+    (tmp_path / "bad.json").write_text('{"K": "many"}')
+    (tmp_path / "force.json").write_text('{"force": true}')
+    (tmp_path / "dtype.toml").write_text('dtype = "float16"\n')
+    (tmp_path / "d.png").mkdir()
+    _stripped_model(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deltaprop: error: "), err
+    assert message.replace("{tmp}", str(tmp_path)) in err, err
+    assert ".tmp" not in err.replace(str(tmp_path), "") and "[Errno" not in err
+    assert (tmp_path / "file.txt").read_text() == "mine"  # nothing of the user's touched

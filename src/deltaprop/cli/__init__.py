@@ -14,6 +14,7 @@ import os
 import sys
 
 from .. import __version__
+from ._common import apply_config
 
 #: modules of this package that add subcommands, in the order of ``deltaprop --help``
 COMMAND_MODULES = ["engine", "explain", "train", "stats", "sweep", "theory", "jacobian"]
@@ -48,6 +49,7 @@ def main(argv=None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args = apply_config(parser, args, argv)  # --config: its settings, then the flags
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 2

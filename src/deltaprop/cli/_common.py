@@ -1,6 +1,15 @@
-"""Options shared by several subcommands: ``--backend``, ``--device`` and thread limits.
+"""Options and edges shared by several subcommands.
 
-Every command that computes takes the same two options.  The network and the data are
+* ``--backend``, ``--device`` and thread limits (:func:`add_backend_options`,
+  :func:`backend_from_args`, :func:`limit_threads`);
+* ``--config FILE`` (TOML or JSON; flags override it): :func:`read_config`,
+  :func:`add_config_option` and :func:`apply_config`;
+* flags that were renamed (:func:`add_retired`): one line naming the flag to use;
+* output files and folders that are never replaced without ``--force``
+  (:func:`check_out_file`, :func:`prepare_out_dir`);
+* a progress bar on stderr, silent with ``--quiet`` (:func:`progress_bar`).
+
+Every command that computes takes ``--backend`` and ``--device``.  The network and the data are
 built on the host with NumPy (so every backend starts from identical numbers), moved once
 to the chosen library and device, the engine and the laboratory run there, and results come
 back to the host (:func:`deltaprop._backend.to_numpy`) only to be printed or written.
@@ -8,9 +17,12 @@ back to the host (:func:`deltaprop._backend.to_numpy`) only to be printed or wri
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -128,4 +140,198 @@ def limit_threads(n):
                 torch.set_num_threads(before)
 
 
-__all__ = ["BACKENDS", "Backend", "add_backend_options", "backend_from_args", "limit_threads"]
+# ------------------------------------------------------------------------------ --config
+
+def load_config_file(path) -> tuple[dict, bool]:
+    """``(table, run)``: the table of a TOML (``.toml``) or JSON config file as written,
+    and whether it is a run's ``config.json`` (then ``table`` is its ``"settings"``).
+    Every problem is one line naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_bytes()
+    try:
+        if path.suffix.lower() == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # Python 3.10
+                import tomli as tomllib  # type: ignore[no-redef]
+            cfg = tomllib.loads(text.decode("utf-8"))
+        else:
+            cfg = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
+        raise ValueError(f"config file {path} cannot be parsed: {exc}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config file {path} must hold a table/object of settings")
+    run = isinstance(cfg.get("settings"), dict)  # a run's config.json
+    return (cfg["settings"] if run else cfg), run
+
+
+def read_config(path, known) -> dict:
+    """The settings of a config file (:func:`load_config_file`), keys with ``_`` for ``-``;
+    ``known`` lists the setting names, and any other key is an error naming them."""
+    cfg, _run = load_config_file(path)
+    out = {}
+    for key, value in cfg.items():
+        k = str(key).replace("-", "_")
+        if k not in known:
+            raise ValueError(f"config file {path}: unknown setting {key!r}; known: "
+                             f"{', '.join(known)}")
+        out[k] = value
+    return out
+
+
+#: options that a config file cannot set
+_NOT_CONFIG = {"help", "config", "func", "version", "force"}  # --force: on the line only
+
+
+def add_config_option(parser):
+    """Add ``--config FILE`` to ``parser``; :func:`apply_config` reads it (flags win)."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="TOML or JSON file of settings, named like the flags "
+                        "(weight_std or weight-std); flags given on the line override it")
+    parser.set_defaults(_config_parser=parser)
+
+
+def _config_actions(parser):
+    return {a.dest: a for a in parser._actions  # noqa: SLF001 - argparse has no public list
+            if a.dest not in _NOT_CONFIG and not a.dest.startswith("_")
+            and a.option_strings and a.default is not argparse.SUPPRESS}
+
+
+def apply_config(top, args, argv):
+    """Parse ``argv`` again with the ``--config`` file's settings as the defaults.
+
+    ``top`` is the whole command line's parser, ``args`` its first result.  Each value
+    goes through the flag's own conversion and check (``type``, ``choices``), so a config
+    file accepts exactly what the flag accepts; lists become comma lists.
+    """
+    parser = getattr(args, "_config_parser", None)
+    if parser is None or not getattr(args, "config", None):
+        return args
+    actions = _config_actions(parser)
+    values = {}
+    for key, value in read_config(args.config, list(actions)).items():
+        values[key] = _config_value(args.config, key, value, actions[key])
+    parser.set_defaults(**values)
+    return top.parse_args(argv)
+
+
+def _config_value(path, key, value, action):
+    where = f"config file {path}: {key}"
+    if action.nargs == 0:  # store_true / store_false
+        if not isinstance(value, bool):
+            raise ValueError(f"{where} must be true or false, got {value!r}")
+        return value
+    if isinstance(value, list):
+        value = ",".join(str(v) for v in value)
+    elif isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{where} must be a number, a string or a list, got {value!r}")
+    text = str(value)
+    try:
+        out = action.type(text) if action.type is not None else text
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if action.choices is not None and out not in action.choices:
+        raise ValueError(f"{where} must be one of {', '.join(map(str, action.choices))}, "
+                         f"got {value!r}")
+    return out
+
+
+# ------------------------------------------------------------------------------ renamed flags
+
+class _Retired(argparse.Action):
+    def __init__(self, option_strings, dest, use=None, **kw):
+        self.use = use
+        super().__init__(option_strings, argparse.SUPPRESS, nargs="?", help=argparse.SUPPRESS,
+                         default=argparse.SUPPRESS)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise argparse.ArgumentError(self, f"renamed; use {self.use}")
+
+
+def add_retired(parser, retired):
+    """Register old spellings (``{"--sigma-w": "--sigma-w2 (sigma_w squared)"}``) so that
+    each ends in one line naming the flag to use, instead of being taken by argparse for
+    a longer flag it prefixes (``--sigma-w 1.5`` would silently set ``--sigma-w2``)."""
+    for flag, use in retired.items():
+        parser.add_argument(flag, action=_Retired, use=use)
+
+
+#: the retired spellings of the weight scale and the sample count (issue 11's one vocabulary)
+RETIRED = {"--sigma-w": "--sigma-w2 (sigma_w^2; Var W[l] = sigma_w2 / n_{l-1}) or --weight-std "
+           "(the raw std of each weight)",
+           "--sigma-b": "--sigma-b2 (the bias variance sigma_b^2)",
+           "--m": "--samples (the number of samples m)"}
+
+
+# ------------------------------------------------------------------------------ output files
+
+def check_out_file(flag, name, force, suffixes=None) -> Path:
+    """The output file ``name`` of ``flag``, checked before any work: its format (one of
+    ``suffixes``, if given), its folder, and no silent replacement without ``force``."""
+    out = Path(name)
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ValueError(f"{flag} {name}: give a {', '.join(suffixes[:-1])} or {suffixes[-1]} "
+                         "file name" if len(suffixes) > 1 else
+                         f"{flag} {name}: give a {suffixes[0]} file name")
+    if out.is_dir():
+        raise ValueError(f"{flag} {name} is a folder; give a file name")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{flag} {name}: folder {parent} does not exist; create it first")
+    if out.exists() and not force:
+        raise ValueError(f"{flag} {name} exists; use --force to replace it, or give another "
+                         "name")
+    return out
+
+
+def prepare_out_dir(flag, name, force, own) -> Path:
+    """The output folder ``name`` of ``flag``, created if missing.
+
+    A folder that already holds files is refused without ``force`` (a second run would
+    replace the first one's results); with ``force`` the files named in ``own`` (the
+    command's own outputs) are removed, so no stale result of the earlier run stays
+    beside the new ones, and every other file is left alone.
+    """
+    out = Path(name)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{flag} {name} is a file, not a folder; give a folder name")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise ValueError(f"{flag} {name} is not empty (an earlier run's results?); use "
+                             "--force to replace them, or give a new folder")
+        from .. import io as dio
+
+        for f in own:
+            p = out / f
+            if p.is_file() or p.is_symlink():
+                p.unlink()
+        dio.remove_temp_files(out, own)  # left by a killed earlier run
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OSError(f"{flag} {name}: cannot create the folder ({exc.strerror}); "
+                      "choose another place") from None
+    return out
+
+
+# ------------------------------------------------------------------------------ progress
+
+def progress_bar(quiet, total, desc, unit="it"):
+    """A tqdm bar on stderr (time left included), or ``None`` with ``quiet``.
+
+    tqdm is what ``deltaprop train`` uses; the bar is drawn on a terminal and left out
+    when stderr is not one (``disable=None``), so logs and pipes stay clean.
+    """
+    if quiet:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
+                disable=None, file=sys.stderr)
+
+
+__all__ = ["BACKENDS", "Backend", "RETIRED", "add_backend_options", "add_config_option",
+           "add_retired", "apply_config", "backend_from_args", "check_out_file",
+           "limit_threads", "load_config_file", "prepare_out_dir", "progress_bar", "read_config"]

@@ -2,21 +2,25 @@
 
     deltaprop explain [SPEC.json] [--notation deltaprop|haykin|bishop|ng|brawer]
                       [--format text|markdown|latex] [--out FILE [--force]]
-                      [--step K] [--max-units N] [--precision P]
-    deltaprop explain [SPEC.json] --check ANSWERS.json [--notation N] [--rtol R]
+                      [--step K] [--max-units N] [--precision P] [--json]
+    deltaprop explain [SPEC.json] --check ANSWERS.json [--notation N] [--rtol R] [--json]
     deltaprop explain --exercise --sizes 2,3,2 --seed N [--format markdown|latex]
                       [--out FILE [--force]] [--activations A] [--loss L] [--samples m]
 
 With no SPEC, Mazur's worked example (the ``deltaprop trace`` default).  ``--check`` exits
 with 0 when every value is right and 1 when one is wrong; bad input ends with one line on
 stderr and status 2.  Files are never replaced without ``--force`` and are written
-atomically.
+atomically.  ``--json`` prints the step's values (every z, a, delta, dW, db, the new W and b
+and J, in deltaprop's names) or, with ``--check``, the report; ``--quiet`` leaves out the
+"wrote FILE" lines; ``--config FILE`` takes any flag's setting from a TOML or JSON file.
 """
 
 from __future__ import annotations
 
+import json
 import sys
-from pathlib import Path
+
+from ._common import RETIRED, add_config_option, add_retired, check_out_file
 
 
 def register(sub):
@@ -65,6 +69,11 @@ def register(sub):
     p.add_argument("--loss", default="mse", help="--exercise: loss (default mse)")
     p.add_argument("--samples", type=int, default=1,
                    help="--exercise: number of samples m (default 1)")
+    p.add_argument("--json", action="store_true",
+                   help="print the step's values (with --check: the report) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no 'wrote FILE' lines")
+    add_config_option(p)
+    add_retired(p, RETIRED)
     p.set_defaults(func=_explain)
 
 
@@ -79,6 +88,8 @@ def _explain(args):
             raise ValueError(f"--{flag} goes with --exercise")
     if args.check is not None:
         return _check(args)
+    if args.json:
+        return _values_json(args)
     fmt = args.format or "text"
     known = formats()
     if fmt not in known:
@@ -96,19 +107,38 @@ def _explain(args):
         from .. import io as dio
 
         dio.atomic_write_text(out, text)
-        print(f"wrote {out}", file=sys.stderr)
+        if not args.quiet:
+            print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
-def _out_path(name, force) -> Path:
-    out = Path(name)
-    if out.is_dir():
-        raise ValueError(f"--out {name} is a folder; give a file name")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise ValueError(f"--out {name}: folder {out.parent} does not exist")
-    if out.exists() and not force:
-        raise ValueError(f"--out {name} exists; use --force to replace it")
-    return out
+def _out_path(name, force):
+    return check_out_file("--out", name, force)
+
+
+def _values_json(args):
+    """--json: every array of the step in deltaprop's names, layer by layer."""
+    from ..explain.build import make_run
+
+    for flag, value in (("--out", args.out), ("--format", args.format),
+                        ("--max-units", args.max_units), ("--notation", args.notation)):
+        if value is not None:
+            raise ValueError(f"{flag} does not go with --json (the values are printed in "
+                             "deltaprop's names)")
+    run = make_run(args.spec, step=args.step)
+
+    def layers(arrays, first=1):
+        return {str(l): arrays[l].tolist() for l in range(first, run.L + 1)}
+
+    acts = [f.name for f in run.acts[1:]]
+    print(json.dumps({"sizes": run.sizes, "activations": acts, "loss": run.loss, "m": run.m,
+                      "learning_rate": run.eta, "l2": run.lam, "step": run.step,
+                      "x": run.x.tolist(), "y": run.y.tolist(), "J": float(run.J),
+                      "W": layers(run.W), "b": layers(run.b), "z": layers(run.z),
+                      "a": layers(run.a), "delta": layers(run.delta), "dW": layers(run.dW),
+                      "db": layers(run.db), "W_new": layers(run.Wn), "b_new": layers(run.bn)},
+                     indent=2, allow_nan=False))
+    return 0
 
 
 def _check(args):
@@ -120,7 +150,15 @@ def _check(args):
             raise ValueError(f"{flag} does not go with --check (the report is printed)")
     report = check(args.check, args.spec, args.notation, step=args.step, rtol=args.rtol,
                    precision=args.precision)
-    print(report.text())
+    if args.json:
+        bad = report.first_wrong
+        rows = [{"name": r.name, "label": r.label, "layer": r.layer, "right": bool(r.right),
+                 "where": r.where or None, "slip": r.slip} for r in report.rows]
+        print(json.dumps({"ok": report.ok, "notation": report.notation, "rtol": report.rtol,
+                          "rows": rows, "first_wrong": None if bad is None else bad.name,
+                          "notes": list(report.notes)}, indent=2))
+    else:
+        print(report.text())
     return 0 if report.ok else 1
 
 
@@ -146,6 +184,7 @@ def _exercise(args):
                          samples=args.samples)
     files = exercise.write(spec, args.out, seed=args.seed, notation=args.notation or
                            "deltaprop", fmt=fmt, force=args.force)
-    for path in files:
-        print(f"wrote {path}")
+    if not args.quiet:
+        for path in files:
+            print(f"wrote {path}")
     return 0

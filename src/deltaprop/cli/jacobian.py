@@ -2,8 +2,8 @@
 
     deltaprop jacobian [--activation tanh] [--init normal|orthogonal] [--q-star Q |
                        --sigma-w2 S [--sigma-b2 B]] [--width N --depth L | --sizes ...]
-                       [--K 32] [--samples 4] [--depths 1,2,4,...] [--json]
-                       [--density FILE.png [--force]]
+                       [--K 32] [--samples 4] [--depths 1,2,4,...] [--json] [--quiet]
+                       [--density FILE.png [--force]] [--config FILE]
 
 records the squared singular values lambda of J = D[l] W[l] ... D[1] W[1] at every depth
 (:mod:`deltaprop.stats.jacobian`) and prints, per depth, their mean and variance beside the
@@ -11,16 +11,26 @@ free-probability predictions and chi_1^l (:mod:`deltaprop.theory.jacobian`).  Wi
 --q-star or --sigma-w2 the network sits on the edge of chaos with q* = 0.01.  ``--json``
 prints one object (``setting``, ``rows``, ``note``); ``--density`` draws the density of
 log10 lambda at up to four depths (never replacing a file without ``--force``; written
-atomically).
+atomically).  ``--config FILE`` takes any flag's setting from a TOML or JSON file;
+``--quiet`` prints nothing on stderr.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
-from pathlib import Path
+import sys
 
-from ._common import add_backend_options, backend_from_args, limit_threads
+from ._common import (
+    RETIRED,
+    add_backend_options,
+    add_config_option,
+    add_retired,
+    backend_from_args,
+    check_out_file,
+    limit_threads,
+)
 
 #: q* of the default critical point
 DEFAULT_Q_STAR = 0.01
@@ -30,7 +40,8 @@ def _ints(text):
     try:
         return tuple(int(v) for v in str(text).split(","))
     except ValueError:
-        raise ValueError(f"expected integers separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") \
+            from None
 
 
 def register(sub):
@@ -71,21 +82,15 @@ def register(sub):
     o.add_argument("--density", metavar="FILE", default=None,
                    help="draw the density of log10 lambda into FILE (.png, .pdf or .svg)")
     o.add_argument("--force", action="store_true", help="replace an existing --density file")
+    o.add_argument("--quiet", action="store_true", help="nothing on stderr")
+    add_config_option(o)
+    add_retired(p, RETIRED)
     p.set_defaults(func=_jacobian)
 
 
 def _check_out(name, force):
     """The --density path, checked before any work: format, folder, no silent replace."""
-    out = Path(name)
-    if out.suffix.lower() not in (".png", ".pdf", ".svg"):
-        raise ValueError(f"--density {name}: give a .png, .pdf or .svg file name")
-    if out.is_dir():
-        raise ValueError(f"--density {name} is a folder; give a file name")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise ValueError(f"--density {name}: folder {out.parent} does not exist")
-    if out.exists() and not force:
-        raise ValueError(f"--density {name} exists; use --force to replace it")
-    return out
+    return check_out_file("--density", name, force, (".png", ".pdf", ".svg"))
 
 
 def study_from_args(args):
@@ -140,6 +145,8 @@ def _jacobian(args):
         print(table(result))
     if out is not None:
         _draw(result, out)
+        if not args.quiet:
+            print(f"wrote {out}", file=sys.stderr)
     return 0
 
 

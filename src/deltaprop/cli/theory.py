@@ -1,7 +1,7 @@
 """``deltaprop theory``: the signal-propagation calculator of the mean-field network.
 
-    deltaprop theory --activation tanh --sigma-w2 2.5 --sigma-b2 0.05 [--json]
-                     [--phase-diagram FILE.png [--force]]
+    deltaprop theory --activation tanh --sigma-w2 2.5 --sigma-b2 0.05 [--json] [--quiet]
+                     [--phase-diagram FILE.png [--force]] [--config FILE]
 
 prints q*, chi_1, c*, chi_c, xi_q, xi_c, the gradient depth scale, the phase, every fixed
 point of the length and correlation maps with its stability and the edge of chaos at that
@@ -9,14 +9,17 @@ sigma_b^2 (:func:`deltaprop.theory.signal.signal_theory`).  ``--json`` prints on
 exactly the keys of :data:`deltaprop.theory.signal.KEYS`.  ``--phase-diagram`` also draws
 the (sigma_w^2, sigma_b^2) plane with the edge of chaos and contours of xi_c
 (:func:`deltaprop.plot.phase_diagram`); an existing file is replaced only with ``--force``,
-and the file is written atomically.
+and the file is written atomically.  ``--config FILE`` takes any flag's setting from a TOML
+or JSON file; ``--quiet`` prints nothing on stderr.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import sys
+
+from ._common import RETIRED, add_config_option, add_retired, check_out_file
 
 #: grid of the phase diagram: sigma_w^2 points x sigma_b^2 points
 GRID = (31, 21)
@@ -31,8 +34,8 @@ def register(sub):
                        "gradient depth scale, the phase, every fixed point and the edge of "
                        "chaos.")
     p.add_argument("--activation", default="tanh", help="an elementwise activation (tanh)")
-    p.add_argument("--sigma-w2", type=float, required=True,
-                   help="weight variance: Var(W[l]) = sigma_w^2 / n_{l-1}")
+    p.add_argument("--sigma-w2", type=float, default=None,
+                   help="weight variance: Var(W[l]) = sigma_w^2 / n_{l-1} (required)")
     p.add_argument("--sigma-b2", type=float, default=0.0, help="bias variance (0)")
     p.add_argument("--q0", type=float, default=1.0,
                    help="q^0, the length the iteration starts from: picks the fixed point "
@@ -43,6 +46,9 @@ def register(sub):
                    help="also draw the (sigma_w^2, sigma_b^2) phase diagram with the edge of "
                    "chaos and contours of xi_c into FILE (.png, .pdf or .svg; a few seconds)")
     p.add_argument("--force", action="store_true", help="replace an existing --phase-diagram")
+    p.add_argument("--quiet", action="store_true", help="nothing on stderr")
+    add_config_option(p)
+    add_retired(p, RETIRED)
     p.set_defaults(func=_theory)
 
 
@@ -56,6 +62,9 @@ def _theory(args):
     from .. import activations as _act
     from ..theory.signal import signal_theory
 
+    if args.sigma_w2 is None:
+        raise ValueError("theory needs --sigma-w2 (the weight variance times the fan-in, "
+                         "Var W[l] = sigma_w2 / n_{l-1}), e.g. --sigma-w2 1.5")
     for name in ("sigma_w2", "sigma_b2", "q0"):
         v = getattr(args, name)
         if not math.isfinite(v) or v < 0 or (name == "q0" and v == 0):
@@ -74,22 +83,14 @@ def _theory(args):
         print(text(th, args.q0))
     if out is not None:
         _draw(th, out, args.q0)
+        if not args.quiet:
+            print(f"wrote {out}", file=sys.stderr)
     return 0
 
 
 def _check_out(name, force):
     """The --phase-diagram path, checked before any work: format, folder, no silent replace."""
-    out = Path(name)
-    fmt = out.suffix.lower().lstrip(".")
-    if fmt not in ("png", "pdf", "svg"):
-        raise ValueError(f"--phase-diagram {name}: give a .png, .pdf or .svg file name")
-    if out.is_dir():
-        raise ValueError(f"--phase-diagram {name} is a folder; give a file name")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise ValueError(f"--phase-diagram {name}: folder {out.parent} does not exist")
-    if out.exists() and not force:
-        raise ValueError(f"--phase-diagram {name} exists; use --force to replace it")
-    return out
+    return check_out_file("--phase-diagram", name, force, (".png", ".pdf", ".svg"))
 
 
 def _draw(th, out, q0):
