@@ -41,8 +41,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-__all__ = ["PARAMS", "DEFAULTS", "STUDY", "COLUMNS", "grid", "cell_key", "run_cell", "run",
-           "read_table", "plot_phase", "local_cluster", "growth_rate"]
+__all__ = ["PARAMS", "DEFAULTS", "STUDY", "COLUMNS", "FORMATS", "grid", "cell_key", "run_cell",
+           "run", "check_output", "table_path", "read_table", "plot_phase", "local_cluster",
+           "growth_rate", "SchedulerLostError"]
 
 #: the grid axes, in table order
 PARAMS = ("sigma_w2", "sigma_b2", "depth", "width", "activation", "init", "loss", "seed")
@@ -213,18 +214,29 @@ def _parse(rec: dict) -> dict:
 
 
 def read_table(path) -> list[dict]:
-    """The complete rows of a sweep table (a torn last line of a stopped sweep is dropped)."""
+    """The complete rows of a sweep table (a torn last line of a stopped sweep is dropped).
+
+    Raises
+    ------
+    ValueError
+        ``path`` exists but is not a sweep table (other columns, or not text).
+    """
     if not os.path.exists(path):
         return []
-    with open(path, newline="") as f:
-        text = f.read()
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a sweep table (not a CSV text file)") from None
+    except IsADirectoryError:
+        raise ValueError(f"{path} is a folder, not a sweep table") from None
     rows = []
     reader = csv.DictReader(io.StringIO(text))
     if reader.fieldnames is None:
         return []
     if tuple(reader.fieldnames) != COLUMNS:
         raise ValueError(f"{path} is not a sweep table of this version (columns "
-                         f"{reader.fieldnames})")
+                         f"{', '.join(reader.fieldnames)[:80]})")
     complete = text.endswith("\n")
     lines = list(reader)
     for i, rec in enumerate(lines):
@@ -232,35 +244,142 @@ def read_table(path) -> list[dict]:
             break  # torn by a stop mid-write
         try:
             row = _parse(rec)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, AttributeError):
             continue
         if row["key"] == cell_key({k: row[k] for k in (*PARAMS, *STUDY)}):
             rows.append(row)
     return rows
 
 
+#: the table formats :func:`run` writes, by file name suffix
+FORMATS = (".csv", ".parquet")
+
+
+def table_path(path) -> str:
+    """The CSV table a sweep streams into: ``path`` itself, or ``X.csv`` beside ``X.parquet``.
+
+    Raises
+    ------
+    ValueError
+        ``path`` does not end in one of :data:`FORMATS` (e.g. ``.xlsx``).
+    """
+    path = str(path)
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in FORMATS:
+        raise ValueError(f"cannot write a sweep table to {path}: the formats are .csv and "
+                         ".parquet (e.g. sweep.csv); convert the CSV with pandas for others")
+    return path[: -len(suffix)] + ".csv" if suffix == ".parquet" else path
+
+
+def _need_pyarrow():
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise ValueError("a .parquet table needs pyarrow, which is not installed: pip install "
+                         "'deltaprop[parquet]', or write a .csv table") from None
+
+
+def check_output(cells, path, *, force=False, resume=True) -> dict:
+    """Check, before any computing, that a sweep of ``cells`` may write ``path``.
+
+    A file already at ``path`` (and at the CSV table beside a ``.parquet`` file) is kept
+    safe: it is resumed when it is a sweep table of this grid (every row a cell of
+    ``cells``), replaced only with ``force``, and otherwise refused.
+
+    Returns
+    -------
+    dict
+        key -> row of the finished cells the sweep keeps (empty for a new table).
+
+    Raises
+    ------
+    ValueError
+        An unknown format; a ``.parquet`` path without pyarrow (``pip install
+        'deltaprop[parquet]'``); a file that is not a sweep table, or holds cells of another
+        grid, or ``resume=False`` on an existing table, without ``force``.
+    """
+    path = str(path)
+    table = table_path(path)
+    if table != path:
+        _need_pyarrow()
+    for p in dict.fromkeys((table, path)):
+        if os.path.isdir(p):
+            raise ValueError(f"{p} is a folder; give --out a file name such as sweep.csv")
+    if force:
+        return {}
+    keys = {cell_key(c) for c in cells}
+    done = {}
+    for p, read in ((table, read_table), (path, _parquet_rows)):
+        if not os.path.exists(p) or (p == table and read is _parquet_rows):
+            continue
+        try:
+            rows = read(p)
+        except ValueError as exc:
+            raise ValueError(f"{exc}; it is left as it is: choose another --out, or add "
+                             "--force to replace it") from None
+        other = [r for r in rows if r["key"] not in keys]
+        if other:
+            raise ValueError(f"{p} holds a sweep of another grid ({len(other)} of its "
+                             f"{len(rows)} cells are not in this one); it is left as it is: "
+                             "choose another --out, or add --force to replace it")
+        if not resume and rows:
+            raise ValueError(f"{p} already holds {len(rows)} cells of this grid; run without "
+                             "resume=False to finish it, or force=True to replace it")
+        if p == table:
+            done = {r["key"]: r for r in rows}
+    return done
+
+
+def _parquet_rows(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        t = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is "not a table"
+        raise ValueError(f"{path} is not a Parquet file ({type(exc).__name__})") from None
+    if "key" not in t.column_names:
+        raise ValueError(f"{path} is not a sweep table (no key column)")
+    return [{"key": k} for k in t.column("key").to_pylist()]
+
+
+def _csv_text(rows) -> str:
+    f = io.StringIO()
+    w = csv.DictWriter(f, COLUMNS, lineterminator="\n")
+    w.writeheader()
+    w.writerows(_format(r) for r in rows)
+    return f.getvalue()
+
+
 def _write(path, rows):
-    """Write ``rows`` atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, COLUMNS, lineterminator="\n")
-        w.writeheader()
-        w.writerows(_format(r) for r in rows)
-    os.replace(tmp, path)
+    """Write ``rows`` atomically (a temporary file beside ``path``, then a rename)."""
+    from .io import atomic_write_text
+
+    try:
+        atomic_write_text(path, _csv_text(rows))
+    except OSError as exc:
+        raise OSError(f"cannot write the sweep table {path}: {exc.strerror or exc}; check the "
+                      "folder exists and is writable, or choose another --out") from None
 
 
 def _parquet(path, rows):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .io import atomic_write_bytes
+
+    buf = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in rows]), buf)
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise ValueError("Parquet output needs pyarrow (pip install 'deltaprop[parquet]')") from exc
-    pq.write_table(pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in rows]), path)
+        atomic_write_bytes(path, buf.getvalue().to_pybytes())
+    except OSError as exc:
+        raise OSError(f"cannot write the Parquet table {path}: {exc.strerror or exc}; the CSV "
+                      f"table {table_path(path)} holds the same rows") from None
 
 
 # ----------------------------------------------------------------------------- the sweep
 def run(cells: Iterable[dict], path, *, client=None, serial=False, backend=None, device=None,
-        resume=True, on_row: Callable | None = None) -> list[dict]:
+        resume=True, force=False, on_row: Callable | None = None) -> list[dict]:
     """Run every cell not yet in the table at ``path``; return all rows in grid order.
 
     Parameters
@@ -268,30 +387,39 @@ def run(cells: Iterable[dict], path, *, client=None, serial=False, backend=None,
     cells : iterable of dict
         From :func:`grid`.
     path : str
-        The CSV table.  Rows are appended (and flushed) as cells finish; when the sweep is
-        complete the table is rewritten in grid order, so two runs of one grid give the same
-        file whatever the order in which cells finished.  A ``.parquet`` copy is written
-        beside it if ``path`` ends in ``.parquet`` (needs pyarrow).
+        The table: ``.csv``, or ``.parquet`` (needs pyarrow; checked before any computing).
+        Rows are appended (and flushed) to the CSV as cells finish (beside a ``.parquet``
+        path, the CSV ``X.csv`` of ``X.parquet``); when the sweep is complete the table is
+        rewritten in grid order, so two runs of one grid give the same file whatever the
+        order in which cells finished.
     client : dask.distributed.Client, optional
         Run the cells as tasks on this client's cluster.  Without one (and ``serial``
         False) a local cluster of one single-threaded worker process per core is started.
     serial : bool
         Run in this process, one cell after the other (no Dask).
     resume : bool
-        Skip the cells whose key is already in the table (otherwise start a new table).
+        Skip the cells already in the table at ``path``.  An existing table is resumed only
+        if it is a table of this grid (see :func:`check_output`).
+    force : bool
+        Replace whatever is at ``path`` and start a new table.
     on_row : callable, optional
         Called with each newly finished row (progress reports).
+
+    Raises
+    ------
+    ValueError
+        The file at ``path`` is not a table of this grid (and not ``force``), see
+        :func:`check_output`.  Nothing is computed then.
     """
     cells = [_canonical(c) for c in cells]
     keys = [cell_key(c) for c in cells]
     if len(set(keys)) != len(keys):
         raise ValueError("the grid lists a cell twice")
-    parquet = str(path).endswith(".parquet")
-    table = str(path)[: -len(".parquet")] + ".csv" if parquet else str(path)
-    done = {r["key"]: r for r in read_table(table)} if resume else {}
+    done = check_output(cells, path, force=force, resume=resume)
+    table = table_path(path)
     _write(table, list(done.values()))  # drops a torn line; starts a new table
     todo = [(k, c) for k, c in zip(keys, cells, strict=True) if k not in done]
-    with open(table, "a", newline="") as f:
+    with open(table, "a", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, COLUMNS, lineterminator="\n")
 
         def record(row):
@@ -305,19 +433,25 @@ def run(cells: Iterable[dict], path, *, client=None, serial=False, backend=None,
             for _, c in todo:
                 record(run_cell(c, backend, device))
         elif todo:
-            _run_distributed(todo, record, client, backend, device)
-    rows = [done[k] for k in keys if k in done]
-    extra = [r for k, r in done.items() if k not in set(keys)]  # other grids' cells stay
-    _write(table, rows + extra)
-    if parquet:
-        _parquet(path, rows + extra)
+            try:
+                _run_distributed(todo, record, client, backend, device)
+            except SchedulerLostError as exc:
+                left = len(keys) - len(done)
+                raise SchedulerLostError(f"{exc} after {len(done)} of {len(keys)} cells; the "
+                                    f"finished cells are kept in {table}: run the same command "
+                                    f"again to compute only the other {left}") from None
+    rows = [done[k] for k in keys]
+    _write(table, rows)
+    if table != str(path):
+        _parquet(path, rows)
     return rows
 
 
 def local_cluster(n_workers=None, **kwargs):
     """A ``LocalCluster`` of single-threaded worker processes on 127.0.0.1 for deltaprop.
 
-    One worker per core by default, one BLAS thread each.  Unlike Dask's default, the
+    One worker per core by default, one BLAS thread each; the scheduler and its dashboard
+    listen on 127.0.0.1 only (``cluster.dashboard_link``).  Unlike Dask's default, the
     workers start without ``MALLOC_TRIM_THRESHOLD_``: setting it fixes glibc's mmap
     threshold at 128 KiB, so every activation array of a cell (K m n floats, ~256 KiB in
     the default study) becomes a fresh mmap with page faults; we measured cells ~1.3x
@@ -330,9 +464,100 @@ def local_cluster(n_workers=None, **kwargs):
     env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
     env.pop("MALLOC_TRIM_THRESHOLD_", None)
     opts = dict(n_workers=n_workers or os.cpu_count() or 1, threads_per_worker=1,
-                processes=True, host="127.0.0.1", dashboard_address=":0")
+                processes=True, host="127.0.0.1", dashboard_address="127.0.0.1:0")
     with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
         return LocalCluster(**{**opts, **kwargs})
+
+
+#: the port ``dask scheduler`` listens on, and the one its dashboard (HTTP) uses
+SCHEDULER_PORT, DASHBOARD_PORT = 8786, 8787
+
+
+class SchedulerLostError(RuntimeError):
+    """The Dask scheduler went away during a sweep; the finished cells are in the table."""
+
+
+def connect(address, timeout=10.0):
+    """A ``dask.distributed.Client`` of the scheduler at ``address``, or a one-line error.
+
+    Dask's own connect retries a closed port for 30 s, takes an ``http://`` address for a
+    minute, and waits forever on a port that accepts the connection but never answers as a
+    scheduler (the dashboard's port 8787: dask/distributed#8071).  Here the address is
+    checked first: its scheme, then a TCP connection and the scheduler's greeting (a
+    scheduler speaks first), each within ``timeout`` seconds.
+
+    Raises
+    ------
+    ConnectionError
+        One sentence naming the address, what happened and the likely cause.
+    """
+    import socket
+
+    from distributed import Client
+    from distributed.comm import parse_address, parse_host_port
+
+    if not timeout > 0:
+        raise ValueError(f"the scheduler timeout must be > 0 seconds, got {timeout}")
+    address = str(address).strip()
+    scheme = address.split("://", 1)[0].lower() if "://" in address else "tcp"
+    if scheme in ("http", "https"):
+        rest = address.split("://", 1)[1].split("/", 1)[0]
+        host = rest.rsplit(":", 1)[0] if ":" in rest else rest
+        raise ConnectionError(f"scheduler {address}: that is a web address (the dashboard's?); "
+                              f"the scheduler speaks Dask's protocol: use tcp://{host}:"
+                              f"{SCHEDULER_PORT} (tcp://host:port, not http://)")
+    try:
+        scheme, loc = parse_address(address if "://" in address else f"tcp://{address}")
+        if scheme not in ("tcp", "tls", "ws", "wss"):
+            raise ValueError(f"a {scheme}:// address cannot be reached over the network")
+        host, port = parse_host_port(loc, SCHEDULER_PORT)
+    except ValueError as exc:
+        raise ConnectionError(f"scheduler {address} is not an address like "
+                              f"tcp://host:{SCHEDULER_PORT} ({exc})") from None
+    _probe(address, host, int(port), timeout, greeting=scheme == "tcp", socket=socket)
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except Exception as exc:  # noqa: BLE001 - any failure to connect becomes one line
+        raise ConnectionError(f"scheduler {address}: no Dask scheduler answered within "
+                              f"{timeout:g} s ({type(exc).__name__}); check the address, or "
+                              "raise the timeout (--scheduler-timeout)") from None
+
+
+def _probe(address, host, port, timeout, greeting, socket):
+    """Connect to host:port and, for plain TCP, wait for the scheduler's greeting."""
+    hint = (f"; {DASHBOARD_PORT} is the dashboard port, the scheduler listens on "
+            f"{SCHEDULER_PORT} (tcp://{host}:{SCHEDULER_PORT})" if port == DASHBOARD_PORT
+            else "")
+    try:
+        conn = socket.create_connection((host, port), timeout=timeout)
+    except socket.gaierror:
+        raise ConnectionError(f"scheduler {address}: unknown host {host!r}; check the "
+                              "name") from None
+    except ConnectionRefusedError:
+        raise ConnectionError(f"scheduler {address}: nothing listens there (connection "
+                              f"refused); start one with `dask scheduler` (port "
+                              f"{SCHEDULER_PORT}) or check the address{hint}") from None
+    except TimeoutError:
+        raise ConnectionError(f"scheduler {address}: no answer within {timeout:g} s (wrong "
+                              "host, a firewall, or the machine is down); raise "
+                              "--scheduler-timeout for a slow network") from None
+    except OSError as exc:
+        raise ConnectionError(f"scheduler {address}: cannot connect ({exc.strerror or exc})"
+                              ) from None
+    with conn:
+        if not greeting:
+            return
+        conn.settimeout(timeout)
+        try:
+            ok = bool(conn.recv(1))
+        except TimeoutError:
+            ok = False
+        except OSError:
+            ok = False
+    if not ok:
+        raise ConnectionError(f"scheduler {address}: something listens there but it is not "
+                              f"a Dask scheduler (no greeting within {timeout:g} s)"
+                              f"{hint or '; is it a web server?'}")
 
 
 def _run_distributed(todo, record, client, backend, device):
@@ -346,12 +571,28 @@ def _run_distributed(todo, record, client, backend, device):
         futures = [client.submit(run_cell, c, backend, device, key=f"deltaprop-cell-{k}",
                                  pure=False) for k, c in todo]
         for fut in as_completed(futures, loop=client.loop):
-            record(fut.result())
+            try:
+                row = fut.result()
+            except Exception as exc:
+                if _lost(exc, client):
+                    raise SchedulerLostError(f"lost the Dask scheduler {client.scheduler.address} "
+                                        f"({type(exc).__name__})") from None
+                raise
+            record(row)
             fut.release()
     finally:
         if own is not None:
             client.close()
             own.close()
+
+
+def _lost(exc, client) -> bool:
+    """Did ``exc`` come from losing the scheduler (rather than from a cell)?"""
+    from distributed.client import FutureCancelledError
+    from distributed.comm.core import CommClosedError
+
+    return isinstance(exc, FutureCancelledError | CommClosedError | OSError | TimeoutError) \
+        or client.status != "running"
 
 
 # ----------------------------------------------------------------------------- the plot
@@ -400,8 +641,16 @@ def plot_phase(rows, path, *, edge=True):
                f"n={first['width']}, K={first['K']}")
         fig.colorbar(im, ax=ax, label="growth rate g = d log E[delta^2] / d(L - l)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buf = io.BytesIO()
+    fmt = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
+    fig.savefig(buf, dpi=120, format=fmt)
     plt.close(fig)
+    from .io import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as exc:
+        raise OSError(f"cannot write the phase diagram {path}: {exc.strerror or exc}") from None
     return path
 
 
