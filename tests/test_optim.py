@@ -185,3 +185,65 @@ def test_malformed_state_still_reaches_the_network_checks():
     s["v.W.1"] = np.zeros((2, *net.W[1].shape))  # broadcasts to a stack: not W[1]'s shape
     with pytest.raises(ValueError, match="has shape"):
         opt.update(net, _grads(net, np.random.default_rng(0)), s)
+
+
+# --- the fused step: train_step(optimizer=..., state=...) equals gradients + update ------
+
+@pytest.mark.parametrize("donate", [False, True], ids=["pure", "donate"])
+@pytest.mark.parametrize("name,hyper", [("gd", {}), ("momentum", {"momentum": 0.7}),
+                                        ("nesterov", {"momentum": 0.7}), ("adam", {})])
+@pytest.mark.parametrize("l2", [0.0, 0.3])
+def test_train_step_with_an_optimizer_equals_gradients_then_update(name, hyper, donate, l2):
+    rng = np.random.default_rng(2)
+    net = Network.init([5, 7, 3], "tanh", "identity", seed=4, bias_std=0.1)
+    x, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
+    opt = optim.get(name, 0.05, **hyper)
+    ref_net, ref_state = net, opt.init(net)
+    fused_net = net.replace(W=[None] + [w.copy() for w in net.W[1:]],
+                            b=[None] + [v.copy() for v in net.b[1:]])
+    state, ws = opt.init(net), backprop.Workspace()
+    for _ in range(3):
+        _, g = backprop.gradients(ref_net, x, y, "mse", l2)
+        ref_net, ref_state = opt.update(ref_net, g, ref_state)
+        fused_net, J = backprop.train_step(fused_net, x, y, "mse", 0.05, l2, workspace=ws,
+                                           donate=donate, optimizer=opt, state=state)
+        assert np.isclose(J, g.J, rtol=1e-13)
+    assert state["t"] == ref_state["t"] == 3
+    tol = 1e-12 if name == "gd" else 1e-13  # gd folds -eta/m into delta: a few ulp
+    for p, q in zip([*fused_net.W[1:], *fused_net.b[1:]], [*ref_net.W[1:], *ref_net.b[1:]],
+                    strict=True):
+        np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
+    for k, v in ref_state.items():
+        np.testing.assert_allclose(state[k], v, rtol=1e-12, atol=1e-15)
+
+
+def test_donating_rules_round_like_the_pure_ones():
+    # the in-place form of each rule gives the very same numbers (not just close ones)
+    rng = np.random.default_rng(3)
+    p, g, v, m = (rng.normal(size=(4, 3)) for _ in range(4))
+    v2 = np.abs(v)
+    for law in (optim.momentum_update, optim.nesterov_update):
+        want = law(p, g, v, 0.1, 0.9)
+        got = law(p.copy(), g.copy(), v.copy(), 0.1, 0.9, donate=True)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    want = optim.adam_moments(g, m, v2, 0.9, 0.999)
+    got = optim.adam_moments(g.copy(), m.copy(), v2.copy(), 0.9, 0.999, donate=True)
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+    want = optim.adam_update(p, m, v2, 3, 0.01, 0.9, 0.999, 1e-8, np)
+    got = optim.adam_update(p.copy(), m, v2, 3, 0.01, 0.9, 0.999, 1e-8, np, donate=True)
+    assert np.array_equal(got, want)
+
+
+def test_is_plain_gd_is_the_rule_not_a_tag():
+    assert optim.is_plain_gd(optim.get("gd")) and optim.is_plain_gd(optim.get("sgd", 0.5))
+    assert not any(optim.is_plain_gd(optim.get(n)) for n in ("momentum", "nesterov", "adam"))
+    gd = optim.get("gd")
+    mine = optim.Optimizer(gd.init, gd.update, "mine")  # a user's own: no rule
+    assert not optim.is_plain_gd(mine) and not hasattr(gd.update, "plain_gd")
+    net = _net()
+    with pytest.raises(ValueError, match="no per-parameter rule"):
+        backprop.train_step(net, np.zeros((2, 3)), np.zeros((2, 2)), "mse", 0.1,
+                            optimizer=mine, state={"t": 0})
+    with pytest.raises(ValueError, match="needs its state"):
+        backprop.train_step(net, np.zeros((2, 3)), np.zeros((2, 2)), "mse", 0.1,
+                            optimizer=optim.get("adam"))

@@ -218,7 +218,7 @@ class _NoBuffers:
 
 
 def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=None,
-               donate=False):
+               donate=False, optimizer=None, state=None):
     """One training step, ``step(net, gradients(net, x, y, loss, l2)[1], eta)``, and its J.
 
     Returns ``(new_net, J)``, J the loss before the step; the trace and the gradients are
@@ -231,6 +231,14 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
     then ``net`` itself); otherwise ``net`` is left untouched.  ``check=False`` skips the
     input checks, for a caller that checked its data once (``fit``): then ``y`` must be
     what the checks give, (m, n_L) targets of the network's dtype (one-hot rows for labels).
+
+    ``optimizer`` (an :class:`~deltaprop.optim.Optimizer`; default plain gradient descent)
+    and its ``state`` dict: each layer's dW[l] and db[l] (the equations'
+    :func:`~deltaprop.equations.weight_gradient` and
+    :func:`~deltaprop.equations.bias_gradient`, L2 term included) go through the
+    optimiser's ``rule`` as soon as they are known, ``eta`` being its learning rate for
+    this step; ``state`` is updated in place (its ``"t"`` and its arrays: the training
+    loop owns it), so ``opt.update(net, grads, state, eta)`` and this step agree.
     """
     _check_eta(eta)
     loss = _losses.get(loss)
@@ -254,6 +262,7 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
     if l2:
         J = J + eq.l2_penalty(W, l2, m, xp)
     d = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
+    rule, t = _rule(optimizer, state)
     new_W, new_b = [None] * (L + 1), [None] * (L + 1)
     for l in range(L, 0, -1):  # W[l] is read for delta[l-1] before it is updated
         d_prev = None
@@ -262,7 +271,32 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
             _, _, df, delta, _ = buf[k]
             df = eq.derivative(f[k], z[k], a[k], xp, out=df) if f[k].elementwise else None
             d_prev = eq.hidden_delta(W[l], d, f[k], z[k], a[k], xp, out=delta, df=df)
-        new_W[l], new_b[l] = eq.layer_step(W[l], b[l], d, a[l - 1], eta, m, xp, l2,
-                                           out=buf[l][4], donate=donate, ones=ones)
+        if rule is None:  # gradient descent, -eta/m folded into the one product
+            new_W[l], new_b[l] = eq.layer_step(W[l], b[l], d, a[l - 1], eta, m, xp, l2,
+                                               out=buf[l][4], donate=donate, ones=ones)
+        else:
+            dW = eq.weight_gradient(d, a[l - 1], m, out=buf[l][4])
+            if l2:
+                dW += eq.l2_gradient(W[l], l2, m)
+            new_W[l] = rule(W[l], dW, state, f"W.{l}", t, eta, donate)
+            new_b[l] = rule(b[l], eq.bias_gradient(d, xp), state, f"b.{l}", t, eta, donate)
         d = d_prev
+    if state is not None:
+        state["t"] = state["t"] + 1
     return (net if donate else net.replace(W=new_W, b=new_b)), J
+
+
+def _rule(optimizer, state):
+    """(rule, t): the optimiser's per-parameter rule (``None`` for plain gradient descent,
+    which :func:`~deltaprop.equations.layer_step` fuses) and this step's number."""
+    from . import optim  # optim builds on this module
+
+    if optimizer is None or optim.is_plain_gd(optimizer):
+        return None, None
+    if optimizer.rule is None:
+        raise ValueError(f"optimizer {optimizer.name!r} has no per-parameter rule; use "
+                         "gradients() and optimizer.update(...) for it")
+    if state is None:
+        raise ValueError(f"train_step with optimizer {optimizer.name!r} needs its state "
+                         "dict (optimizer.init(net))")
+    return optimizer.rule, state["t"] + 1

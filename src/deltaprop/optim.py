@@ -23,6 +23,12 @@ parameter array ``p`` (any ``W[l]`` or ``b[l]``) with gradient ``g = dJ/dp``:
 These are the updates of ``torch.optim.SGD`` (momentum, nesterov) and
 ``torch.optim.Adam`` with default options, and ``tests/test_optim.py`` checks them against
 PyTorch step for step.
+
+Each optimiser also carries its rule for one parameter, ``opt.rule(p, g, state, key, t,
+eta, donate)``: the same arithmetic, which ``update`` runs on every parameter; with
+``donate=True`` it writes p, its state arrays and g (scratch) in place, so that
+:func:`deltaprop.backprop.train_step` can apply any optimiser layer by layer without
+allocating (``train_step(..., optimizer=opt, state=state)``).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from . import backprop
+from ._backend import namespace
 from ._checks import registry_key
 from .equations import gradient_step  # p - eta d, written (-eta d) + p
 
@@ -41,41 +48,86 @@ __all__ = ["Optimizer", "get", "names", "schedule", "schedule_names", "is_plain_
 
 
 class Optimizer(NamedTuple):
-    """``init(net) -> state`` and ``update(net, grads, state, lr=None) -> (net, state)``."""
+    """``init(net) -> state`` and ``update(net, grads, state, lr=None) -> (net, state)``.
+
+    ``rule(p, g, state, key, t, eta, donate) -> p`` is the update of one parameter array
+    ``p`` (state key ``key``, e.g. ``"W.1"``) with gradient ``g`` at step ``t`` (1-based):
+    it returns the new ``p`` and puts the parameter's new state arrays into the dict
+    ``state``; with ``donate=True`` it overwrites ``p``, those state arrays and ``g``
+    (scratch) in place instead of allocating.
+    """
 
     init: Callable
     update: Callable
     name: str = ""
     hyper: dict = {}
+    rule: Callable | None = None
 
 
 # --- the update rules, one parameter array at a time ------------------------------------
 
-def momentum_update(p, g, v, eta, mu):
+def momentum_update(p, g, v, eta, mu, donate=False):
     """v <- mu v + g,  p <- p - eta v   (heavy-ball momentum, PyTorch's form).
 
-    Returns ``(p_new, v_new)``.
+    Returns ``(p_new, v_new)``; ``donate=True`` writes p, v and g (scratch) in place, with
+    the same roundings.
     """
-    v = (mu * v) + g
-    return gradient_step(p, v, eta), v
+    if not donate:
+        v = (mu * v) + g
+        return gradient_step(p, v, eta), v
+    v *= mu
+    v += g
+    g[...] = v
+    g *= -eta
+    p += g
+    return p, v
 
 
-def nesterov_update(p, g, v, eta, mu):
+def nesterov_update(p, g, v, eta, mu, donate=False):
     """v <- mu v + g,  p <- p - eta (g + mu v)   (Nesterov momentum, PyTorch's form)."""
-    v = (mu * v) + g
-    return gradient_step(p, (mu * v) + g, eta), v
+    if not donate:
+        v = (mu * v) + g
+        return gradient_step(p, (mu * v) + g, eta), v
+    v *= mu
+    v += g
+    d = mu * v
+    d += g
+    d *= -eta
+    p += d
+    return p, v
 
 
-def adam_moments(g, m, v, beta1, beta2):
-    """m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2   (Kingma & Ba, Algorithm 1)."""
-    return beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * (g * g)
+def adam_moments(g, m, v, beta1, beta2, donate=False):
+    """m <- b1 m + (1 - b1) g,  v <- b2 v + (1 - b2) g^2   (Kingma & Ba, Algorithm 1).
+
+    ``donate=True`` writes m, v and g (scratch) in place, with the same roundings.
+    """
+    if not donate:
+        return beta1 * m + (1 - beta1) * g, beta2 * v + (1 - beta2) * (g * g)
+    m *= beta1
+    v *= beta2
+    g1 = (1 - beta1) * g
+    m += g1
+    g *= g
+    g *= 1 - beta2
+    v += g
+    return m, v
 
 
-def adam_update(p, m, v, t, eta, beta1, beta2, eps, xp):
-    """p <- p - eta/(1 - b1^t) m / (sqrt(v)/sqrt(1 - b2^t) + eps)   (bias-corrected Adam)."""
+def adam_update(p, m, v, t, eta, beta1, beta2, eps, xp, donate=False):
+    """p <- p - eta/(1 - b1^t) m / (sqrt(v)/sqrt(1 - b2^t) + eps)   (bias-corrected Adam).
+
+    ``donate=True`` writes p in place, with the same roundings."""
     step = eta / (1 - beta1 ** t)
-    denom = xp.sqrt(v) / math.sqrt(1 - beta2 ** t) + eps
-    return (-step * (m / denom)) + p  # = p - step (m / denom), see gradient_step
+    denom = xp.sqrt(v)
+    denom /= math.sqrt(1 - beta2 ** t)
+    denom += eps
+    if not donate:
+        return (-step * (m / denom)) + p  # = p - step (m / denom), see gradient_step
+    r = m / denom
+    r *= -step
+    p += r
+    return p
 
 
 # --- the optimisers -------------------------------------------------------------------
@@ -120,15 +172,24 @@ def gd(learning_rate=0.1) -> Optimizer:
         eta = eta0 if lr is None else lr
         return backprop.step(net, grads, eta), {"t": state["t"] + 1}
 
-    update.plain_gd = True  # lets a training loop fuse the step (see is_plain_gd)
-    return Optimizer(init, update, "gd", {"learning_rate": eta0})
+    return Optimizer(init, update, "gd", {"learning_rate": eta0}, _gd_rule)
+
+
+def _gd_rule(p, g, state, key, t, eta, donate=False):
+    """p <- p - eta g (:func:`~deltaprop.equations.gradient_step`; in place: g is scratch)."""
+    if not donate:
+        return gradient_step(p, g, eta)
+    g *= -eta
+    p += g
+    return p
 
 
 def is_plain_gd(opt: Optimizer) -> bool:
-    """True if ``opt`` is this module's :func:`gd`, so that a training loop may replace
-    ``update(net, gradients(...)[1], state, lr)`` by :func:`deltaprop.backprop.train_step`
-    (the same rule W[l] <- W[l] - eta dW[l]) and the state by ``{"t": t + 1}``."""
-    return getattr(opt.update, "plain_gd", False) is True
+    """True if ``opt`` is this module's :func:`gd` (its rule is plain gradient descent), so
+    that a training loop may replace ``update(net, gradients(...)[1], state, lr)`` by
+    :func:`deltaprop.backprop.train_step` (the same rule W[l] <- W[l] - eta dW[l]) and the
+    state by ``{"t": t + 1}``."""
+    return isinstance(opt, Optimizer) and opt.rule is _gd_rule
 
 
 def _momentum(learning_rate=0.1, momentum=0.9, nesterov=False) -> Optimizer:
@@ -136,21 +197,18 @@ def _momentum(learning_rate=0.1, momentum=0.9, nesterov=False) -> Optimizer:
     mu = float(momentum)
     if not 0 <= mu < 1:
         raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    rule = nesterov_update if nesterov else momentum_update
+    law = nesterov_update if nesterov else momentum_update
 
     def init(net):
         return {"t": 0, **_zeros_like(net, "v")}
 
-    def update(net, grads, state, lr=None):
-        eta = eta0 if lr is None else lr
-        new, out = {}, {"t": state["t"] + 1}
-        for key, l, kind in _params(net):
-            new[key], out[f"v.{key}"] = rule(getattr(net, kind)[l], _grad(grads, kind, l),
-                                             state[f"v.{key}"], eta, mu)
-        return _rebuild(net, new), out
+    def rule(p, g, state, key, t, eta, donate=False):
+        p, state[f"v.{key}"] = law(p, g, state[f"v.{key}"], eta, mu, donate)
+        return p
 
     name = "nesterov" if nesterov else "momentum"
-    return Optimizer(init, update, name, {"learning_rate": eta0, "momentum": mu})
+    return Optimizer(init, _update(rule, eta0), name, {"learning_rate": eta0, "momentum": mu},
+                     rule)
 
 
 def momentum(learning_rate=0.1, momentum=0.9) -> Optimizer:
@@ -173,20 +231,27 @@ def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-8) -> Optimizer:
     def init(net):
         return {"t": 0, **_zeros_like(net, "m"), **_zeros_like(net, "v")}
 
+    def rule(p, g, state, key, t, eta, donate=False):
+        m, v = adam_moments(g, state[f"m.{key}"], state[f"v.{key}"], b1, b2, donate)
+        state[f"m.{key}"], state[f"v.{key}"] = m, v
+        return adam_update(p, m, v, t, eta, b1, b2, eps, namespace(p), donate)
+
+    return Optimizer(init, _update(rule, eta0), "adam",
+                     {"learning_rate": eta0, "beta1": b1, "beta2": b2, "eps": eps}, rule)
+
+
+def _update(rule, eta0):
+    """The optimiser's ``update``: ``rule`` on every parameter, into a new state dict."""
+
     def update(net, grads, state, lr=None):
         eta = eta0 if lr is None else lr
-        xp = net.xp
         t = state["t"] + 1
-        new, out = {}, {"t": t}
+        new, out = {}, {**state, "t": t}
         for key, l, kind in _params(net):
-            m, v = adam_moments(_grad(grads, kind, l), state[f"m.{key}"], state[f"v.{key}"],
-                                b1, b2)
-            new[key] = adam_update(getattr(net, kind)[l], m, v, t, eta, b1, b2, eps, xp)
-            out[f"m.{key}"], out[f"v.{key}"] = m, v
+            new[key] = rule(getattr(net, kind)[l], _grad(grads, kind, l), out, key, t, eta)
         return _rebuild(net, new), out
 
-    return Optimizer(init, update, "adam",
-                     {"learning_rate": eta0, "beta1": b1, "beta2": b2, "eps": eps})
+    return update
 
 
 _OPTIMIZERS = {"gd": gd, "momentum": momentum, "nesterov": nesterov, "adam": adam}
