@@ -18,7 +18,7 @@ from deltaprop.cli import main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
        "MKL_NUM_THREADS": "1"}
-SMALL = ["--data", "iris", "--sizes", "8", "--epochs", "5", "--quiet"]
+SMALL = ["--data", "iris", "--hidden", "8", "--epochs", "5", "--quiet"]
 
 
 def _run(*args, cwd=None):
@@ -101,14 +101,14 @@ def test_model_commands(tmp_path, capsys):
 @pytest.mark.smoke
 def test_config_file_toml_and_flags_override(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('data = "iris"\nsizes = [5, 4]\nepochs = 3\noptimizer = "momentum"\n'
+    cfg.write_text('data = "iris"\nhidden = [5, 4]\nepochs = 3\noptimizer = "momentum"\n'
                    'lr = 0.05\nbatch-size = "full"\n')
     out = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--epochs", "2", "--out", str(out),
                  "--quiet"]) == 0
     s = json.loads((out / "config.json").read_text())["settings"]
-    assert s["sizes"] == [5, 4] and s["epochs"] == 2 and s["optimizer"] == "momentum"
-    assert s["batch_size"] == "full"
+    assert s["hidden"] == [5, 4] and s["epochs"] == 2 and s["optimizer"] == "momentum"
+    assert s["batch_size"] == "full" and s["learning_rate"] == 0.05
     net, meta = dio.load_model(out / "model.safetensors")
     assert net.sizes == [4, 5, 4, 3] and meta["history"]["epochs"] == 2
 
@@ -116,7 +116,8 @@ def test_config_file_toml_and_flags_override(tmp_path, capsys):
 def test_nan_run_exits_1_with_message(tmp_path, capsys):
     out = tmp_path / "run"
     code = main(["train", "--data", "regression", "--optimizer", "gd", "--lr", "1e6",
-                 "--epochs", "50", "--batch-size", "0", "--out", str(out), "--quiet"])
+                 "--epochs", "50", "--batch-size", "0", "--out", str(out), "--quiet",
+                 "--divergence", "1e308"])
     err = capsys.readouterr().err
     assert code == 1 and "became" in err and "checkpoint" in err
     net, _ = dio.load_model(out / "model.safetensors")
@@ -172,14 +173,15 @@ def test_existing_run_and_width_mismatch_overwrite_nothing(tmp_path, capsys):
     bad(["train", *SMALL, "--out", out], "already holds a run")
     model = out / "model.safetensors"
     bad(["evaluate", model, "wine"], "n_0 = 4", "13")
-    bad(["predict", model, "digits", "--out", out / "metrics.csv"], "n_0 = 4")
+    bad(["predict", model, "digits", "--out", out / "metrics.csv", "--force"], "n_0 = 4")
+    bad(["predict", model, "iris", "--out", out / "metrics.csv"], "exists", "--force")
     bad(["train", "--resume", out, "--epochs", "9"], "--epochs")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
-    args = ["train", "--sizes", "16", "--batch-size", "1", "--epochs", "4", "--quiet"]
+    args = ["train", "--hidden", "16", "--batch-size", "1", "--epochs", "4", "--quiet"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "deltaprop", *args, "--out", str(killed)],
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -208,9 +210,10 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
 
 def test_help_lists_every_option():
     out = _run("train", "--help")
-    for flag in ("--data", "--target", "--sizes", "--activation", "--activations", "--output",
+    for flag in ("--data", "--target", "--hidden", "--activation", "--activations", "--output",
                  "--loss", "--init", "--weight-mean", "--weight-std", "--bias-std",
-                 "--optimizer", "--lr", "--schedule", "--batch-size", "--epochs", "--l2",
+                 "--optimizer", "--learning-rate", "--lr", "--divergence", "--schedule",
+                 "--batch-size", "--epochs", "--l2",
                  "--val-split", "--test-split", "--early-stopping", "--dtype", "--seed",
                  "--out", "--config", "--resume", "--quiet", "--json"):
         assert flag in out.stdout, flag
@@ -232,7 +235,7 @@ def test_predict_features_only_csv_and_regression(tmp_path, capsys):
     assert set(lines[1:]) <= {"setosa", "versicolor", "virginica"}
 
     reg = tmp_path / "reg"
-    assert main(["train", "--data", "regression", "--sizes", "8", "--epochs", "3", "--quiet",
+    assert main(["train", "--data", "regression", "--hidden", "8", "--epochs", "3", "--quiet",
                  "--out", str(reg)]) == 0
     assert main(["predict", str(reg / "model.safetensors"), "regression"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -251,11 +254,9 @@ def test_a_bad_setting_leaves_no_run_folder(tmp_path, capsys, flags, message):
     assert not out.exists()  # so the corrected command may use the same --out
 
 
-@pytest.mark.parametrize("labels, loss", [("7", "sigmoid-cross-entropy"),
-                                          ("012", "sigmoid-cross-entropy"), ("01", "mse")])
+@pytest.mark.parametrize("labels, loss", [("012", "sigmoid-cross-entropy"), ("01", "mse")])
 def test_evaluate_encodes_targets_as_training_did(tmp_path, capsys, labels, loss):
-    """evaluate on the training data repeats the run's own final train metrics (a single
-    class under sigmoid cross-entropy was encoded as 0 by evaluate and as 1 by train)."""
+    """evaluate on the training data repeats the run's own final train metrics."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(30, 2))
     csv_path = tmp_path / "d.csv"
@@ -275,3 +276,123 @@ def test_evaluate_encodes_targets_as_training_did(tmp_path, capsys, labels, loss
     rows = pred.read_text().splitlines()
     assert rows[0] == ",".join(["prediction", *(f"p_{c}" for c in sorted(set(labels)))])
     assert len(rows) == 31 and all(len(r.split(",")) == len(set(labels)) + 1 for r in rows)
+
+
+# --- one vocabulary, nothing lost, training that says when it went wrong (issues 11, 12) ----
+
+def test_sizes_is_refused_and_points_to_hidden(tmp_path, capsys):
+    bad = functools.partial(_one_line_exit_2, capsys=capsys)
+    bad(["train", "--data", "iris", "--sizes", "8", "--out", tmp_path / "o"], "--hidden")
+    assert not (tmp_path / "o").exists()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("sizes = [8]\n")
+    bad(["train", "--config", cfg, "--out", tmp_path / "o"], "hidden")
+
+
+def test_info_shows_the_learning_rate_used_and_resume_counts_epochs(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0  # adam, no --lr: 0.001
+    assert main(["info", str(out / "model.safetensors"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["learning_rate"] == 0.001
+    assert main(["info", str(out / "model.safetensors")]) == 0
+    assert "learning rate 0.001" in capsys.readouterr().out
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["settings"]["epochs"] = 7
+    (out / "config.json").write_text(json.dumps(cfg))
+    (out / "model.safetensors").unlink()
+    assert main(["train", "--resume", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["epochs"] == 7 and report["epochs_run"] == 2
+
+
+@pytest.mark.parametrize("lr", ["1e6", "1e300"])
+def test_divergence_exits_1_with_one_line(tmp_path, capsys, lr):
+    """Adam at --lr 1e6 or 1e300 kept finite losses (3e6, 1e300) and exited 0."""
+    out = tmp_path / "run"
+    code = main(["train", *SMALL, "--lr", lr, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    line = [e for e in err.splitlines() if "diverged" in e]
+    assert len(line) == 1 and "--lr" in line[0] and "smaller learning rate" in line[0]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stopped"]["kind"] == "diverged"
+    assert all(len(f"{r['loss']}") < 30 for r in metrics["epochs"])
+
+
+def test_huge_loss_is_printed_in_scientific_notation(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL[:-1], "--lr", "1e300", "--divergence", "1e308",
+                 "--out", str(out)]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:4]  # train, val, test
+    assert all("e+" in r and max(len(w) for w in r.split()) < 20 for r in rows), rows
+
+
+def test_single_class_data_is_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "one.csv"
+    path.write_text("a,b,y\n" + "".join(f"{u},{v},7\n" for u, v in rng.normal(size=(20, 2))))
+    _one_line_exit_2(["train", "--data", path, "--out", tmp_path / "o"], "single class",
+                     capsys=capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_huge_hidden_layer_is_refused_before_allocating(tmp_path):
+    """--hidden 100000000 was numpy's _ArrayMemoryError traceback."""
+    _one_line_exit_2(["train", "--data", "iris", "--hidden", "100000000", "--out",
+                      tmp_path / "o"], "GiB", "--hidden")
+    assert not (tmp_path / "o").exists()
+
+
+def test_run_folder_lock(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".deltaprop.lock").write_text(f"{live.pid}\n")
+        _one_line_exit_2(["train", *SMALL, "--out", out], "in use", str(live.pid),
+                         capsys=capsys)
+    finally:
+        live.kill()
+        live.wait()
+    dead = live.pid  # the process is gone: its lock is stale and taken over
+    (out / ".deltaprop.lock").write_text(f"{dead}\n")
+    left = out / ".metrics.json.0123456789ab.tmp"  # what a kill during a write leaves
+    left.write_text("partial")
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    assert not left.exists() and not (out / ".deltaprop.lock").exists()
+    assert (out / "model.safetensors").is_file()
+
+
+def test_resume_removes_temporary_files(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL, "--out", str(out)]) == 0
+    left = out / ".checkpoint.safetensors.a1b2c3d4e5f6.tmp"
+    left.write_bytes(b"x")
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert not left.exists()
+
+
+def test_two_trains_with_the_same_out_never_both_succeed(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "deltaprop", "train", *SMALL, "--out", str(out)]
+    procs = [subprocess.Popen(args, env=ENV, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    codes = sorted(c for c, _ in results)
+    assert codes == [0, 2], results
+    err = next(e for c, e in results if c == 2)
+    assert "in use" in err or "already holds a run" in err
+
+
+def test_health_report_in_output_and_metrics(tmp_path, capsys):
+    """relu units killed by a large learning rate: one warning line each, and metrics.json."""
+    out = tmp_path / "run"
+    code = main(["train", "--data", "iris", "--hidden", "16,16", "--activation", "relu",
+                 "--optimizer", "nesterov", "--lr", "0.05", "--schedule", "cosine",
+                 "--batch-size", "1", "--epochs", "5", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "deltaprop: warning: layer 1:" in err and "dead" in err
+    health = json.loads((out / "metrics.json").read_text())["health"]
+    assert "dead" in {h["kind"] for h in health}
+    assert all("\n" not in h["message"] for h in health)

@@ -158,7 +158,7 @@ def test_history_and_callbacks_see_the_derivation():
 def test_callable_callback_can_stop():
     x, y = _data()
     res = fit(_net(), x, y, LOSS, epochs=10, callbacks=[lambda info: info.epoch == 2])
-    assert len(res.history) == 2 and "callback" in res.stopped
+    assert len(res.history) == 2 and res.stopped.kind == "callback"
 
 
 def test_schedule_sets_lr_per_epoch():
@@ -183,7 +183,8 @@ def test_early_stopping_returns_best():
     val_x, val_y = _data(m=20, seed=5)
     res = fit(_net(), x, y, LOSS, optimizer="adam", learning_rate=0.3, epochs=200,
               x_val=val_x, y_val=val_y, early_stopping=3)
-    assert res.stopped is not None and res.stopped.startswith("early stopping")
+    assert res.stopped is not None and res.stop.kind == "early_stop"
+    assert str(res.stop).startswith("early stopping")
     rows = res.history.epochs
     best = min(rows, key=lambda r: r["val_loss"])
     assert rows[-1]["epoch"] == best["epoch"] + 3
@@ -211,8 +212,8 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path):
 
     res = fit(net, x, y, "mse", epochs=5, learning_rate=1e-4, batch_size=5, checkpoint=ck,
               callbacks=[Poison()])
-    assert "became" in res.stopped and "epoch 3, step 2" in res.stopped
-    assert "checkpoint" in res.stopped
+    assert res.stop.kind == "not_finite" and res.stop.failed
+    assert "epoch 3, step 2" in str(res.stop) and "checkpoint" in str(res.stop)
     assert len(res.history) == 2
     saved = dio.load_checkpoint(ck)
     assert saved["epoch"] == 2 and len(saved["history"]) == 2
@@ -226,8 +227,8 @@ def test_nan_from_divergence_stops():
     x = rng.normal(size=(20, 3)) * 100
     y = rng.normal(size=(20, 2)) * 100
     net = Network.init([3, 8, 2], "identity", "identity", seed=0)
-    res = fit(net, x, y, "mse", epochs=500, learning_rate=1.0, batch_size=0)
-    assert res.stopped is not None and "became" in res.stopped
+    res = fit(net, x, y, "mse", epochs=500, learning_rate=1.0, batch_size=0, divergence=None)
+    assert res.stopped is not None and res.stop.kind == "not_finite"
     assert all(np.all(np.isfinite(w)) for w in res.net.W[1:])
     assert len(res.history) < 500
 
@@ -345,3 +346,100 @@ def test_fit_and_evaluate_refuse_a_stack_in_one_line():
     for call in (lambda: fit(stack, x, y, LOSS), lambda: evaluate(stack, x, y, LOSS)):
         with pytest.raises(ValueError, match="single network.*net\\[k\\]"):
             call()
+
+
+# --- options, stop reasons, divergence ----------------------------------------------------
+
+def test_options_object_and_keywords_train_alike():
+    from deltaprop.train import TrainOptions
+
+    x, y = _data()
+    opts = TrainOptions(optimizer="momentum", learning_rate=0.05, batch_size=7, epochs=3,
+                        seed=2)
+    a = fit(_net(), x, y, LOSS, opts)
+    b = fit(_net(), x, y, LOSS, optimizer="momentum", learning_rate=0.05, batch_size=7,
+            epochs=3, seed=2)
+    assert _same(a.net, b.net) and a.stop.kind == "completed" and a.stopped is None
+    c = fit(_net(), x, y, LOSS, opts, epochs=2)  # keywords override the object
+    assert len(c.history) == 2 and c.epochs_run == 2
+    with pytest.raises(ValueError, match="divergence"):
+        TrainOptions(divergence=0.5)
+    with pytest.raises(TypeError, match="TrainOptions"):
+        fit(_net(), x, y, LOSS, {"epochs": 2})
+
+
+def test_learning_rate_none_is_the_optimizers_default():
+    from deltaprop.train import TrainOptions
+
+    x, y = _data()
+    res = fit(_net(), x, y, LOSS, optimizer="adam", epochs=1)
+    assert res.history.epochs[0]["lr"] == 0.001  # was 0.1: fit's own default beat Adam's
+    assert fit(_net(), x, y, LOSS, epochs=1).history.epochs[0]["lr"] == 0.1
+    assert TrainOptions(optimizer="adam").resolved_learning_rate == 0.001
+
+
+@pytest.mark.parametrize("value, expected", [(None, 0), ("full", 0), (" FULL ", 0), (0, 0),
+                                             (1, 1), ("32", 32), (np.int64(5), 5)])
+def test_parse_batch_size(value, expected):
+    from deltaprop.train import parse_batch_size
+
+    assert parse_batch_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["half", -1, 2.5, True, "1e3"])
+def test_parse_batch_size_refuses(value):
+    from deltaprop.train import parse_batch_size
+
+    with pytest.raises(ValueError, match="batch_size"):
+        parse_batch_size(value)
+
+
+def test_divergence_stops_with_a_typed_reason(tmp_path):
+    """Adam at learning rate 1e6 keeps the loss finite (3e6, not NaN): the divergence
+    factor stops it after epoch 1 and keeps the starting network."""
+    x, y = _data()
+    net = _net()
+    ck = tmp_path / "ck.safetensors"
+    res = fit(net, x, y, LOSS, optimizer="adam", learning_rate=1e6, epochs=20, checkpoint=ck)
+    assert res.stop.kind == "diverged" and res.stop.failed and res.stop.epoch == 0
+    assert "smaller learning rate" in str(res.stop) and "e+" in str(res.stop)
+    assert len(res.history) == 0 and _same(res.net, net) and not ck.exists()
+    off = fit(net, x, y, LOSS, optimizer="adam", learning_rate=1e6, epochs=3, divergence=None)
+    assert off.stop.kind == "completed" and off.history.epochs[-1]["loss"] > 1e3
+
+
+def test_single_class_is_refused_for_classification():
+    x, _ = _data()
+    with pytest.raises(ValueError, match="single class"):
+        fit(_net(), x, np.zeros(len(x), dtype=int), LOSS)
+    with pytest.raises(ValueError, match="single class"):
+        fit(Network.init([4, 3, 1], "tanh", "sigmoid"), x, np.ones((len(x), 1)),
+            "sigmoid-cross-entropy")
+    fit(Network.init([4, 3, 1], "tanh", "identity"), x, np.ones((len(x), 1)), "mse",
+        epochs=1)  # a constant regression target is fine
+
+
+def test_resumed_run_counts_the_epochs_it_ran(tmp_path):
+    x, y = _data()
+    ck = tmp_path / "ck.safetensors"
+    fit(_net(), x, y, LOSS, epochs=2, checkpoint=ck)
+    res = fit(_net(), x, y, LOSS, epochs=5, checkpoint=ck, resume=True)
+    assert len(res.history) == 5 and res.epochs_run == 3
+
+
+def test_stop_reason_kinds_and_old_checkpoints():
+    from deltaprop.train import StopReason
+
+    with pytest.raises(ValueError, match="unknown stop kind"):
+        StopReason("tired", "x")
+    old = StopReason.from_dict("early stopping: loss did not improve for 3 epochs")
+    assert old.kind == "early_stop" and not old.failed
+    r = StopReason("diverged", "m", 4)
+    assert StopReason.from_dict(r.to_dict()) == r and str(r) == "m"
+
+
+def test_fmt_loss_uses_scientific_notation_for_huge_losses():
+    from deltaprop.train import fmt_loss
+
+    assert fmt_loss(0.25) == "0.2500" and fmt_loss(1e300) == "1.0000e+300"
+    assert fmt_loss(3e6) == "3.0000e+06" and fmt_loss(float("nan")) == "nan"

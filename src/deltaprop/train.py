@@ -37,6 +37,7 @@ penalty excluded) on the whole training set after each epoch, and on the validat
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -49,8 +50,9 @@ from . import data as _data
 from . import losses as _losses
 from .network import Network
 
-__all__ = ["History", "FitResult", "StepInfo", "EpochInfo", "fit", "check_options", "evaluate",
-           "batches"]
+__all__ = ["History", "FitResult", "StopReason", "STOP_KINDS", "TrainOptions", "StepInfo",
+           "EpochInfo", "EarlyStopping", "fit", "check_options", "evaluate", "prepare", "batches",
+           "parse_batch_size", "fmt_loss", "estimate_memory", "available_memory"]
 
 
 @dataclass
@@ -99,18 +101,70 @@ class History:
         return history_frame(self)
 
 
+#: kinds of :class:`StopReason`; the last two are failures (the CLI exits 1)
+STOP_KINDS = ("completed", "early_stop", "callback", "diverged", "not_finite")
+
+
+@dataclass(frozen=True)
+class StopReason:
+    """Why :func:`fit` stopped: a ``kind`` from :data:`STOP_KINDS` and a sentence.
+
+    ``completed``: every epoch ran; ``early_stop``: the monitored loss stopped improving (the
+    best network is returned); ``callback``: an ``on_epoch`` callback returned ``True``;
+    ``diverged``: the training loss grew past ``divergence`` times its best value;
+    ``not_finite``: the loss became NaN or inf.  For the last two the last good network
+    (and checkpoint) is kept.  ``str(reason)`` is the message.
+    """
+
+    kind: str
+    message: str
+    epoch: int | None = None  # the last epoch whose network is kept
+
+    def __post_init__(self):
+        if self.kind not in STOP_KINDS:
+            raise ValueError(f"unknown stop kind {self.kind!r}; known: {', '.join(STOP_KINDS)}")
+
+    @property
+    def failed(self) -> bool:
+        """True when training went wrong (diverged or not finite)."""
+        return self.kind in ("diverged", "not_finite")
+
+    def __str__(self):
+        return self.message
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "message": self.message, "epoch": self.epoch}
+
+    @classmethod
+    def from_dict(cls, d) -> StopReason | None:
+        """The reason stored in a checkpoint (a dict, or an older file's sentence)."""
+        if d is None:
+            return None
+        if isinstance(d, str):
+            return cls("early_stop" if d.startswith("early") else "callback", d)
+        return cls(d["kind"], d["message"], d.get("epoch"))
+
+
 @dataclass
 class FitResult:
     """What :func:`fit` returns: the trained network, its history and why it stopped.
 
-    ``stopped`` is ``None`` when all epochs ran, else a sentence: early stopping, a callback,
-    or a loss that became NaN/inf (then ``net`` is the last good network).
+    ``stop`` is always a :class:`StopReason` (kind ``completed`` when every epoch ran);
+    ``stopped`` is ``None`` when every epoch ran, else that reason.  ``epochs_run`` counts the
+    epochs this call ran (fewer than ``len(history)`` after a resume).  ``health`` holds one
+    line per warning of :func:`deltaprop.stats.health.check` (empty with ``health=False``).
     """
 
     net: Network
     history: History
-    stopped: str | None = None
+    stop: StopReason
     opt_state: dict | None = None
+    epochs_run: int = 0
+    health: list = field(default_factory=list)
+
+    @property
+    def stopped(self) -> StopReason | None:
+        return None if self.stop.kind == "completed" else self.stop
 
     def _repr_html_(self):
         from ._display import fit_html
@@ -135,12 +189,44 @@ class StepInfo:
 
 @dataclass(frozen=True)
 class EpochInfo:
-    """Passed to ``on_epoch`` after each epoch (a callback returning ``True`` stops the run)."""
+    """Passed to ``on_epoch`` after each epoch (a callback returning ``True`` or a
+    :class:`StopReason` stops the run)."""
 
     epoch: int
     row: dict
     net: Network
     history: History
+
+
+# ------------------------------------------------------------------------------ options
+
+def parse_batch_size(value) -> int:
+    """A batch size as an integer: 1 = online, 0 = the full batch, else minibatches.
+
+    Accepts an integer, ``None``, ``"full"`` (both -> 0) or a string of an integer (as a
+    command line or a config file gives it).  Raises ``ValueError`` on anything else.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "full":
+            return 0
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"batch_size must be a positive integer, 0 or 'full', "
+                             f"got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float) or \
+            int(value) != value or value < 0:
+        raise ValueError(f"batch_size must be a positive integer, 0 or 'full', got {value!r}")
+    return int(value)
+
+
+def _batch_size(batch_size, m):
+    """The effective batch size on m samples (the full batch for 0, None, 'full' or >= m)."""
+    b = parse_batch_size(batch_size)
+    return min(b, m) if b else m
 
 
 def batches(m: int, batch_size, rng: np.random.Generator | None):
@@ -149,50 +235,111 @@ def batches(m: int, batch_size, rng: np.random.Generator | None):
     ``batch_size`` 1 is online learning, ``None``, ``0`` or ``"full"`` is the full batch
     (in order, no random draw); otherwise the samples are permuted by ``rng`` (``None``:
     kept in order) and cut into batches of ``batch_size`` (the last one may be smaller).
-    This is :func:`deltaprop.data.batches` after fit's check of ``batch_size``.
+    This is :func:`deltaprop.data.batches` after :func:`parse_batch_size`.
     """
     return list(_data.batches(m, _batch_size(batch_size, m), rng))
 
 
-def _batch_size(batch_size, m):
-    if batch_size is None or batch_size == 0 or batch_size == "full":
-        return m
-    if isinstance(batch_size, str):
-        try:
-            batch_size = int(batch_size)
-        except ValueError:
-            raise ValueError(f"batch_size must be a positive integer, 0 or 'full', "
-                             f"got {batch_size!r}") from None
-    if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 0:
-        raise ValueError(f"batch_size must be a positive integer, 0 or 'full', got {batch_size!r}")
-    return min(int(batch_size), m) if batch_size else m
+@dataclass(frozen=True)
+class TrainOptions:
+    """Every option of a training run, checked when made; :func:`fit` and ``deltaprop train``
+    share it (``fit(net, x, y, loss, TrainOptions(...))`` or ``fit(..., **options)``).
+
+    ``learning_rate=None`` is the optimizer's own default (0.001 for Adam, else 0.1), as in
+    :func:`deltaprop.optim.get`.  ``divergence``: stop (kind ``diverged``) when the training
+    loss after an epoch exceeds this factor times the best training loss so far (the
+    starting network's included); ``None`` turns the check off.  ``health``: after training,
+    check the recorded backward pass (:func:`deltaprop.stats.health.check`) and warn.
+    See :func:`fit` for the others.
+    """
+
+    optimizer: object = "gd"
+    learning_rate: float | None = None
+    schedule: object = "constant"
+    batch_size: object = 32
+    epochs: int = 10
+    l2: float = 0.0
+    seed: int = 0
+    early_stopping: int | None = None
+    optimizer_options: dict | None = None
+    schedule_options: dict | None = None
+    divergence: float | None = 1e3
+    fused: bool = True
+    health: bool = True
+
+    def __post_init__(self):
+        e = self.epochs
+        if isinstance(e, bool) or not isinstance(e, int | np.integer | float) or int(e) != e \
+                or e < 0:
+            raise ValueError(f"epochs must be an integer >= 0, got {e!r}")
+        parse_batch_size(self.batch_size)
+        if isinstance(self.l2, bool) or not (isinstance(self.l2, int | float) and
+                                             math.isfinite(self.l2) and self.l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {self.l2!r}")
+        p = self.early_stopping
+        if p is not None and (isinstance(p, bool) or int(p) != p or p < 1):
+            raise ValueError(f"early_stopping (patience) must be an integer >= 1, got {p!r}")
+        d = self.divergence
+        if d is not None and not (isinstance(d, int | float) and not isinstance(d, bool)
+                                  and d > 1):
+            raise ValueError(f"divergence must be a factor > 1 (or None: off), got {d!r}")
+        self.build()  # raises on a bad optimizer, learning rate or schedule
+
+    def build(self):
+        """``(optimizer, schedule)``: the :class:`~deltaprop.optim.Optimizer` and the function
+        epoch (0-based) -> learning rate of these options."""
+        opt = optim.get(self.optimizer, self.learning_rate, **(self.optimizer_options or {}))
+        sched = optim.schedule(self.schedule, opt.hyper.get("learning_rate", self.learning_rate),
+                               epochs=max(int(self.epochs), 1), **(self.schedule_options or {}))
+        return opt, sched
+
+    @property
+    def resolved_learning_rate(self) -> float | None:
+        """The learning rate actually used at epoch 0 (the optimizer's default for None)."""
+        return self.build()[0].hyper.get("learning_rate", self.learning_rate)
 
 
-def _prepare(net, loss, x, y, name):
-    """x, y checked and moved to the network's namespace (y one-hot for class labels)."""
-    xp = net.xp
-    x, y = _on_network(net, x), _on_network(net, y, labels=True)
-    try:
-        x = _checks.check_x(net, x, xp)
-        m = x.shape[0]
-        y = _checks.check_y(net, loss, y, m, xp)
-    except ValueError as exc:
-        raise ValueError(f"{name}: {exc}") from None
-    return x, y
+def check_options(**options):
+    """Check :func:`fit`'s training options (the fields of :class:`TrainOptions`) without
+    training.
+
+    Returns ``(optimizer, schedule)``: the :class:`~deltaprop.optim.Optimizer` and the
+    function epoch -> learning rate that :func:`fit` uses.  Raises ``ValueError`` naming the
+    first bad option (a caller can check a run's settings before writing anything).
+    """
+    return TrainOptions(**options).build()
 
 
-def _on_network(net, v, labels=False):
-    """Data ``v`` (list, NumPy or any supported library's array: a torch tensor on a GPU or
-    with ``requires_grad`` included) as an array of the network's library, on its device, in
-    its dtype; integer class labels stay integers.  Copied through the host once per call."""
-    v = np.asarray(_backend.to_numpy(v))
-    if labels and v.dtype.kind in "iu":  # class labels stay integers (one-hot later)
-        return _backend.asarray(v, net.xp, device=_backend.device(net.W[1]))
-    return _backend.asarray(v, net.xp, like=net.W[1])
+def _options(options, kwargs):
+    if options is None:
+        return TrainOptions(**kwargs)
+    if not isinstance(options, TrainOptions):
+        raise TypeError(f"options must be a TrainOptions, got {type(options).__name__}")
+    return options if not kwargs else dataclasses.replace(options, **kwargs)
+
+
+# ------------------------------------------------------------------------------ data
+
+def prepare(net, loss, x, y, name="data"):
+    """x, y checked and moved to the network's library, device and dtype (integer class
+    labels one-hot for a softmax loss); errors name the set (``name``).  This is
+    :func:`deltaprop._checks.prepare_data` with the loss looked up by name."""
+    return _checks.prepare_data(net, _losses.get(loss), x, y, name)
+
+
+_prepare = prepare  # the name other modules used before it was public
 
 
 def _is_classification(loss):
     return loss.targets in ("distribution", "probability")
+
+
+def _check_classes(loss, Y, xp):
+    """A classifier needs two classes: refuse targets whose rows are all the same."""
+    if _is_classification(loss) and Y.shape[0] > 0 and \
+            bool(xp.all(Y == Y[0:1, ...])):
+        raise ValueError(f"training data: every sample has the same target (a single class); "
+                         f"a classification loss ({loss.name}) needs at least two classes")
 
 
 def _accuracy(loss, a, Y, xp):
@@ -209,7 +356,7 @@ def evaluate(net: Network, x, y, loss) -> dict:
     """
     loss = _losses.get(loss)
     _single(net, "evaluate")
-    x, Y = _prepare(net, loss, x, y, "data")
+    x, Y = prepare(net, loss, x, y, "data")
     return _evaluate(net, x, Y, loss)
 
 
@@ -225,6 +372,39 @@ def _evaluate(net, x, Y, loss):
     if _is_classification(loss):
         out["accuracy"] = _accuracy(loss, trace.a[-1], Y, net.xp)
     return out
+
+
+# ------------------------------------------------------------------------------ callbacks
+
+class EarlyStopping:
+    """Early stopping as an epoch callback: stop when ``monitor`` (``val_loss`` when the row
+    has it, else ``loss``) has not improved for ``patience`` epochs; ``best`` keeps the best
+    network.  ``fit(early_stopping=patience)`` adds one; its state goes into checkpoints."""
+
+    def __init__(self, patience: int):
+        self.patience = int(patience)
+        self.best, self.best_loss, self.bad_epochs = None, math.inf, 0
+
+    def on_epoch(self, info: EpochInfo):
+        key = "val_loss" if info.row.get("val_loss") is not None else "loss"
+        if info.row[key] < self.best_loss:
+            self.best, self.best_loss, self.bad_epochs = info.net, info.row[key], 0
+            return None
+        self.bad_epochs += 1
+        if self.bad_epochs < self.patience:
+            return None
+        best_epoch = info.epoch - self.bad_epochs
+        return StopReason("early_stop", f"early stopping: {key} did not improve for "
+                          f"{self.bad_epochs} epochs; returning the best network (epoch "
+                          f"{best_epoch})", best_epoch)
+
+    def state(self) -> dict:
+        return {"best_loss": self.best_loss, "bad_epochs": self.bad_epochs}
+
+    def load_state(self, state: dict, best):
+        loss = state.get("best_loss", math.inf)
+        self.best_loss = math.inf if loss is None else loss
+        self.bad_epochs, self.best = state.get("bad_epochs", 0), best
 
 
 def _callbacks(callbacks):
@@ -252,34 +432,204 @@ def _progress_bar(progress, epochs, start):
                 disable=None if progress == "auto" else False)
 
 
-def check_options(*, optimizer="gd", learning_rate=0.1, schedule="constant", batch_size=32,
-                  epochs=10, l2=0.0, early_stopping=None, optimizer_options=None,
-                  schedule_options=None):
-    """Check :func:`fit`'s training options (same names and defaults) without training.
-
-    Returns ``(optimizer, schedule)``: the :class:`~deltaprop.optim.Optimizer` and the
-    function epoch -> learning rate that :func:`fit` uses.  Raises ``ValueError`` naming the
-    first bad option (a caller can check a run's settings before writing anything).
-    """
-    if isinstance(epochs, bool) or int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"epochs must be an integer >= 0, got {epochs!r}")
-    _batch_size(batch_size, 1)  # raises on a bad batch size
-    if not (isinstance(l2, int | float) and math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-    if early_stopping is not None and (int(early_stopping) != early_stopping or
-                                       early_stopping < 1):
-        raise ValueError(f"early_stopping (patience) must be an integer >= 1, got "
-                         f"{early_stopping!r}")
-    opt = optim.get(optimizer, learning_rate, **(optimizer_options or {}))
-    sched = optim.schedule(schedule, opt.hyper.get("learning_rate", learning_rate),
-                           epochs=max(int(epochs), 1), **(schedule_options or {}))
-    return opt, sched
+def fmt_loss(v) -> str:
+    """A loss for a table: fixed point in [1e-3, 1e5), scientific notation outside."""
+    v = float(v)
+    return f"{v:.4f}" if v == 0 or (math.isfinite(v) and 1e-3 <= abs(v) < 1e5) else f"{v:.4e}"
 
 
-def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule="constant",
-        batch_size=32, epochs=10, l2=0.0, seed=0, x_val=None, y_val=None, early_stopping=None,
-        callbacks=(), progress=False, checkpoint=None, resume=False, optimizer_options=None,
-        schedule_options=None, checkpoint_meta=None, fused=True) -> FitResult:
+# ------------------------------------------------------------------------------ the loop
+
+@dataclass
+class _Run:
+    """The state of a run that changes from epoch to epoch (all of it goes into checkpoints)."""
+
+    net: Network
+    opt_state: dict
+    rng: np.random.Generator
+    history: History
+    epoch: int  # epochs finished
+    iteration: int
+    best_train_loss: float  # for the divergence check (the starting network included)
+    stop: StopReason | None = None
+
+
+@dataclass(frozen=True)
+class _Loop:
+    """What stays fixed during a run: data, loss, optimiser, callbacks."""
+
+    X: object
+    Y: object
+    val: tuple | None
+    loss: object
+    opt: object
+    sched: object
+    options: TrainOptions
+    steps_cb: list
+    epochs_cb: list
+    early: EarlyStopping | None
+    workspace: object  # a backprop.Workspace when the fused step is used, else None
+    xp: object
+
+    @property
+    def m(self):
+        return self.X.shape[0]
+
+
+def _batch(loop, idx):
+    if len(idx) == loop.m:
+        return loop.X, loop.Y
+    xp = loop.xp
+    ix = _backend.asarray(idx, xp, like=None, device=_backend.device(loop.X))
+    return xp.take(loop.X, ix, axis=0), xp.take(loop.Y, ix, axis=0)
+
+
+def _run_epoch(loop, run, e, lr):
+    """One epoch of steps; returns a ``not_finite`` StopReason (and keeps the epoch's
+    starting network) when a step's loss is NaN or inf, else None."""
+    o, good = loop.options, run.net
+    net, state = run.net, run.opt_state
+    for s, idx in enumerate(batches(loop.m, o.batch_size, run.rng)):
+        xb, yb = _batch(loop, idx)
+        if loop.workspace is not None:  # never donate the epoch's starting network (`good`)
+            new, J = backprop.train_step(net, xb, yb, loop.loss, lr, o.l2, check=False,
+                                         workspace=loop.workspace, donate=net is not good)
+            J = float(J)
+        else:
+            trace, grads = backprop.gradients(net, xb, yb, loop.loss, o.l2, check=False)
+            J = float(grads.J)
+        if not math.isfinite(J):
+            run.net = good
+            return StopReason("not_finite", f"loss became {J} at epoch {e + 1}, step {s + 1}: "
+                              f"training stopped; kept the last good network and checkpoint "
+                              f"(epoch {e})", e)
+        if loop.workspace is not None:  # gd's update and state, as optim.gd does them
+            net, state = new, {"t": state["t"] + 1}
+        else:
+            for cb in loop.steps_cb:
+                cb(StepInfo(net, trace, grads, e + 1, s, run.iteration, idx, lr, J))
+            net, state = loop.opt.update(net, grads, state, lr=lr)
+        run.iteration += 1
+    run.net, run.opt_state = net, state
+    return None
+
+
+def _epoch_row(loop, run, e, good):
+    """The epoch's metrics row, or a StopReason (not finite, diverged) that keeps ``good``."""
+    row = {"epoch": e + 1, **_evaluate(run.net, loop.X, loop.Y, loop.loss)}
+    if loop.val is not None:
+        row.update({f"val_{k}": v for k, v in _evaluate(run.net, *loop.val, loop.loss).items()})
+    keep = (f"training stopped; kept the last good network and checkpoint (epoch {e})")
+    if not all(math.isfinite(v) for v in row.values()):
+        run.net = good
+        return StopReason("not_finite", f"loss became non-finite after epoch {e + 1}: {keep}", e)
+    factor = loop.options.divergence
+    if factor is not None and row["loss"] > factor * max(run.best_train_loss, 1e-300):
+        run.net = good
+        return StopReason("diverged", f"training diverged: loss {fmt_loss(row['loss'])} after "
+                          f"epoch {e + 1} is more than {factor:g} times the best loss "
+                          f"{fmt_loss(run.best_train_loss)}; {keep}; try a smaller learning "
+                          f"rate", e)
+    run.best_train_loss = min(run.best_train_loss, row["loss"])
+    return row
+
+
+def _after_epoch(loop, run, e, row):
+    """Early stopping, then the callbacks; returns the StopReason of the first that stops."""
+    info = EpochInfo(e + 1, row, run.net, run.history)
+    stop = loop.early.on_epoch(info) if loop.early is not None else None
+    for cb in loop.epochs_cb:
+        said = cb(info)
+        if stop is None and isinstance(said, StopReason):
+            stop = said
+        elif stop is None and said is True:
+            stop = StopReason("callback", f"stopped by a callback after epoch {e + 1}", e + 1)
+    return stop
+
+
+def _save(checkpoint, loop, run, meta):
+    if checkpoint is None:
+        return
+    from . import io
+
+    fit_state = {"optimizer": loop.opt.name, "hyper": loop.opt.hyper,
+                 "best_train_loss": run.best_train_loss,
+                 "stopped": None if run.stop is None else run.stop.to_dict(),
+                 **(loop.early.state() if loop.early is not None else {})}
+    io.save_checkpoint(checkpoint, run.net, run.opt_state, rng_state=run.rng.bit_generator.state,
+                       epoch=run.epoch, history=run.history.epochs,
+                       best=loop.early.best if loop.early is not None else None,
+                       extra={**(meta or {}), "fit": fit_state})
+
+
+def _resume(checkpoint, loop, run):
+    """``run`` continued from ``checkpoint`` (on the starting network's device and dtype)."""
+    from . import io
+
+    net, xp = run.net, loop.xp
+    ck = io.load_checkpoint(checkpoint)
+    if ck["net"].sizes != net.sizes or ck["net"].activation_names() != net.activation_names():
+        raise ValueError(f"{checkpoint}: checkpoint network {ck['net']} does not match {net}")
+    fit_state = ck["extra"].get("fit", {})
+    if fit_state.get("optimizer") != loop.opt.name:
+        raise ValueError(f"{checkpoint}: checkpoint was written by optimizer "
+                         f"{fit_state.get('optimizer')!r}, not {loop.opt.name!r}")
+    here = dict(device=None if _backend.is_numpy(xp) else _backend.device(net.W[1]),
+                dtype=net.dtype)
+    run.net = ck["net"].to(xp, **here)
+    run.opt_state = {k: (_backend.asarray(v, xp, like=run.net.W[1])
+                         if isinstance(v, np.ndarray) else v)
+                     for k, v in ck["opt_state"].items()}
+    run.rng.bit_generator.state = ck["rng_state"]
+    run.history = History(list(ck["history"]))
+    run.epoch = ck["epoch"]
+    run.iteration = run.epoch * math.ceil(loop.m / _batch_size(loop.options.batch_size, loop.m))
+    best_train = fit_state.get("best_train_loss")
+    run.best_train_loss = run.best_train_loss if best_train is None else best_train
+    if loop.early is not None:
+        best = None if ck["best"] is None else ck["best"].to(xp, **here)
+        loop.early.load_state(fit_state, best)
+    run.stop = StopReason.from_dict(fit_state.get("stopped"))
+    return run
+
+
+def _train_epochs(loop, run, checkpoint, meta, progress):
+    """Epochs ``run.epoch + 1 .. epochs``, a checkpoint after each; sets ``run.stop``."""
+    o = loop.options
+    bar = _progress_bar(progress, o.epochs, run.epoch)
+    try:
+        for e in range(run.epoch, o.epochs):
+            lr = float(loop.sched(e))
+            if not (math.isfinite(lr) and lr > 0):
+                raise ValueError(f"the schedule gave learning rate {lr} at epoch {e + 1}")
+            t0, good = time.perf_counter(), run.net
+            run.stop = _run_epoch(loop, run, e, lr)
+            if run.stop is not None:
+                break
+            row = _epoch_row(loop, run, e, good)
+            if isinstance(row, StopReason):
+                run.stop = row
+                break
+            row.update(lr=lr, time=time.perf_counter() - t0)
+            run.history.epochs.append(row)
+            run.epoch = e + 1
+            run.stop = _after_epoch(loop, run, e, row)
+            _save(checkpoint, loop, run, meta)
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
+                                 if k in ("loss", "accuracy", "val_loss", "val_accuracy")},
+                                refresh=False)
+                bar.update(1)
+            if run.stop is not None:
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def fit(net: Network, x, y, loss, options: TrainOptions | None = None, *, x_val=None,
+        y_val=None, callbacks=(), progress=False, checkpoint=None, resume=False,
+        checkpoint_meta=None, **kwargs) -> FitResult:
     """Train ``net`` on (x, y) by minibatch gradient descent (or momentum, Nesterov, Adam).
 
     Parameters
@@ -289,182 +639,139 @@ def fit(net: Network, x, y, loss, *, optimizer="gd", learning_rate=0.1, schedule
     x : array (m, n_0)
     y : array (m, n_L), or integer class labels (m,) for softmax cross-entropy
     loss : str or Loss
-    optimizer : str or optim.Optimizer
-        ``"gd"`` (alias ``"sgd"``), ``"momentum"``, ``"nesterov"``, ``"adam"``.
-    learning_rate : float
-        eta (the schedule's value at epoch 0).
-    schedule : str or callable
-        ``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``, ``"inverse-time"``, or
-        a function epoch (0-based) -> learning rate.
-    batch_size : int, 0, None or "full"
-        1 = online learning, 0/None/"full" = full batch, else minibatches of that size
-        drawn by a shuffle of ``numpy.random.default_rng(seed)`` each epoch.
-    epochs : int
-    l2 : float
-        lambda of the penalty (lambda / 2m) sum ||W||^2 in the gradient.
+    options : TrainOptions, optional
+        The training options; or give them as keywords (``**kwargs``, the fields of
+        :class:`TrainOptions`, which also override ``options``):
+
+        ``optimizer`` (``"gd"``/``"sgd"``, ``"momentum"``, ``"nesterov"``, ``"adam"`` or an
+        Optimizer; default gd), ``learning_rate`` (eta at epoch 0; ``None``: the
+        optimizer's default, 0.001 for Adam, else 0.1), ``schedule`` (``"constant"``,
+        ``"step"``, ``"exponential"``, ``"cosine"``, ``"inverse-time"`` or a function epoch
+        (0-based) -> learning rate), ``batch_size`` (1 = online, 0/None/"full" = full batch,
+        else minibatches drawn by a shuffle of ``numpy.random.default_rng(seed)`` each
+        epoch; default 32), ``epochs`` (10), ``l2`` (lambda of (lambda / 2m) sum ||W||^2),
+        ``seed``, ``early_stopping`` (patience: stop when the validation loss, or the
+        training loss without validation data, has not improved for this many epochs, and
+        return the best network), ``optimizer_options``, ``schedule_options`` (dicts:
+        ``momentum``, ``beta1``, ...; ``step_size``, ``gamma``, ...), ``divergence`` (stop
+        when the training loss exceeds this factor, default 1e3, times its best value),
+        ``fused`` (plain gd without ``on_step`` callbacks takes each step with
+        :func:`deltaprop.backprop.train_step`: same rule, rounds differently by a few ulp),
+        ``health`` (default True: check the trained network's backward pass and warn).
     x_val, y_val : arrays, optional
         Validation data, evaluated after every epoch.
-    early_stopping : int, optional
-        Patience: stop when the validation loss (training loss without validation data) has
-        not improved for this many epochs, and return the best network.
     callbacks : iterable
         Objects with ``on_step(StepInfo)`` and/or ``on_epoch(EpochInfo)``, or plain callables
-        (called per epoch).  ``on_epoch`` returning ``True`` stops the run.
+        (called per epoch).  ``on_epoch`` returning ``True`` (or a StopReason) stops the run.
     progress : bool or "auto"
         Show a tqdm bar (``"auto"``: only on a terminal).
     checkpoint : path, optional
         Checkpoint file written atomically after every epoch.
     resume : bool
         Continue from ``checkpoint`` if it exists (else start fresh).
-    optimizer_options, schedule_options : dict, optional
-        Hyper-parameters (``momentum``, ``beta1``, ...; ``step_size``, ``gamma``, ...).
     checkpoint_meta : dict, optional
         Extra JSON-able metadata stored in the checkpoint (e.g. the run configuration).
-    fused : bool
-        For plain gradient descent without ``on_step`` callbacks, take each step with
-        :func:`deltaprop.backprop.train_step` (default; same rule, faster, rounds
-        differently from ``gradients`` + ``step`` by a few ulp per step).  ``False``: always
-        ``gradients`` then ``optimizer.update``.
 
     Returns
     -------
     FitResult
-        ``net``, ``history`` and ``stopped`` (``None`` or the reason).  A loss that becomes
-        NaN or inf stops the run: ``net`` is the last good network and the checkpoint of the
+        ``net``, ``history``, ``stop`` (a :class:`StopReason`), ``epochs_run`` and
+        ``health``.  A loss that becomes NaN or inf, or grows past ``divergence`` times its
+        best, stops the run: ``net`` is the last good network and the checkpoint of the
         last good epoch is left untouched.
-    """
-    from . import io
 
+    Warns
+    -----
+    deltaprop.stats.health.HealthWarning
+        One per finding of the health check (dead or saturated units, vanishing or
+        exploding E[delta^2], constant outputs) unless ``health=False``.
+    """
+    o = _options(options, kwargs)
     loss = _losses.get(loss)
     _losses.check_pair(loss, net.activations[-1])
     _single(net, "fit")
-    opt, sched = check_options(optimizer=optimizer, learning_rate=learning_rate,
-                               schedule=schedule, batch_size=batch_size, epochs=epochs, l2=l2,
-                               early_stopping=early_stopping,
-                               optimizer_options=optimizer_options,
-                               schedule_options=schedule_options)
-    epochs = int(epochs)
     if (x_val is None) != (y_val is None):
         raise ValueError("give both x_val and y_val, or neither")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs a checkpoint path")
-    X, Y = _prepare(net, loss, x, y, "training data")
-    m = X.shape[0]
-    val = None if x_val is None else _prepare(net, loss, x_val, y_val, "validation data")
-    xp = net.xp
-    steps_cb, epochs_cb = _callbacks(callbacks)
-    fused = bool(fused) and not steps_cb and optim.is_plain_gd(opt)
-    ws = backprop.Workspace() if fused else None
-
-    rng = np.random.default_rng(seed)
-    state = opt.init(net)
-    history, start, best, best_loss, bad_epochs, stopped = History(), 0, None, math.inf, 0, None
+    loop, run = _setup(net, o, loss, x, y, x_val, y_val, callbacks)
     if resume and Path(checkpoint).exists():
-        ck = io.load_checkpoint(checkpoint)
-        if ck["net"].sizes != net.sizes or \
-                ck["net"].activation_names() != net.activation_names():
-            raise ValueError(f"{checkpoint}: checkpoint network {ck['net']} does not match {net}")
-        fit_state = ck["extra"].get("fit", {})
-        if fit_state.get("optimizer") != opt.name:
-            raise ValueError(f"{checkpoint}: checkpoint was written by optimizer "
-                             f"{fit_state.get('optimizer')!r}, not {opt.name!r}")
-        dev = None if _backend.is_numpy(xp) else _backend.device(net.W[1])
-        here = dict(device=dev, dtype=net.dtype)  # resume on the starting network's device
-        net = ck["net"].to(xp, **here)
-        state = {k: (_backend.asarray(v, xp, like=net.W[1]) if isinstance(v, np.ndarray) else v)
-                 for k, v in ck["opt_state"].items()}
-        rng.bit_generator.state = ck["rng_state"]
-        history = History(list(ck["history"]))
-        start = ck["epoch"]
-        best = None if ck["best"] is None else ck["best"].to(xp, **here)
-        best_loss = fit_state.get("best_loss", math.inf)
-        best_loss = math.inf if best_loss is None else best_loss
-        bad_epochs = fit_state.get("bad_epochs", 0)
-        stopped = fit_state.get("stopped")
-        if stopped is not None:
-            return FitResult(best if best is not None and stopped.startswith("early") else net,
-                             history, stopped, state)
+        run = _resume(checkpoint, loop, run)
+    start = run.epoch
+    if run.stop is None:
+        _train_epochs(loop, run, checkpoint, checkpoint_meta, progress)
+    stop = run.stop or StopReason("completed", f"completed {run.epoch} epochs", run.epoch)
+    net = run.net
+    if stop.kind == "early_stop" and loop.early.best is not None:
+        net = loop.early.best
+    found = _health(net, loop) if o.health else []
+    return FitResult(net, run.history, stop, run.opt_state, run.epoch - start, found)
 
-    def save(epoch, stop_reason):
-        if checkpoint is None:
-            return
-        fit_state = {"optimizer": opt.name, "hyper": opt.hyper, "best_loss": best_loss,
-                     "bad_epochs": bad_epochs, "stopped": stop_reason}
-        io.save_checkpoint(checkpoint, net, state, rng_state=rng.bit_generator.state,
-                           epoch=epoch, history=history.epochs, best=best,
-                           extra={**(checkpoint_meta or {}), "fit": fit_state})
 
-    bar = _progress_bar(progress, epochs, start)
-    iteration = start * math.ceil(m / _batch_size(batch_size, m))
+def _setup(net, o, loss, x, y, x_val, y_val, callbacks):
+    """The fixed part of a run (:class:`_Loop`) and its starting state (:class:`_Run`)."""
+    opt, sched = o.build()
+    X, Y = prepare(net, loss, x, y, "training data")
+    _check_classes(loss, Y, net.xp)
+    val = None if x_val is None else prepare(net, loss, x_val, y_val, "validation data")
+    steps_cb, epochs_cb = _callbacks(callbacks)
+    fused = bool(o.fused) and not steps_cb and optim.is_plain_gd(opt)
+    early = EarlyStopping(o.early_stopping) if o.early_stopping is not None else None
+    loop = _Loop(X, Y, val, loss, opt, sched, o, steps_cb, epochs_cb, early,
+                 backprop.Workspace() if fused else None, net.xp)
+    start = _evaluate(net, X, Y, loss)["loss"] if o.divergence is not None else math.inf
+    run = _Run(net, opt.init(net), np.random.default_rng(o.seed), History(), 0, 0,
+               start if math.isfinite(start) else math.inf)
+    return loop, run
+
+
+def _health(net, loop):
+    """The health check's lines, each also a HealthWarning."""
+    import warnings
+
+    from .stats import health
+
+    found = health.check(net, loop.X, loop.Y, loop.loss, seed=loop.options.seed)
+    for line in found:
+        warnings.warn(str(line), health.HealthWarning, stacklevel=3)
+    return found
+
+
+# ------------------------------------------------------------------------------ memory
+
+def estimate_memory(sizes, m, *, batch_size=32, optimizer="gd", itemsize=8,
+                    early_stopping=False) -> int:
+    """Bytes a run of :func:`fit` needs at its peak, estimated before anything is allocated.
+
+    Parameters: the weights and biases (P numbers) are held about 4 times (the network, its
+    gradients, the next network, a checkpoint's copy), plus the optimiser's state (1 x P
+    for momentum/Nesterov, 2 x P for Adam) and early stopping's best network (1 x P); the
+    evaluation of the whole training set after each epoch holds z[l] and a[l] for every
+    layer (2 m sum n_l numbers), a step the same for its batch (3 b sum n_l with delta).
+    """
+    sizes = [int(n) for n in sizes]
+    P = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    name = optimizer if isinstance(optimizer, str) else getattr(optimizer, "name", "gd")
+    copies = 4 + {"adam": 2, "momentum": 1, "nesterov": 1}.get(str(name).lower(), 0) \
+        + (1 if early_stopping else 0)
+    units = sum(sizes)
+    b = _batch_size(batch_size, max(int(m), 1))
+    return int(itemsize * (copies * P + 2 * int(m) * units + 3 * b * units))
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux ``MemAvailable``; else the physical memory),
+    ``None`` when neither can be read."""
     try:
-        for e in range(start, epochs):
-            lr = float(sched(e))
-            if not (math.isfinite(lr) and lr > 0):
-                raise ValueError(f"the schedule gave learning rate {lr} at epoch {e + 1}")
-            t0 = time.perf_counter()
-            good = net
-            for s, idx in enumerate(batches(m, batch_size, rng)):
-                if len(idx) == m:
-                    xb, yb = X, Y
-                else:
-                    ix = _backend.asarray(idx, xp, like=None, device=_backend.device(X))
-                    xb, yb = xp.take(X, ix, axis=0), xp.take(Y, ix, axis=0)
-                if fused:  # never donate the epoch's starting network (it is `good`)
-                    new, J = backprop.train_step(net, xb, yb, loss, lr, l2, check=False,
-                                                 workspace=ws, donate=net is not good)
-                    J = float(J)
-                else:
-                    trace, grads = backprop.gradients(net, xb, yb, loss, l2, check=False)
-                    J = float(grads.J)
-                if not math.isfinite(J):
-                    stopped = (f"loss became {J} at epoch {e + 1}, step {s + 1}: training "
-                               f"stopped; kept the last good network and checkpoint (epoch {e})")
-                    net = good
-                    break
-                if fused:  # gd's update and state, as optim.gd does them
-                    net, state = new, {"t": state["t"] + 1}
-                else:
-                    for cb in steps_cb:
-                        cb(StepInfo(net, trace, grads, e + 1, s, iteration, idx, lr, J))
-                    net, state = opt.update(net, grads, state, lr=lr)
-                iteration += 1
-            if stopped is not None:
-                break
-            row = {"epoch": e + 1, **_evaluate(net, X, Y, loss)}
-            if val is not None:
-                row.update({f"val_{k}": v for k, v in _evaluate(net, *val, loss).items()})
-            if not all(math.isfinite(v) for v in row.values()):
-                stopped = (f"loss became non-finite after epoch {e + 1}: training stopped; kept "
-                           f"the last good network and checkpoint (epoch {e})")
-                net = good
-                break
-            row.update(lr=lr, time=time.perf_counter() - t0)
-            history.epochs.append(row)
-            monitor = row.get("val_loss", row["loss"])
-            if early_stopping is not None:
-                if monitor < best_loss:
-                    best, best_loss, bad_epochs = net, monitor, 0
-                else:
-                    bad_epochs += 1
-                    if bad_epochs >= early_stopping:
-                        key = "val_loss" if val is not None else "loss"
-                        stopped = (f"early stopping: {key} did not improve for {bad_epochs} "
-                                   f"epochs; returning the best network (epoch "
-                                   f"{e + 1 - bad_epochs})")
-            info = EpochInfo(e + 1, row, net, history)
-            if any([cb(info) is True for cb in epochs_cb]) and stopped is None:
-                stopped = f"stopped by a callback after epoch {e + 1}"
-            save(e + 1, stopped)
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items()
-                                 if k in ("loss", "accuracy", "val_loss", "val_accuracy")},
-                                refresh=False)
-                bar.update(1)
-            if stopped is not None:
-                break
-    finally:
-        if bar is not None:
-            bar.close()
-    if stopped is not None and stopped.startswith("early") and best is not None:
-        net = best
-    return FitResult(net, history, stopped, state)
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

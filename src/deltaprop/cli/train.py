@@ -11,15 +11,22 @@ and writes a run folder::
         metrics.csv, metrics.json, learning_curves.png
 
 Settings come from the defaults, then a ``--config`` file (TOML or JSON), then the flags.
+``--hidden`` gives the hidden widths; ``--sizes`` (all widths n_0..n_L in ``gradcheck`` and
+``stats``) is refused here with a line pointing to ``--hidden``.  While it runs, a run
+holds a lock on its folder (``.deltaprop.lock``, the process id inside).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io as _io
 import json
+import os
+import re
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,15 +36,21 @@ from ._common import add_backend_options, backend_from_args, limit_threads
 
 #: every setting of a run, with its default (keys of config files and of config.json)
 DEFAULTS = {
-    "data": "digits", "target": None, "sizes": [128], "activation": "tanh", "activations": None,
-    "output": None, "loss": None, "init": "glorot_uniform", "weight_mean": 0.0,
-    "weight_std": None, "bias_std": 0.0, "optimizer": "adam", "lr": None, "momentum": 0.9,
-    "schedule": "constant", "batch_size": 32, "epochs": 30, "l2": 0.0, "val_split": 0.1,
-    "test_split": 0.2, "early_stopping": None, "dtype": "float64", "seed": 0,
-    "layer_stats": False,
+    "data": "digits", "target": None, "hidden": [128], "activation": "tanh",
+    "activations": None, "output": None, "loss": None, "init": "glorot_uniform",
+    "weight_mean": 0.0, "weight_std": None, "bias_std": 0.0, "optimizer": "adam",
+    "learning_rate": None, "momentum": 0.9, "schedule": "constant", "batch_size": 32,
+    "epochs": 30, "l2": 0.0, "val_split": 0.1, "test_split": 0.2, "early_stopping": None,
+    "divergence": 1e3, "dtype": "float64", "seed": 0, "layer_stats": False,
 }
 RUN_FILES = ("config.json", "checkpoint.safetensors", "model.safetensors", "metrics.csv",
              "metrics.json", "learning_curves.png", "layer_stats.png")
+#: the lock file of a run folder (holds the pid of the run that owns the folder)
+LOCK = ".deltaprop.lock"
+#: a temporary file of deltaprop.io's atomic writes, left behind by a kill
+_TMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
+_SIZES_MOVED = ("train takes the hidden widths as --hidden (e.g. --hidden 64,32, or none); "
+                "--sizes means all widths n_0..n_L in gradcheck and stats")
 
 
 def register(sub):
@@ -48,8 +61,9 @@ def register(sub):
     a("--data", help="built-in set (digits, iris, wine, breast_cancer, xor, moons, regression) "
       "or a file (CSV, .npy, .npz, IDX); default digits")
     a("--target", help="CSV target column (name or index; default the last column)")
-    a("--sizes", help="hidden layer sizes, comma-separated (default 128; 'none' for no hidden "
-      "layer)")
+    a("--hidden", help="hidden layer widths, comma-separated (default 128; 'none' for no "
+      "hidden layer); n_0 and n_L come from the data")
+    a("--sizes", help=argparse.SUPPRESS)  # refused with a line pointing to --hidden
     a("--activation", help="activation of every hidden layer (default tanh)")
     a("--activations", help="comma list of activations for layers 1..L (output included)")
     a("--output", help="output activation (default: the one the loss needs, else identity)")
@@ -60,7 +74,8 @@ def register(sub):
     a("--weight-std", type=float, help="std of the initial weights (default: the initialiser's)")
     a("--bias-std", type=float, help="std of the initial biases (default 0)")
     a("--optimizer", help="gd (sgd), momentum, nesterov, adam (default adam)")
-    a("--lr", type=float, help="learning rate (default 0.001 for adam, 0.1 otherwise)")
+    a("--learning-rate", "--lr", dest="learning_rate", type=float,
+      help="learning rate (default: the optimizer's, 0.001 for adam, 0.1 otherwise)")
     a("--momentum", type=float, help="momentum coefficient mu (momentum, nesterov; default 0.9)")
     a("--schedule", help="constant, step, exponential, cosine, inverse-time (default constant)")
     a("--batch-size", help="1 = online, 0 or 'full' = full batch (default 32)")
@@ -70,6 +85,8 @@ def register(sub):
     a("--test-split", type=float, help="test fraction (default 0.2)")
     a("--early-stopping", type=int, metavar="PATIENCE", help="stop after PATIENCE epochs "
       "without improvement of the validation loss")
+    a("--divergence", type=float, metavar="FACTOR", help="stop (exit 1) when the training "
+      "loss exceeds FACTOR times its best value (default 1000)")
     a("--dtype", choices=["float32", "float64"], help="default float64")
     a("--seed", type=int, help="seed of the split, the initialisation and the shuffles")
     a("--layer-stats", action="store_true", default=None,
@@ -99,7 +116,9 @@ def register(sub):
     p.add_argument("data", help="data set (its target column, if present, is ignored)")
     p.add_argument("--proba", action="store_true", help="add the class probabilities")
     p.add_argument("--target", help="CSV target column to drop")
-    p.add_argument("--out", help="CSV file to write (default: standard output)")
+    p.add_argument("--out", help="CSV file to write (default: standard output); an existing "
+                   "file is replaced only with --force")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     add_backend_options(p)
     p.set_defaults(func=_predict)
 
@@ -129,11 +148,22 @@ def _read_config(path) -> dict:
         raise ValueError(f"config file {path} cannot be parsed: {exc}") from None
     if not isinstance(cfg, dict):
         raise ValueError(f"config file {path} must hold a table/object of settings")
-    if isinstance(cfg.get("settings"), dict):  # a run's config.json
-        cfg = cfg["settings"]
+    run = isinstance(cfg.get("settings"), dict)  # a run's config.json
+    return _config_keys(path, cfg["settings"] if run else cfg, run)
+
+
+def _config_keys(path, cfg, run):
+    """Settings of a config file under their names (``lr`` is ``learning_rate``; a run's
+    config.json written before ``--hidden`` says ``sizes`` for the hidden widths)."""
     out = {}
     for key, value in cfg.items():
         k = str(key).replace("-", "_")
+        k = {"lr": "learning_rate"}.get(k, k)
+        if k == "sizes" and run:
+            k = "hidden"
+        elif k == "sizes":
+            raise ValueError(f"config file {path}: setting 'sizes': {_SIZES_MOVED}; "
+                             "write hidden = [...]")
         if k not in DEFAULTS:
             raise ValueError(f"config file {path}: unknown setting {key!r}; known: "
                              f"{', '.join(DEFAULTS)}")
@@ -142,6 +172,8 @@ def _read_config(path) -> dict:
 
 
 def _settings(args) -> dict:
+    from ..train import parse_batch_size
+
     s = dict(DEFAULTS)
     if args.config:
         s.update(_read_config(args.config))
@@ -149,39 +181,49 @@ def _settings(args) -> dict:
         value = getattr(args, key, None)
         if value is not None:
             s[key] = value
-    s["sizes"] = _parse_sizes(s["sizes"])
+    s["hidden"] = _parse_hidden(s["hidden"])
     if isinstance(s["activations"], str):
         s["activations"] = [a.strip() for a in s["activations"].split(",")]
     bs = s["batch_size"]
-    if isinstance(bs, str):
-        bs = bs.strip().lower()
-        if bs != "full":
-            try:
-                bs = int(bs)
-            except ValueError:
-                raise ValueError(f"--batch-size must be an integer, 0 or 'full', got {bs!r}") \
-                    from None
-    s["batch_size"] = bs
+    try:
+        n = parse_batch_size(bs)
+    except ValueError as exc:
+        raise ValueError(f"--batch-size: {exc}") from None
+    s["batch_size"] = "full" if isinstance(bs, str) and bs.strip().lower() == "full" else n
     for key in ("epochs", "seed"):
         if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 0:
             raise ValueError(f"{key} must be an integer >= 0, got {s[key]!r}")
     return s
 
 
-def _parse_sizes(sizes):
-    if isinstance(sizes, str):
-        text = sizes.strip().lower()
+def _parse_hidden(hidden):
+    if isinstance(hidden, str):
+        text = hidden.strip().lower()
         if text in ("", "none", "[]"):
             return []
         try:
-            sizes = [int(v) for v in text.replace("-", ",").split(",") if v.strip()]
+            hidden = [int(v) for v in text.replace("-", ",").split(",") if v.strip()]
         except ValueError:
-            raise ValueError(f"--sizes must be comma-separated integers, got {sizes!r}") from None
-    if isinstance(sizes, int):
-        sizes = [sizes]
-    if not all(isinstance(n, int) and n >= 1 for n in sizes):
-        raise ValueError(f"hidden sizes must be positive integers, got {sizes!r}")
-    return list(sizes)
+            raise ValueError(f"--hidden must be comma-separated integers, got {hidden!r}") \
+                from None
+    if isinstance(hidden, int):
+        hidden = [hidden]
+    if not all(isinstance(n, int) and n >= 1 for n in hidden):
+        raise ValueError(f"hidden widths must be positive integers, got {hidden!r}")
+    return list(hidden)
+
+
+def _options(s):
+    """The run's :class:`~deltaprop.train.TrainOptions` (checked when made)."""
+    from .. import optim
+    from ..train import TrainOptions
+
+    name = optim.get(s["optimizer"]).name
+    extra = {"momentum": s["momentum"]} if name in ("momentum", "nesterov") else {}
+    return TrainOptions(optimizer=s["optimizer"], learning_rate=s["learning_rate"],
+                        schedule=s["schedule"], batch_size=s["batch_size"], epochs=s["epochs"],
+                        l2=s["l2"], seed=s["seed"], early_stopping=s["early_stopping"],
+                        optimizer_options=extra, divergence=s["divergence"])
 
 
 # ------------------------------------------------------------------------------ data
@@ -212,19 +254,47 @@ def _class_list(classes):
     return None if classes is None else [c.item() if hasattr(c, "item") else c for c in classes]
 
 
+def _check_memory(sizes, m, s):
+    """Refuse a network whose run would not fit in memory, before allocating it."""
+    from ..train import available_memory, estimate_memory
+
+    kw = dict(batch_size=s["batch_size"], optimizer=s["optimizer"],
+              itemsize=4 if s["dtype"] == "float32" else 8,
+              early_stopping=s["early_stopping"] is not None)
+    need, have = estimate_memory(sizes, m, **kw), available_memory()
+    if have is None or need <= 0.8 * have:
+        return
+    lo, hi = 1, max(max(sizes[1:-1], default=1), 1)  # widest single hidden layer that fits
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if estimate_memory([sizes[0], mid, sizes[-1]], m, **kw) <= 0.8 * have:
+            lo = mid
+        else:
+            hi = mid - 1
+    gib = 2.0 ** 30
+    raise ValueError(f"the network {'-'.join(map(str, sizes))} would need about "
+                     f"{need / gib:.3g} GiB to train on {m} samples, and {have / gib:.3g} GiB "
+                     f"is available: use smaller --hidden widths (one hidden layer fits up to "
+                     f"about {lo} units here)")
+
+
 def _prepare_run(s):
     """(splits, standardizer, network, loss name) for settings ``s``."""
     from .. import Network, data
     from .. import losses as _losses
 
     ds = data.load(s["data"], target=s["target"])
-    train, val, test = data.train_val_test_split(ds, val=s["val_split"], test=s["test_split"],
-                                                 seed=s["seed"])
-    std = data.Standardizer().fit(train.x)
     loss = _losses.get(s["loss"] or ("mse" if ds.task == "regression" else "softmax-cross-entropy"))
     if ds.task == "regression" and loss.name != "mse":
         raise ValueError(f"data {s['data']!r} is a regression set; use --loss mse")
-    sizes = [ds.n_features, *s["sizes"], _n_outputs(ds, loss.name)]
+    if ds.task == "classification" and ds.n_classes < 2:
+        raise ValueError(f"data {s['data']!r} holds a single class ({_class_list(ds.classes)}); "
+                         f"a classifier needs at least two")
+    train, val, test = data.train_val_test_split(ds, val=s["val_split"], test=s["test_split"],
+                                                 seed=s["seed"])
+    sizes = [ds.n_features, *s["hidden"], _n_outputs(ds, loss.name)]
+    _check_memory(sizes, train.m, s)
+    std = data.Standardizer().fit(train.x)
     if s["activations"]:
         acts, output = s["activations"], None
     else:
@@ -235,9 +305,58 @@ def _prepare_run(s):
     return (train, val, test), std, net, loss.name
 
 
-# ------------------------------------------------------------------------------ train
+# ------------------------------------------------------------------------------ run folder
+
+def _lock(out):
+    """Take the run folder's lock: exclusive create of ``LOCK`` holding our pid.  A lock
+    whose process is gone is taken over; a live one is a one-line error."""
+    path = out / LOCK
+    for _ in range(3):
+        tmp = out / f".deltaprop.lock-{os.getpid()}"
+        tmp.write_text(f"{os.getpid()}\n")
+        try:
+            os.link(tmp, path)  # atomic and exclusive, with the pid already inside
+            return path
+        except FileExistsError:
+            pid = _lock_owner(path)
+            if pid is not None and _alive(pid):
+                raise ValueError(f"run folder {out} is in use by another deltaprop train "
+                                 f"(pid {pid}); wait for it to end or choose another --out") \
+                    from None
+            if _lock_owner(path) == pid:  # stale: its process is gone; take it over
+                path.unlink(missing_ok=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+    raise ValueError(f"run folder {out}: cannot take the lock {path}; remove it if no "
+                     f"deltaprop train runs there")
+
+
+def _lock_owner(path):
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _clean_temps(out):
+    """Remove ``.<name>.<hex>.tmp`` files that a killed run left (we hold the lock)."""
+    for p in out.iterdir():
+        if _TMP.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+
 
 def _new_run_dir(out):
+    """The new run's folder, created and locked; (folder, lock)."""
     if out is None:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
         out, k = Path("runs") / stamp, 1
@@ -246,111 +365,162 @@ def _new_run_dir(out):
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is a file")
-    if out.is_dir() and any((out / f).exists() for f in RUN_FILES):
-        raise ValueError(f"output folder {out} already holds a run; use --resume {out} or "
-                         "another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".deltaprop-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        lock = _lock(out)
     except OSError as exc:
         raise OSError(f"output folder {out} cannot be written ({exc.strerror or exc})") from None
-    return out
+    if any((out / f).exists() for f in RUN_FILES):
+        lock.unlink(missing_ok=True)
+        raise ValueError(f"output folder {out} already holds a run; use --resume {out} or "
+                         "another --out")
+    _clean_temps(out)
+    return out, lock
+
+
+def _resume_dir(out):
+    try:
+        lock = _lock(out)
+    except OSError as exc:
+        raise OSError(f"run folder {out} cannot be written ({exc.strerror or exc})") from None
+    _clean_temps(out)
+    return lock
+
+
+# ------------------------------------------------------------------------------ train
+
+def _run_settings(args):
+    """(settings, run folder or None) of ``train``'s command line."""
+    if args.sizes is not None:
+        raise ValueError(f"--sizes: {_SIZES_MOVED}")
+    if not args.resume:
+        return _settings(args), None
+    given = [k for k in (*DEFAULTS, "out", "config") if getattr(args, k, None) is not None]
+    if given:
+        raise ValueError("--resume takes every setting from RUN_DIR/config.json; drop "
+                         + ", ".join("--" + k.replace("_", "-") for k in given))
+    out = Path(args.resume)
+    if not (out / "config.json").is_file():
+        raise FileNotFoundError(f"{out} is not a run folder (no config.json)")
+    s = {**DEFAULTS, **_read_config(out / "config.json")}
+    s["hidden"] = _parse_hidden(s["hidden"])
+    return s, out
 
 
 def _train(args):
-    from .. import __version__
-    from .. import io as dio
-    from ..train import check_options, evaluate, fit
-
-    if args.resume:
-        given = [k for k in (*DEFAULTS, "out", "config") if getattr(args, k, None) is not None]
-        if given:
-            raise ValueError("--resume takes every setting from RUN_DIR/config.json; drop "
-                             + ", ".join("--" + k.replace("_", "-") for k in given))
-        out = Path(args.resume)
-        cfg_path = out / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{out} is not a run folder (no config.json)")
-        s = {**DEFAULTS, **_read_config(cfg_path)}
-        s["sizes"] = _parse_sizes(s["sizes"])
-    else:
-        s = _settings(args)
+    s, out = _run_settings(args)
     be = backend_from_args(args)  # not a setting: every backend trains the same network
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
     splits, std, net, loss = _prepare_run(s)
-    fit_options = dict(optimizer=s["optimizer"], learning_rate=s["lr"], schedule=s["schedule"],
-                       batch_size=s["batch_size"], epochs=s["epochs"], l2=s["l2"],
-                       early_stopping=s["early_stopping"], optimizer_options=_opt_options(s))
-    check_options(**fit_options)  # before the run folder is made: a bad setting leaves none
-    net = be.network(net)
-    train, val, test = splits
-    x_tr, x_va, x_te = (be.asarray(std.transform(d.x), like=net.W[1]) for d in splits)
-    y_tr, y_va, y_te = (be.asarray(_targets(d, loss), like=net.W[1]) for d in splits)
-    has_val = val.m > 0
-    if args.resume:
-        try:
-            (out / ".deltaprop-write-test").write_bytes(b"")
-            (out / ".deltaprop-write-test").unlink()
-        except OSError as exc:
-            raise OSError(f"run folder {out} cannot be written ({exc.strerror or exc})") \
-                from None
+    options = _options(s)  # checked before the run folder is made: a bad one leaves none
+    if out is None:
+        out, lock = _new_run_dir(args.out)
     else:
-        out = _new_run_dir(args.out)
+        lock = _resume_dir(out)
+    try:
+        return _train_locked(args, s, out, be, splits, std, net, loss, options)
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _train_locked(args, s, out, be, splits, std, net, loss, options):
+    from .. import __version__
+    from .. import io as dio
+    from ..stats.health import HealthWarning
+    from ..train import fit
+
+    if not args.resume:
         config = {"deltaprop_version": __version__, "command": "deltaprop train",
                   "repeat": f"deltaprop train --config {out / 'config.json'} --out NEW_DIR",
                   "settings": s}
         dio.atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
-
+    net = be.network(net)
+    (x_tr, y_tr), val, _ = data = _on_backend(be, net, splits, std, loss)
     quiet = args.quiet or args.json
     with limit_threads(args.threads):  # --layer-stats: epoch 0 and the theory, before the clock
         stats_cb = _layer_stats_callback(s, net, x_tr, y_tr, loss) if s["layer_stats"] else None
     t0 = time.perf_counter()
-    with limit_threads(args.threads):
-        result = fit(net, x_tr, y_tr, loss, **fit_options, seed=s["seed"],
-                     x_val=x_va if has_val else None, y_val=y_va if has_val else None,
+    with limit_threads(args.threads), warnings.catch_warnings():
+        warnings.simplefilter("ignore", HealthWarning)  # printed below, one line each
+        result = fit(net, x_tr, y_tr, loss, options,
+                     x_val=None if val is None else val[0], y_val=None if val is None else val[1],
                      progress=False if quiet else "auto",
                      checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
                      checkpoint_meta={"settings": s}, callbacks=[stats_cb] if stats_cb else ())
     wall = time.perf_counter() - t0
-    final = {"train": evaluate(result.net, x_tr, y_tr, loss)}
-    if has_val:
-        final["val"] = evaluate(result.net, x_va, y_va, loss)
-    if test.m > 0:
-        final["test"] = evaluate(result.net, x_te, y_te, loss)
-    summary = result.history.summary()
-    meta = {"loss": loss, "task": train.task, "classes": _class_list(train.classes),
+    return _report(args, s, out, splits, std, loss, options, data, result, wall, stats_cb)
+
+
+def _on_backend(be, net, splits, std, loss):
+    """((x, y) train, (x, y) validation or None, (x, y) test or None) on the backend."""
+    out = []
+    for d in splits:
+        pair = (be.asarray(std.transform(d.x), like=net.W[1]),
+                be.asarray(_targets(d, loss), like=net.W[1]))
+        out.append(pair if d.m > 0 else None)
+    return tuple(out)
+
+
+def _report(args, s, out, splits, std, loss, options, data, result, wall, stats_cb):
+    """Model file, metrics, plots, the printed table and warnings; the exit status."""
+    from .. import __version__
+    from .. import io as dio
+    from ..train import evaluate
+
+    final = {name: evaluate(result.net, *pair, loss)
+             for name, pair in zip(("train", "val", "test"), data, strict=True) if pair}
+    stop = result.stopped.to_dict() if result.stopped else None
+    health = [f.to_dict() for f in result.health]
+    meta = {"loss": loss, "task": splits[0].task, "classes": _class_list(splits[0].classes),
             "data": str(s["data"]), "target": s["target"], "standardization": std.to_dict(),
-            "settings": s, "history": summary, "metrics": final, "stopped": result.stopped,
-            "deltaprop_version": __version__}
+            "settings": s, "learning_rate": options.resolved_learning_rate,
+            "history": result.history.summary(), "metrics": final, "stopped": stop,
+            "health": health, "deltaprop_version": __version__}
     dio.save_model(out / "model.safetensors", result.net, meta)
-    _write_metrics(out, result.history, final, result.stopped, wall, stats_cb)
-    result.history.plot().savefig(out / "learning_curves.png", dpi=100)
+    _write_metrics(out, result, final, wall, stats_cb)
+    _write_curves(out, result.history)
+    quiet = args.quiet or args.json
     if stats_cb is not None:
         _write_layer_stats(out, result.history, stats_cb, quiet)
+    for f in result.health:
+        print(f"deltaprop: warning: {f.message}", file=sys.stderr, flush=True)
     if result.stopped:
-        print(f"deltaprop: {result.stopped}", file=sys.stderr, flush=True)
+        print(_stop_line(result.stopped, options), file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps({"run": str(out), "metrics": final, "epochs": len(result.history),
-                          "time": wall, "stopped": result.stopped}, indent=2))
+                          "epochs_run": result.epochs_run, "time": wall, "stopped": stop,
+                          "health": health}, indent=2))
     elif not args.quiet:
-        _print_table(final, wall, len(result.history), out)
-    return 1 if result.stopped and "became" in result.stopped else 0
+        _print_table(final, wall, result, out)
+    return 1 if result.stop.failed else 0
 
 
-def _opt_options(s):
-    from .. import optim
-
-    name = optim.get(s["optimizer"], 0.1).name
-    return {"momentum": s["momentum"]} if name in ("momentum", "nesterov") else {}
-
-
-def _write_metrics(out, history, final, stopped, wall, stats_cb=None):
+def _write_curves(out, history):
+    """learning_curves.png, atomically; a loss too large for a log axis skips it (one line)."""
     from .. import io as dio
 
-    rows = history.as_rows()
+    buf = _io.BytesIO()
+    try:
+        history.plot().savefig(buf, format="png", dpi=100)
+    except (OverflowError, ValueError) as exc:  # matplotlib's log ticks overflow near 1e300
+        print(f"deltaprop: warning: learning_curves.png not drawn ({exc})", file=sys.stderr)
+        return
+    dio.atomic_write_bytes(out / "learning_curves.png", buf.getvalue())
+
+
+def _stop_line(stop, options):
+    if stop.kind == "diverged":
+        lr = options.resolved_learning_rate
+        return (f"deltaprop: error: {stop.message} (e.g. --lr {lr / 10:g}; the factor is "
+                f"--divergence)")
+    return f"deltaprop: {'error: ' if stop.failed else ''}{stop.message}"
+
+
+def _write_metrics(out, result, final, wall, stats_cb=None):
+    from .. import io as dio
+
+    rows = result.history.as_rows()
     keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
     keys = [k for k in keys if any(k in r for r in rows)] or ["epoch"]
     extra = {}
@@ -365,8 +535,10 @@ def _write_metrics(out, history, final, stopped, wall, stats_cb=None):
     w.writeheader()
     w.writerows(rows if stats_cb is None else [first, *rows])
     dio.atomic_write_text(out / "metrics.csv", buf.getvalue())
+    stopped = result.stopped.to_dict() if result.stopped else None
     dio.atomic_write_text(out / "metrics.json", json.dumps(
-        {"epochs": rows, "final": final, "stopped": stopped, "time": wall, **extra},
+        {"epochs": rows, "final": final, "stopped": stopped, "epochs_run": result.epochs_run,
+         "time": wall, "health": [f.to_dict() for f in result.health], **extra},
         indent=2) + "\n")
 
 
@@ -377,8 +549,8 @@ def _layer_stats_callback(s, net, x, y, loss):
     from ..stats.layer_stats import LayerStatsCallback
 
     try:
-        p = prior(net.sizes, init=s["init"], std=s["weight_std"], mean_w=s["weight_mean"],
-                  sigma_b2=s["bias_std"] ** 2)
+        p = prior(net.sizes, init=s["init"], weight_std=s["weight_std"],
+                  weight_mean=s["weight_mean"], sigma_b2=s["bias_std"] ** 2)
     except (ValueError, KeyError):
         p = None
     return LayerStatsCallback(x, y, loss, net, prior=p)
@@ -400,12 +572,17 @@ def _write_layer_stats(out, history, cb, quiet):
             print(f"(no theory: {cb.theory_note})")
 
 
-def _print_table(final, wall, epochs, out):
+def _print_table(final, wall, result, out):
+    from ..train import fmt_loss
+
     has_acc = any("accuracy" in v for v in final.values())
     print(f"{'split':<6} {'loss':>10}" + (f" {'accuracy':>9}" if has_acc else ""))
     for split, v in final.items():
-        print(f"{split:<6} {v['loss']:>10.4f}" + (f" {v['accuracy']:>9.4f}" if has_acc else ""))
-    print(f"{epochs} epochs in {wall:.2f} s ({wall / max(epochs, 1) * 1000:.1f} ms/epoch); "
+        print(f"{split:<6} {fmt_loss(v['loss']):>10}" +
+              (f" {v['accuracy']:>9.4f}" if has_acc else ""))
+    ran, total = result.epochs_run, len(result.history)
+    where = f"{ran} epochs" if ran == total else f"{ran} epochs (resumed: {total} in all)"
+    print(f"{where} in {wall:.2f} s ({wall / max(ran, 1) * 1000:.1f} ms/epoch); "
           f"run folder {out}")
 
 
@@ -481,13 +658,17 @@ def _predict(args):
     from .. import io as dio
 
     be = backend_from_args(args)
+    if args.out is not None:  # before any work: a user's file is replaced only with --force
+        if Path(args.out).is_dir():
+            raise ValueError(f"--out {args.out} is a folder; give a file name")
+        if Path(args.out).exists() and not args.force:
+            raise ValueError(f"--out {args.out} exists; use --force to replace it, or give "
+                             "another file name")
     net, meta = dio.load_model(args.model)
     x, _ = _model_inputs(net, meta, args.data, args.target, need_target=False)
     net = be.network(net)
     a = np.asarray(_backend.to_numpy(backprop.predict(net, be.asarray(x, like=net.W[1]))))
     classes = meta.get("classes")
-    if args.out is not None and Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a folder; give a file name")
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if classes is None:
@@ -523,7 +704,8 @@ def _info(args):
     info = {"file": str(args.model), "sizes": net.sizes, "dtype": str(net.W[1].dtype),
             "params": net.n_params, "layers": layers, "loss": meta.get("loss"),
             "task": meta.get("task"), "classes": meta.get("classes"), "data": meta.get("data"),
-            "optimizer": s.get("optimizer"), "lr": s.get("lr"), "batch_size": s.get("batch_size"),
+            "optimizer": s.get("optimizer"), "learning_rate": _learning_rate(meta),
+            "batch_size": s.get("batch_size"),
             "epochs": hist.get("epochs"), "metrics": meta.get("metrics"),
             "stopped": meta.get("stopped"), "deltaprop_version": meta.get("deltaprop_version")}
     if args.json:
@@ -539,14 +721,33 @@ def _info(args):
     if info["classes"] is not None:
         print(f"classes: {info['classes']}")
     if s:
-        print(f"trained: optimizer {s.get('optimizer')}, lr {s.get('lr') or 'default'}, "
+        lr = info["learning_rate"]
+        print(f"trained: optimizer {s.get('optimizer')}, learning rate "
+              f"{lr if lr is None else format(lr, 'g')}, "
               f"schedule {s.get('schedule')}, batch size {s.get('batch_size')}, "
               f"{hist.get('epochs')} epochs, l2 {s.get('l2')}, seed {s.get('seed')}")
     for split, v in (info["metrics"] or {}).items():
         print(f"{split}: " + "  ".join(f"{k} = {x:.4f}" for k, x in v.items()))
     if info["stopped"]:
-        print(f"stopped: {info['stopped']}")
+        stop = info["stopped"]
+        print(f"stopped: {stop['message'] if isinstance(stop, dict) else stop}")
+    for f in meta.get("health") or ():
+        print(f"health: {f.get('message')}")
     return 0
+
+
+def _learning_rate(meta):
+    """The learning rate a model was trained with (the optimizer's default resolved; model
+    files written before it was stored hold only the settings)."""
+    from .. import optim
+
+    if meta.get("learning_rate") is not None:
+        return meta["learning_rate"]
+    s = meta.get("settings") or {}
+    lr = s.get("learning_rate", s.get("lr"))
+    if lr is not None or not s.get("optimizer"):
+        return lr
+    return optim.get(s["optimizer"]).hyper.get("learning_rate")
 
 
 __all__ = ["register", "DEFAULTS"]
