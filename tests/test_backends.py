@@ -183,3 +183,17 @@ def test_mixing_libraries_is_a_clear_type_error():
 def test_unknown_backend_is_a_value_error():
     with pytest.raises(ValueError, match="not installed"):
         dp.Network.init([2, 2], backend="no_such_array_library")
+
+
+def test_is_numpy_is_the_one_test_for_arrays_and_namespaces():
+    import numpy as np
+
+    from deltaprop import _backend
+
+    assert _backend.is_numpy(np.zeros(2)) and _backend.is_numpy(np)
+    assert _backend.is_numpy(_backend.namespace(np.zeros(2)))
+    assert not _backend.is_numpy(np.ma.zeros(2))  # a subclass takes the generic path
+    assert not _backend.is_numpy([1.0]) and not _backend.is_numpy(None)
+    torch = pytest.importorskip("torch")
+    assert not _backend.is_numpy(torch.zeros(2))
+    assert not _backend.is_numpy(_backend.namespace(torch.zeros(2)))

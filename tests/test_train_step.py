@@ -269,3 +269,18 @@ def test_loss_kernels_equal_the_generic_cost(name, K):
     assert J.shape == want.shape == (() if K is None else (K,))
     np.testing.assert_allclose(J, want, rtol=1e-14)
     np.testing.assert_allclose(a, f.f(z, xp), rtol=1e-14)
+
+
+def test_replace_checks_new_parameters_like_the_constructor():
+    # no validation bypass: a layout seen before is remembered, a new one is checked
+    case = CASES[0]
+    net = case.network()
+    W = list(net.W)
+    W[1] = np.zeros((W[1].shape[0] + 1, W[1].shape[1]))
+    with pytest.raises(ValueError, match="b\\[1\\] has shape"):
+        net.replace(W=W)
+    W[1] = net.W[1].astype(np.float32)
+    with pytest.raises(TypeError, match="one dtype"):
+        net.replace(W=W)
+    same = net.replace(W=[None] + [w + 1 for w in net.W[1:]])
+    assert same.sizes == net.sizes and same.activations == net.activations

@@ -74,9 +74,17 @@ def _numpy_namespace():
 _NUMPY = _numpy_namespace()
 
 
-def is_numpy(xp) -> bool:
-    """True if ``xp`` is NumPy (or its array-api-compat wrapper)."""
-    return xp is _NUMPY or xp is np or (_compat is not None and _compat.is_numpy_namespace(xp))
+def is_numpy(obj) -> bool:
+    """True if ``obj`` is a NumPy array or NumPy's namespace (or its array-api-compat wrapper).
+
+    The one test of "is this NumPy": an array counts only if it is exactly
+    ``numpy.ndarray`` (subclasses such as masked arrays and matrices take the generic path);
+    the in-place kernels of :mod:`deltaprop._kernels` run on arrays for which it holds.
+    """
+    if type(obj) is np.ndarray or obj is _NUMPY or obj is np:
+        return True
+    return _compat is not None and isinstance(getattr(obj, "__name__", None), str) and \
+        _compat.is_numpy_namespace(obj)
 
 
 def device(x):

@@ -5,9 +5,10 @@ Each kernel computes what a built-in :class:`~deltaprop.activations.Activation` 
 ufuncs that write into a given array (``out=``) instead of allocating one per operation.
 The rows carry them as optional fields (``Activation.f_into``, ``Activation.df_into``,
 ``Loss.fused``, ``Loss.cost_into``), and :mod:`deltaprop.equations` calls a row's kernel
-when the arrays are NumPy (:func:`inplace`), otherwise the row's generic array-API
-functions.  No kernel is chosen by a row's *name*: an activation or loss without kernels
-(a user's own, whatever it is called) is always computed by its own functions.
+when the arrays are NumPy (:func:`deltaprop._backend.is_numpy`), otherwise the row's
+generic array-API functions.  No kernel is chosen by a row's *name*: an activation or loss
+without kernels (a user's own, whatever it is called) is always computed by its own
+functions.
 
 A kernel's ``out`` may be ``None`` (a new array, as for a ufunc) or a NumPy array of the
 result's shape and dtype; the result is returned.
@@ -25,16 +26,11 @@ import math
 
 import numpy as np
 
-__all__ = ["inplace", "matmul_into", "multiply_into", "sigmoid", "dsigmoid", "tanh", "dtanh",
+__all__ = ["matmul_into", "multiply_into", "sigmoid", "dsigmoid", "tanh", "dtanh",
            "relu", "drelu", "softmax", "softmax_cross_entropy", "mse_cost", "sum", "mean",
            "max", "min"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def inplace(x) -> bool:
-    """True if ``x`` is a NumPy array, so the in-place kernels apply."""
-    return type(x) is np.ndarray
 
 
 #: ``matmul_into(x1, x2, out=buf)``, ``multiply_into(x1, x2, out=buf)``: x1 @ x2 and

@@ -25,7 +25,7 @@ import numpy as np
 from . import _backend, _checks
 from . import equations as eq
 from . import losses as _losses
-from ._kernels import inplace
+from ._backend import is_numpy
 from .network import Network
 
 __all__ = ["Trace", "Gradients", "Workspace", "forward", "backward", "gradients", "loss_value",
@@ -137,7 +137,7 @@ def backward(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True) -> Grad
     if check:
         y = _checks.check_y(net, loss, y, m, xp)
     J = eq.cost(loss, z[L], a[L], y, xp)
-    ws = Workspace() if inplace(a[0]) else _NoBuffers()  # f'(z) scratch, shared by layers
+    ws = Workspace() if is_numpy(a[0]) else _NoBuffers()  # f'(z) scratch, shared by layers
     delta = [None] * (L + 1)
     delta[L] = eq.output_delta(loss, f[L], z[L], a[L], y, xp)
     for l in range(L - 1, 0, -1):
@@ -251,7 +251,7 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
         x = _checks.check_x(net, x, xp)
         y = _checks.check_y(net, loss, y, x.shape[-2], xp)
     m = x.shape[-2]
-    ws = _NoBuffers() if not inplace(x) else Workspace() if workspace is None else workspace
+    ws = _NoBuffers() if not is_numpy(x) else Workspace() if workspace is None else workspace
     ones, buf = ws.step_buffers(W, m)
     z, a = [None] * (L + 1), [x] + [None] * L
     for l in range(1, L + 1):

@@ -16,17 +16,19 @@ derivative of *one sample's* loss with respect to that sample's z[l], not divide
 The 1/m of the batch average appears only in dW[l] and db[l].
 
 Speed without a second engine: a built-in activation or loss row may carry an in-place
-NumPy kernel of its own f, f' or loss (``f.f_into``, ``f.df_into``, ``loss.fused``; see
-:mod:`deltaprop._kernels`).  These functions call a row's kernel when the arrays are NumPy
-(``inplace``), otherwise the row's array-API functions, so a user's own activation (any
-name) is computed by its own f and df.  ``out=`` arguments are NumPy buffers a driver
-reuses (``train_step``'s :class:`~deltaprop.backprop.Workspace`, ``record``'s sub-batch
-buffers); ``None`` allocates.
+NumPy kernel of its own f, f' or loss (``f.f_into``, ``f.df_into``, ``loss.fused``,
+``loss.cost_into``; see :mod:`deltaprop._kernels`).  These functions call a row's kernel
+when the arrays are NumPy (:func:`~deltaprop._backend.is_numpy`), otherwise the row's
+array-API functions, so a user's own activation (any name) is computed by its own f and df.
+``out=`` arguments are NumPy buffers a driver reuses (``train_step``'s
+:class:`~deltaprop.backprop.Workspace`, ``record``'s sub-batch buffers); ``None``
+allocates.
 """
 
 from __future__ import annotations
 
-from ._kernels import inplace, matmul_into
+from ._backend import is_numpy
+from ._kernels import matmul_into
 
 __all__ = [
     "pre_activation", "activation", "derivative", "cost", "output_and_cost", "output_delta",
@@ -48,21 +50,21 @@ def pre_activation(a_prev, W, b, out=None):
 
 def activation(f, z, xp, out=None):
     """a^l = f_l(z^l)   (Ng's course: a^(l) = g(z^(l)); Brawer: h^l(z^l))."""
-    if f.f_into is not None and inplace(z):
+    if f.f_into is not None and is_numpy(z):
         return f.f_into(z, out)
     return f.f(z, xp)
 
 
 def derivative(f, z, a, xp, out=None):
     """f_l'(z^l), given a^l = f_l(z^l) (sigmoid: a (1 - a), tanh: 1 - a^2; Brawer, eq. 15a)."""
-    if f.df_into is not None and inplace(z):
+    if f.df_into is not None and is_numpy(z):
         return f.df_into(z, a, out)
     return f.df(z, a, xp)
 
 
 def cost(loss, z, a, y, xp):
     """J = 1/m sum_i J_i(z^L_i, y_i), the batch mean of the per-sample loss; () or (K,)."""
-    if loss.cost_into is not None and inplace(z):
+    if loss.cost_into is not None and is_numpy(z):
         return loss.cost_into(z, a, y)
     return xp.mean(loss.per_sample(z, a, y, xp), axis=-1)
 
@@ -73,7 +75,7 @@ def output_and_cost(loss, f, z, y, xp, out=None):
     One pass where the loss has a fused kernel for this very output activation row
     (softmax cross-entropy: the log-sum-exp of J is softmax's normaliser).
     """
-    if loss.fused is not None and loss.fused[0] is f and inplace(z):
+    if loss.fused is not None and loss.fused[0] is f and is_numpy(z):
         return loss.fused[1](z, y, out)
     a = activation(f, z, xp, out)
     return a, cost(loss, z, a, y, xp)
@@ -96,7 +98,7 @@ def hidden_delta(W_next, delta_next, f, z, a, xp, out=None, df=None):
     ``df`` is f'(z^l) when the caller has it already (:func:`derivative`).
     """
     g = delta_next @ W_next if out is None else matmul_into(delta_next, W_next, out=out)
-    if df is None and f.df_into is not None and inplace(g):
+    if df is None and f.df_into is not None and is_numpy(g):
         df = f.df_into(z, a)
     if df is None:
         return f.vjp(z, a, g, xp)

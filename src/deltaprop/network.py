@@ -36,6 +36,7 @@ class Network:
     activations: tuple
 
     def __post_init__(self):
+        # normalise to tuples and registry rows (the frozen-dataclass idiom), then check
         W, b, acts = tuple(self.W), tuple(self.b), tuple(_act.get(f) for f in self.activations)
         object.__setattr__(self, "W", W)
         object.__setattr__(self, "b", b)
@@ -52,26 +53,7 @@ class Network:
             if f.output_only:
                 raise ValueError(f"activations: {f.name} may only be the output activation "
                                  f"(layer L = {len(acts) - 1}), not layer {l}'s")
-        lead = W[1].shape[:-2]
-        if len(lead) > 1:
-            raise ValueError(f"W[1] must be 2-D or a 3-D stack, got shape {tuple(W[1].shape)}")
-        for l in range(1, len(W)):
-            w, bl = W[l], b[l]
-            if w.ndim != 2 + len(lead) or tuple(w.shape[:-2]) != lead:
-                raise ValueError(f"W[{l}] has shape {tuple(w.shape)}; expected stack shape {lead}")
-            if tuple(bl.shape) != (*lead, w.shape[-2]):
-                raise ValueError(
-                    f"b[{l}] has shape {tuple(bl.shape)}, expected {(*lead, w.shape[-2])}")
-            if l > 1 and w.shape[-1] != W[l - 1].shape[-2]:
-                raise ValueError(
-                    f"W[{l}] has {w.shape[-1]} inputs but layer {l - 1} has "
-                    f"{W[l - 1].shape[-2]} units")
-        kinds = {type(p).__module__.split(".")[0] for p in W[1:] + b[1:]}
-        if len(kinds) != 1:
-            raise TypeError(f"W and b must come from one array library, got {sorted(kinds)}")
-        if len({str(p.dtype) for p in W[1:] + b[1:]}) != 1:
-            raise TypeError("all parameters W, b must share one dtype, got "
-                            f"{sorted({str(p.dtype) for p in W[1:] + b[1:]})}")
+        _check_layout(W, b)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -188,24 +170,10 @@ class Network:
 
     # ------------------------------------------------------------------ conversions
     def replace(self, W=None, b=None) -> Network:
-        """A copy with new parameter tuples (slot 0 = None).
-
-        When every new array has the type, shape and dtype of the one it replaces (the
-        result of an update step), the copy passes every check this network passed, so
-        they are not run again (they cost more than a small network's whole update).
-        """
-        W = self.W if W is None else tuple(W)
-        b = self.b if b is None else tuple(b)
-        old, now = self.W + self.b, W + b
-        if len(now) != len(old):
-            return replace(self, W=W, b=b)
-        for p, q in zip(old, now, strict=True):
-            if q is not p and (p is None or type(q) is not type(p) or q.shape != p.shape
-                               or q.dtype != p.dtype):
-                return replace(self, W=W, b=b)
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__, W=W, b=b)
-        return new
+        """A copy with new parameter tuples (slot 0 = None), checked like any network
+        (parameters of a layout already checked, as after an update step, cost one lookup)."""
+        return replace(self, W=self.W if W is None else tuple(W),
+                       b=self.b if b is None else tuple(b))
 
     def __getitem__(self, k) -> Network:
         """Network ``k`` of a stack (a sub-stack for a slice)."""
@@ -249,6 +217,44 @@ class Network:
         from ._display import network_frame
 
         return network_frame(self)
+
+
+#: parameter layouts (library, shapes, dtypes) that passed :func:`_check_layout`
+_LAYOUTS: dict = {}
+
+
+def _check_layout(W, b):
+    """Shapes, library and dtype of W[1..L], b[1..L]: ValueError or TypeError unless they
+    form a network or a stack.  A layout checked once is remembered (an update step makes
+    arrays of the same layout at every step, and the full check costs more than a small
+    network's whole step)."""
+    params = W[1:] + b[1:]
+    key = tuple((type(p), tuple(p.shape), p.dtype) for p in params)
+    if key in _LAYOUTS:
+        return
+    lead = W[1].shape[:-2]
+    if len(lead) > 1:
+        raise ValueError(f"W[1] must be 2-D or a 3-D stack, got shape {tuple(W[1].shape)}")
+    for l in range(1, len(W)):
+        w, bl = W[l], b[l]
+        if w.ndim != 2 + len(lead) or tuple(w.shape[:-2]) != lead:
+            raise ValueError(f"W[{l}] has shape {tuple(w.shape)}; expected stack shape {lead}")
+        if tuple(bl.shape) != (*lead, w.shape[-2]):
+            raise ValueError(
+                f"b[{l}] has shape {tuple(bl.shape)}, expected {(*lead, w.shape[-2])}")
+        if l > 1 and w.shape[-1] != W[l - 1].shape[-2]:
+            raise ValueError(
+                f"W[{l}] has {w.shape[-1]} inputs but layer {l - 1} has "
+                f"{W[l - 1].shape[-2]} units")
+    kinds = {type(p).__module__.split(".")[0] for p in params}
+    if len(kinds) != 1:
+        raise TypeError(f"W and b must come from one array library, got {sorted(kinds)}")
+    if len({str(p.dtype) for p in params}) != 1:
+        raise TypeError("all parameters W, b must share one dtype, got "
+                        f"{sorted({str(p.dtype) for p in params})}")
+    if len(_LAYOUTS) >= 256:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = None
 
 
 def _move(p, xp, dtype, device):

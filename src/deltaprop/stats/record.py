@@ -294,7 +294,7 @@ def _record_batch(net, x, y, loss, arena, *, quantities=QUANTITIES, bins=None,
     for s in range(0, m, mb):
         e = min(s + mb, m)
         xc, yc = x[..., s:e, :], y[..., s:e, :]
-        blocks = _blocks(arena, plan, acc.K, e - s, net) if _kernels.inplace(xc) else None
+        blocks = _blocks(arena, plan, acc.K, e - s, net) if _backend.is_numpy(xc) else None
         acc.add(_pass(net, xc, yc, loss, xp, plan, blocks), xc, xp, blocks)
     return acc.record()
 
@@ -540,7 +540,7 @@ def _from_sums(s1, s2, m, values, xp):
     n = float(m)
     mean = s1 / n
     m2 = s2 - n * mean * mean
-    tol = _CANCEL_BY_DTYPE.get(s1.dtype) if isinstance(s1, np.ndarray) else None
+    tol = _CANCEL_BY_DTYPE.get(s1.dtype) if _backend.is_numpy(s1) else None
     if tol is None:
         tol = _CANCEL[_backend.dtype_name(s1.dtype)]
     Q = s1.shape[0]
