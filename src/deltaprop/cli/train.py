@@ -54,6 +54,11 @@ _SIZES_MOVED = ("train takes the hidden widths as --hidden (e.g. --hidden 64,32,
 
 
 def register(sub):
+    _register_train(sub)
+    _register_model_commands(sub)
+
+
+def _register_train(sub):
     p = sub.add_parser("train", help="train a network (no arguments: an MLP on digits)",
                        description="Train a fully-connected network. With no arguments: "
                        "64-128-10 tanh + softmax cross-entropy on scikit-learn's digits, Adam.")
@@ -103,6 +108,8 @@ def register(sub):
     add_backend_options(p)
     p.set_defaults(func=_train)
 
+
+def _register_model_commands(sub):
     p = sub.add_parser("evaluate", help="loss and accuracy of a model file on a data set")
     p.add_argument("model")
     p.add_argument("data")
