@@ -5,10 +5,12 @@ import csv
 import functools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -396,3 +398,64 @@ def test_health_report_in_output_and_metrics(tmp_path, capsys):
     health = json.loads((out / "metrics.json").read_text())["health"]
     assert "dead" in {h["kind"] for h in health}
     assert all("\n" not in h["message"] for h in health)
+
+
+# --- every `deltaprop train` command of docs/training.md reaches the quality it states ------
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "training.md"
+
+#: each `$ deltaprop train` command of docs/training.md, in page order -> the test accuracy
+#: the page states for it (seed 0)
+DOC_QUALITY = {
+    "deltaprop train": 0.958,
+    "deltaprop train --data iris --hidden 16,16 --activation relu --optimizer nesterov "
+    "--lr 0.01 --schedule cosine --batch-size 1 --epochs 50 --out runs/iris": 0.967,
+    "deltaprop train --data xor --lr 0.01": 0.988,
+    "deltaprop train --config my.toml --epochs 100": 0.988,
+    "deltaprop train --hidden 30,30,30 --activation sigmoid --loss sigmoid-cross-entropy "
+    "--init lecun_normal --bias-std 1 --optimizer gd --lr 0.1 --batch-size 10 "
+    "--layer-stats": 0.986,
+}
+
+
+def _doc_commands():
+    """The page's `$ deltaprop train` commands (continuation lines joined, comments cut)."""
+    lines, cmds, i = DOCS.read_text().splitlines(), [], 0
+    while i < len(lines):
+        if lines[i].startswith("$ deltaprop train"):
+            cmd = lines[i][2:]
+            while cmd.rstrip().endswith("\\"):
+                i += 1
+                cmd = cmd.rstrip()[:-1].rstrip() + " " + lines[i].strip()
+            cmds.append(" ".join(cmd.split("#")[0].split()))
+        i += 1
+    return cmds
+
+
+def _doc_file(name):
+    """The lines the page shows after `$ cat NAME`, up to the next command."""
+    lines = DOCS.read_text().splitlines()
+    start = lines.index(f"$ cat {name}") + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("$ "))
+    return "\n".join(lines[start:end]) + "\n"
+
+
+def test_the_docs_commands_are_the_ones_checked():
+    """A command added to or changed on the page fails here until its quality is stated."""
+    assert _doc_commands() == list(DOC_QUALITY)
+    text = " ".join(DOCS.read_text().split())
+    for q in DOC_QUALITY.values():
+        assert f"{q:.3f}" in text, q
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("cmd", list(DOC_QUALITY))
+def test_documented_train_command_reaches_its_stated_quality(cmd, tmp_path, capsys,
+                                                             monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.toml").write_text(_doc_file("my.toml"))
+    assert main([*shlex.split(cmd)[1:], "--quiet", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["health"] == [] and report["stopped"] is None
+    # deterministic with seed 0; one test sample of slack for another BLAS's rounding
+    assert report["metrics"]["test"]["accuracy"] >= DOC_QUALITY[cmd] - 0.034, report
