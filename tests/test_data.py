@@ -6,6 +6,7 @@ import gzip
 import io
 import json
 import struct
+import warnings
 import zipfile
 
 import numpy as np
@@ -14,7 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deltaprop import data
-from deltaprop.data import Dataset, Standardizer, batches, load, one_hot, train_val_test_split
+from deltaprop.data import (
+    DataNote,
+    Dataset,
+    Standardizer,
+    batches,
+    load,
+    one_hot,
+    train_val_test_split,
+)
 
 # ---------------------------------------------------------------------------- built-ins
 BUILTIN_SHAPES = {  # name: (m, n_0, task, n_outputs)
@@ -315,7 +324,7 @@ def test_idx_errors(tmp_path):
         (b"\x00\x00\x08\x03\x00\x00", "truncated: the IDX shape"),
         (gzip.compress(good)[:-12], "corrupt or truncated gzip|truncated"),
         (b"\x1f\x8b\x08\x00garbage-garbage", "corrupt or truncated gzip|truncated"),
-        (b"\x00\x00\x08\x02" + struct.pack(">2I", 2**31, 2**31), "implausibly large"),
+        (b"\x00\x00\x08\x02" + struct.pack(">2I", 2**31, 2**31), "GiB is available"),
     ]
     for raw, match in cases:
         p = write(tmp_path, "train-images-idx3-ubyte", raw)
@@ -431,6 +440,107 @@ def test_fuzz_csv_text(tmp_path, rows, ragged, sep, header, target, task):
                                                                     "regression")
     if task is not None:
         assert ds.task == task
+
+
+def test_idx_header_too_big_for_memory_is_one_line(tmp_path):
+    """A few bytes of gzip whose header claims 60000 x 28000 x 28000 pixels (47 TB): refused
+    from the header, before anything is read or allocated."""
+    header = b"\x00\x00\x08\x03" + struct.pack(">3I", 60000, 28000, 28000)
+    p = write(tmp_path, "huge-images-idx3-ubyte.gz", gzip.compress(header + bytes(100)))
+    assert len(open(p, "rb").read()) < 200
+    with pytest.raises(ValueError, match=r"shape \(60000, 28000, 28000\), which needs "
+                                         r"3.\d+e\+05 GiB .* only .* GiB is available") as e:
+        load(p)
+    assert "\n" not in str(e.value) and str(e.value).startswith(p)
+
+
+def test_idx_memory_estimate_against_available(tmp_path, monkeypatch):
+    ip, lp, images, labels = mnist_pair(tmp_path, gz=True)  # 6 x 4 x 3 uint8: 72 + 8 * 72
+    assert data.available_memory() > 2**20  # this machine's MemAvailable, or its cgroup's
+    monkeypatch.setattr(data, "available_memory", lambda: 648)
+    assert load(ip).x.shape == (6, 12)
+    monkeypatch.setattr(data, "available_memory", lambda: 647)
+    with pytest.raises(ValueError, match=r"shape \(6, 4, 3\), which needs"):
+        load(ip)
+    monkeypatch.setattr(data, "available_memory", lambda: None)  # unknown: no refusal
+    assert load(ip).m == 6
+
+
+# ---------------------------------------------------------------------------- pandas index
+def test_csv_pandas_default_index_is_dropped(tmp_path):
+    """iris sorted by class, written by pandas' to_csv with its default index: the row
+    number would give the label away, so it is dropped (with a note), not read as x_0."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris(as_frame=True)
+    frame = bunch.frame  # sorted by class: rows 0..49 setosa, 50..99, 100..149
+    p = str(tmp_path / "iris.csv")
+    frame.to_csv(p)
+    assert open(p).readline().startswith(",sepal length")
+    with pytest.warns(DataNote, match="column 0 has no name .* 0..149 .* dropped"):
+        ds = load(p)
+    np.testing.assert_array_equal(ds.x, bunch.data.to_numpy())
+    assert ds.feature_names == list(bunch.data.columns)
+    np.testing.assert_array_equal(ds.labels(), bunch.target.to_numpy())
+    again = str(tmp_path / "again.csv")  # read back and written again: "Unnamed: 0" too
+    pd.read_csv(p).to_csv(again)
+    with pytest.warns(DataNote) as notes:
+        ds2 = load(again)
+    assert len(notes) == 2 and "column 1" in str(notes[1].message)
+    np.testing.assert_array_equal(ds2.x, ds.x)
+    frame.to_csv(p, index=False)  # no index: nothing dropped, no note
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load(p).n_features == 4
+
+
+@pytest.mark.parametrize("text,n_features", [
+    ("id,a,y\n0,1.5,0\n1,2.5,1\n2,3.5,0\n", 2),   # named: a real column
+    (",a,y\n1,1.5,0\n2,2.5,1\n3,3.5,0\n", 2),     # unnamed but 1..m, not 0..m-1
+    (",a,y\n0,1.5,0\n2,2.5,1\n1,3.5,0\n", 2),     # unnamed but shuffled
+    ("0,1.5,0\n1,2.5,1\n2,3.5,0\n", 2),            # no header row
+])
+def test_csv_other_first_columns_are_kept(tmp_path, text, n_features):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ds = load(write(tmp_path, "f.csv", text))
+    assert ds.n_features == n_features
+
+
+def test_csv_pandas_index_chosen_as_target_is_kept(tmp_path):
+    ds = load(write(tmp_path, "f.csv", ",a,b\n0,1.5,7\n1,2.5,8\n2,3.5,7\n"), target=0)
+    assert ds.n_features == 2 and ds.labels().tolist() == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------- scikit-learn
+def test_moons_split_and_scaling_are_scikit_learns():
+    from sklearn.datasets import make_moons
+    from sklearn.model_selection import train_test_split
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = make_moons(400, noise=0.15, random_state=0)
+    moons = load("moons")
+    np.testing.assert_array_equal(moons.x, x)
+    np.testing.assert_array_equal(moons.y, y)
+    ds = load("regression")
+    tr, va, te = train_val_test_split(ds, val=0.1, test=0.2, seed=5)
+    rest, test_rows = train_test_split(np.arange(500), test_size=100, random_state=5)
+    train_rows, val_rows = train_test_split(rest, test_size=50, random_state=5)
+    for part, rows in ((tr, train_rows), (va, val_rows), (te, test_rows)):
+        np.testing.assert_array_equal(part.x, ds.x[np.sort(rows)])
+    s = Standardizer().fit(tr.x)
+    sk = StandardScaler().fit(tr.x)
+    np.testing.assert_array_equal(s.mean, sk.mean_)
+    np.testing.assert_array_equal(s.scale, sk.scale_)
+    np.testing.assert_allclose(s.transform(te.x), sk.transform(te.x), rtol=1e-15)
+
+
+def test_split_stratification_falls_back_for_tiny_splits():
+    iris = load("iris")
+    tr, va, te = train_val_test_split(iris, val=0.01, test=0.2, seed=0)  # 2 rows, 3 classes
+    assert (tr.m, va.m, te.m) == (118, 2, 30)
+    assert np.bincount(te.y).tolist() == [10, 10, 10]  # the test split still stratified
 
 
 # ---------------------------------------------------------------------------- splits

@@ -9,9 +9,12 @@ Shapes (DESIGN.md): rows are samples.
 
 Every loader error -- missing file, unreadable or wrong-format file, non-numeric CSV cell,
 ragged rows, NaN/inf, unknown target column, IDX magic or shape mismatch, truncated gzip,
-empty file -- raises :class:`ValueError` (or :class:`FileNotFoundError`) with one line that
-names the file and the problem.  Nothing here imports scikit-learn except the built-in
-sets that scikit-learn bundles (loaded lazily, nothing is downloaded).
+empty file, an IDX file too large for the available memory -- raises :class:`ValueError`
+(or :class:`FileNotFoundError`) with one line that names the file and the problem.
+
+The moons set, the splits and the standardisation are scikit-learn's own (``make_moons``,
+``train_test_split``, ``StandardScaler``) behind deltaprop's names; scikit-learn is
+imported lazily, on first use, so ``import deltaprop.data`` stays fast.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import io
 import math
 import os
 import struct
+import warnings
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -30,10 +34,14 @@ from operator import itemgetter
 
 import numpy as np
 
-__all__ = ["Dataset", "load", "BUILTINS", "train_val_test_split", "Standardizer", "one_hot",
-           "batches"]
+__all__ = ["Dataset", "DataNote", "load", "BUILTINS", "train_val_test_split", "Standardizer",
+           "one_hot", "batches", "available_memory"]
 
 TASKS = ("classification", "regression")
+
+
+class DataNote(UserWarning):
+    """A loader changed what it read, and says what (e.g. dropped a pandas index column)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,16 +133,11 @@ def _xor(m=400, seed=0):
 
 
 def _moons(m=400, noise=0.15, seed=0):
-    """Two interleaving half circles (like scikit-learn's make_moons), Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    m0 = m // 2
-    t0, t1 = np.linspace(0, np.pi, m0), np.linspace(0, np.pi, m - m0)
-    x = np.concatenate([np.stack([np.cos(t0), np.sin(t0)], 1),
-                        np.stack([1 - np.cos(t1), 0.5 - np.sin(t1)], 1)])
-    y = np.concatenate([np.zeros(m0, np.int64), np.ones(m - m0, np.int64)])
-    x = x + rng.normal(0.0, noise, x.shape)
-    perm = rng.permutation(m)
-    return x[perm], y[perm], np.array([0, 1]), ["x1", "x2"]
+    """Two interleaving half circles: scikit-learn's ``make_moons``, Gaussian noise, shuffled."""
+    from sklearn.datasets import make_moons
+
+    x, y = make_moons(n_samples=m, noise=noise, random_state=seed)
+    return x, y.astype(np.int64), np.array([0, 1]), ["x1", "x2"]
 
 
 def _regression(m=500, seed=0):
@@ -184,7 +187,8 @@ def load(source, *, target=None, task=None) -> Dataset:
         ``"images.idx:labels.idx"``.  Files are recognised by content, not only by suffix.
     target : str or int, optional
         CSV only: the target column, by header name or index (negative counts from the end).
-        Default: the last column.
+        Default: the last column.  Unnamed leading columns holding 0..m-1 (pandas'
+        ``to_csv`` index) are dropped with a :class:`DataNote` warning.
     task : {"classification", "regression"}, optional
         Override the guess: classification if the target is integer-like or text.
 
@@ -358,6 +362,13 @@ def _load_csv(path, target, task):
                          f"found {width}")
     t = _target_index(path, target, names, width)
     feat_cols = [j for j in range(width) if j != t]
+    j = 0  # leading unnamed columns of row numbers: pandas' index, once per to_csv
+    while header and j < width - 1 and j != t and _is_pandas_index(names[j], j, body):
+        feat_cols.remove(j)
+        warnings.warn(f"{path}: column {j} has no name and holds the row numbers "
+                      f"0..{len(body) - 1} (pandas' default index, written by to_csv): "
+                      "dropped, not read as a feature", DataNote, stacklevel=3)
+        j += 1
     try:  # fast path: NumPy parses every cell at once
         x = np.array(list(map(itemgetter(*feat_cols), body)), dtype=np.float64)
         x = x.reshape(len(body), len(feat_cols))
@@ -383,6 +394,14 @@ def _load_csv(path, target, task):
         target_values = np.array(values)
     features = [names[j] for j in feat_cols] if names else None
     return _make(path, x, target_values, task, features, text_target)
+
+
+def _is_pandas_index(name, j, body):
+    """Column j is unnamed (pandas writes "", and "Unnamed: k" for an index it read back)
+    and holds exactly 0, 1, ..., m - 1: the index that ``DataFrame.to_csv`` writes."""
+    unnamed = name == "" or (name.startswith("Unnamed: ") and name[9:].isdigit())
+    return unnamed and \
+        [r[j].strip() for r in body] == [str(i) for i in range(len(body))]
 
 
 def _has_header(rows):
@@ -512,8 +531,7 @@ def _read_idx(path) -> np.ndarray:
         shape = struct.unpack(f">{ndim}I", _read_exact(fh, 4 * ndim, path, "the IDX shape"))
         dtype = np.dtype(_IDX_TYPES[magic[2]])
         nbytes = math.prod(shape) * dtype.itemsize
-        if nbytes > 2**34:
-            raise ValueError(f"{path}: IDX shape {shape} is implausibly large")
+        _check_memory(path, shape, nbytes + math.prod(shape) * 8)  # the data, then float64
         data = _read_exact(fh, nbytes, path, f"IDX data of shape {shape}")
         try:
             extra = fh.read(1)
@@ -522,6 +540,39 @@ def _read_idx(path) -> np.ndarray:
         if extra:
             raise ValueError(f"{path}: extra bytes after the IDX data of shape {shape}")
     return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def available_memory() -> int | None:
+    """Bytes this process may still allocate: the smaller of the system's MemAvailable
+    (/proc/meminfo) and what its cgroup (v2) limit leaves; None where neither is known."""
+    found = []
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as fh:
+            used = int(fh.read().strip())
+        if limit != "max":
+            found.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    return min(found) if found else None
+
+
+def _check_memory(path, shape, need):
+    """Refuse, before allocating, an IDX array whose loading would not fit in memory."""
+    avail = available_memory()
+    if avail is not None and need > avail:
+        raise ValueError(f"{path}: IDX header says shape {shape}, which needs "
+                         f"{need / 2**30:.3g} GiB of memory to load as float64 features, but "
+                         f"only {avail / 2**30:.3g} GiB is available (use a smaller file, or "
+                         "a machine with more memory)")
 
 
 def _labels_path(images):
@@ -562,37 +613,47 @@ def _one_line(exc):
 def train_val_test_split(ds: Dataset, val=0.1, test=0.2, seed=0, stratify=True):
     """Split into (train, val, test) with fractions ``val`` and ``test`` of the m samples.
 
-    Counts are ``round(fraction * m)`` (at least one sample when the fraction is > 0).
-    With ``stratify`` (classification only) each class is spread over the three splits in
-    proportion: a sample's rank within its shuffled class, divided by the class size,
-    decides where it goes.  A fraction of 0 gives an empty split.
+    Counts are ``round(fraction * m)`` (at least one sample when the fraction is > 0; a
+    fraction of 0 gives an empty split).  The rows are drawn by scikit-learn's
+    ``train_test_split`` (test first, then validation from the rest, both with
+    ``random_state=seed``); with ``stratify`` (classification only) each class is spread
+    over the splits in proportion, unless a split is too small to hold every class or a
+    class has a single sample, where the rows are drawn without stratification.
     """
     for nm, f in (("val", val), ("test", test)):
-        if not (isinstance(f, int | float) and 0 <= f < 1):
+        if isinstance(f, bool) or not (isinstance(f, int | float) and 0 <= f < 1):
             raise ValueError(f"{nm} must be a fraction in [0, 1), got {f!r}")
     m = ds.m
     n_test = max(round(test * m), 1 if test > 0 else 0)
     n_val = max(round(val * m), 1 if val > 0 else 0)
     if n_test + n_val >= m:
         raise ValueError(f"val={val} and test={test} leave no training samples of m = {m}")
-    rng = np.random.default_rng(seed)
-    u = rng.permutation(m).astype(np.float64)
-    if stratify and ds.task == "classification":
-        rank = np.empty(m)
-        for c in np.unique(ds.y):
-            idx = np.flatnonzero(ds.y == c)
-            idx = idx[np.argsort(u[idx], kind="stable")]  # the class, shuffled
-            rank[idx] = (np.arange(len(idx)) + 0.5) / len(idx)
-        u = rank + u / (m * m)  # ties between classes broken by the shuffle
-    order = np.argsort(u, kind="stable")
-    te, va, tr = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
+    strat = stratify and ds.task == "classification"
+    rest, te = _split_off(np.arange(m), n_test, seed, ds.y if strat else None)
+    tr, va = _split_off(rest, n_val, seed, ds.y[rest] if strat else None)
     return tuple(ds.subset(np.sort(i)) for i in (tr, va, te))
+
+
+def _split_off(idx, n, seed, labels):
+    """(rest, n drawn rows) of the index array idx, by scikit-learn's train_test_split."""
+    if n == 0:
+        return idx, idx[:0]
+    from sklearn.model_selection import train_test_split
+
+    if labels is not None:
+        try:
+            return train_test_split(idx, test_size=n, random_state=seed, stratify=labels)
+        except ValueError:  # a class of one sample, or fewer rows than classes
+            pass
+    return train_test_split(idx, test_size=n, random_state=seed)
 
 
 # ---------------------------------------------------------------------------- scaling
 class Standardizer:
     """x -> (x - mean) / scale, with mean and scale (population std) fitted on training data.
 
+    The fit is scikit-learn's ``StandardScaler`` (its ``mean_`` and ``scale_``); this class
+    adds the model-file round trip (:meth:`to_dict`, :meth:`from_dict`) and one-line errors.
     A constant column gets scale 1, so it maps to zeros instead of dividing by zero.
     Fit on the training split only; apply the same transform to validation and test data.
     """
@@ -608,14 +669,14 @@ class Standardizer:
             raise ValueError("scale must be positive and finite")
 
     def fit(self, x) -> Standardizer:
-        """Fit mean and scale on x (m, n_0); returns self."""
+        """Fit mean and scale on x (m, n_0) with scikit-learn's StandardScaler; returns self."""
+        from sklearn.preprocessing import StandardScaler
+
         x = _as_2d(x, "x")
         if x.shape[0] == 0:
             raise ValueError("cannot fit a Standardizer on 0 samples")
-        self.mean = x.mean(axis=0)
-        std = x.std(axis=0)
-        tiny = 1e-12 * np.maximum(np.abs(self.mean), 1.0)
-        self.scale = np.where(std > tiny, std, 1.0)
+        scaler = StandardScaler().fit(x)
+        self.mean, self.scale = scaler.mean_, scaler.scale_
         return self
 
     def _check(self, x):
