@@ -8,6 +8,8 @@ Usage::
     python bench/run.py --threads 1 --configs 1 4
     python bench/run.py --threads 1 --clock cpu   # CPU time: steadier on a shared machine
     python bench/run.py --table bench/results/threads1-cpu.json   # re-print a saved run
+    python bench/run.py --backend torch --device cuda    # the same table on a GPU
+    python bench/run.py --backend cupy                   # (CuPy, device 0)
 
 Every configuration times, in one process and interleaved (each repeat runs every
 contender once, in rotating order), after a warm-up, the median over repeats of:
@@ -33,6 +35,12 @@ Configuration 3 adds scikit-learn's ``MLPClassifier`` per epoch on the digits da
 6 compares a stack of K networks with a Python loop over K single networks (``vs_loop``
 is the speed-up); 7 compares a backward pass that records delta statistics with a plain
 one (``overhead``).  Benchmarks are measurements, never assertions.
+
+``--backend torch`` / ``--backend cupy`` (with ``--device``) run deltaprop on that array
+library: the network, the data and the floor's products live there, PyTorch eager runs on
+the same device, the clock waits for the device before each reading (wall clock only), and
+the NumPy-only contenders (the textbook step, scikit-learn, the recording configurations
+6 and 7) are left out.  A missing library or device stops the script with one line.
 """
 
 from __future__ import annotations
@@ -63,6 +71,9 @@ CE = "softmax-cross-entropy"
 #: the clock of :func:`measure`: wall time (default) or this process's CPU time; and the
 #: pause between two contenders' blocks (see ``--settle``)
 CLOCK = {"now": time.perf_counter, "settle": 0.0}
+
+#: the array library deltaprop runs on (``--backend``, ``--device``); ``xp`` None: NumPy
+BACKEND = {"name": "numpy", "device": None, "xp": None}
 
 
 def measure(fns: dict, repeats: int, target_s: float) -> dict:
@@ -98,8 +109,9 @@ def measure(fns: dict, repeats: int, target_s: float) -> dict:
 # --- contenders ----------------------------------------------------------------------------
 
 def _copy(net):
-    return net.replace(W=[None] + [w.copy() for w in net.W[1:]],
-                       b=[None] + [v.copy() for v in net.b[1:]])
+    xp = net.xp
+    return net.replace(W=[None] + [xp.asarray(w, copy=True) for w in net.W[1:]],
+                       b=[None] + [xp.asarray(v, copy=True) for v in net.b[1:]])
 
 
 def deltaprop_fns(net, x, y, loss, eta):
@@ -126,8 +138,9 @@ def deltaprop_fns(net, x, y, loss, eta):
     return {"deltaprop": train, "checked": checked, "gradients": public}
 
 
-def torch_fn(net, x, y, loss, eta):
-    """One PyTorch eager step: nn.Sequential, loss, backward, SGD step (same weights)."""
+def torch_fn(net, x, y, loss, eta, device="cpu"):
+    """One PyTorch eager step: nn.Sequential, loss, backward, SGD step (same weights);
+    ``net``, ``x``, ``y`` are NumPy, moved to ``device``."""
     import torch
 
     acts = {"sigmoid": torch.nn.Sigmoid, "tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
@@ -143,13 +156,13 @@ def torch_fn(net, x, y, loss, eta):
             layers.append(acts[name]())
         elif name not in ("identity", "softmax"):
             layers.append(acts[name]())
-    model = torch.nn.Sequential(*layers)
+    model = torch.nn.Sequential(*layers).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=eta)
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x).to(device)
     if loss == CE:
-        lossfn, yt = torch.nn.CrossEntropyLoss(), torch.from_numpy(y)
+        lossfn, yt = torch.nn.CrossEntropyLoss(), torch.from_numpy(y).to(device)
     else:
-        lossfn, yt = torch.nn.MSELoss(), torch.from_numpy(y)
+        lossfn, yt = torch.nn.MSELoss(), torch.from_numpy(y).to(device)
 
     def step():
         opt.zero_grad()
@@ -239,6 +252,69 @@ def floor_fn(W, x):
     return step
 
 
+def floor_xp(W, x):
+    """The floor's matrix products on any array library (fresh results: no ``out=``)."""
+    from deltaprop import _backend
+
+    L, xp = len(W) - 1, _backend.namespace(W[1])
+    rng = np.random.default_rng(0)
+    d = [None] + [_on_backend(0.1 * rng.standard_normal((x.shape[-2], w.shape[-2]))
+                              .astype(_np_dtype(w))) for w in W[1:]]
+
+    def step():
+        a = [x]
+        for l in range(1, L + 1):
+            a.append(xp.matmul(a[l - 1], W[l].mT))
+        for l in range(L, 0, -1):
+            xp.matmul(d[l].mT, a[l - 1])
+            if l > 1:
+                xp.matmul(d[l], W[l])
+
+    return step
+
+
+def _np_dtype(w):
+    return np.dtype(str(w.dtype).rsplit(".", 1)[-1])
+
+
+def _on_backend(arr):
+    """A NumPy array on ``--backend``/``--device`` (itself for NumPy)."""
+    if BACKEND["xp"] is None:
+        return arr
+    from deltaprop import _backend
+
+    return _backend.asarray(arr, BACKEND["xp"], device=BACKEND["device"])
+
+
+def _contenders(net, x, y, loss, eta):
+    """deltaprop's three ways, the textbook step, PyTorch eager and the floor, on the
+    benchmark's backend (NumPy inputs)."""
+    if BACKEND["xp"] is None:
+        fns = deltaprop_fns(net, x, y, loss, eta)
+        fns["textbook"] = textbook_fn(net, x, y, loss, eta)
+        fns["torch"] = torch_fn(net, x, y, loss, eta)
+        fns["floor"] = floor_fn(net.W, x)
+        return fns
+    dnet = net.to(BACKEND["xp"], device=BACKEND["device"])
+    fns = deltaprop_fns(dnet, _on_backend(x), _on_backend(y), loss, eta)
+    device = _torch_device()
+    if device is not None:
+        fns["torch"] = torch_fn(net, x, y, loss, eta, device=device)
+    fns["floor"] = floor_xp(dnet.W, _on_backend(x))
+    return fns
+
+
+def _torch_device():
+    """PyTorch's device for the eager contender: the backend's device, or None (none)."""
+    if BACKEND["name"] == "torch":
+        return BACKEND["device"] or "cpu"
+    try:
+        import torch
+    except ImportError:
+        return None
+    return "cuda" if torch.cuda.is_available() else None
+
+
 # --- configurations --------------------------------------------------------------------------
 
 def _data(sizes, m, dtype, loss, seed=0):
@@ -254,11 +330,7 @@ def _data(sizes, m, dtype, loss, seed=0):
 def mlp_config(cid, title, sizes, m, hidden, output, loss, dtype, repeats, target, eta=0.01):
     net = dp.Network.init(sizes, hidden, output, dtype=dtype, seed=0)
     x, y = _data(sizes, m, dtype, loss)
-    fns = deltaprop_fns(net, x, y, loss, eta)
-    fns["textbook"] = textbook_fn(net, x, y, loss, eta)
-    fns["torch"] = torch_fn(net, x, y, loss, eta)
-    fns["floor"] = floor_fn(net.W, x)
-    t = measure(fns, repeats, target)
+    t = measure(_contenders(net, x, y, loss, eta), repeats, target)
     return _row(cid, title, t)
 
 
@@ -289,11 +361,9 @@ def config3(repeats, target, quick):
     X = (X / 16.0).astype(dtype)
     net = dp.Network.init(sizes, "sigmoid", "softmax", dtype=dtype, seed=0)
     x, y = X[:m].copy(), labels[:m].copy()
-    fns = deltaprop_fns(net, x, y, CE, 0.1)
-    fns["textbook"] = textbook_fn(net, x, y, CE, 0.1)
-    fns["torch"] = torch_fn(net, x, y, CE, 0.1)
-    fns["floor"] = floor_fn(net.W, x)
-    t = measure(fns, repeats, target)
+    t = measure(_contenders(net, x, y, CE, 0.1), repeats, target)
+    if BACKEND["xp"] is not None:  # scikit-learn's epoch: NumPy only
+        return _row(3, "64-32-10 digits, batch 32, sigmoid, float64", t)
 
     # one epoch over the 1797 digits in batches of 32 (no shuffling in any of the three)
     batches = [(X[i:i + m], labels[i:i + m]) for i in range(0, len(X), m)]
@@ -554,6 +624,42 @@ def header(threads):
     }
 
 
+def use_backend(name, device):
+    """Select ``--backend``/``--device``: None, or one line saying what is missing."""
+    from deltaprop import _backend
+
+    if name == "numpy":
+        return None if device in (None, "cpu") else \
+            f"--device {device}: NumPy runs on the CPU only; use --backend torch or cupy"
+    try:
+        xp = _backend.resolve(name, device)
+    except ValueError as exc:
+        return f"--backend {name}: {exc} (install it, or use --backend numpy)"
+    except Exception as exc:  # noqa: BLE001 - the library's own error for a missing device
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"--backend {name} --device {device}: device not available ({first})"
+    BACKEND.update(name=name, device=device, xp=xp)
+    if _on_gpu():  # a GPU runs asynchronously: wait for it before every clock reading
+        sync = _synchronizer(name)
+        clock = CLOCK["now"]
+        CLOCK["now"] = lambda: (sync(), clock())[1]
+    return None
+
+
+def _on_gpu():
+    return BACKEND["name"] == "cupy" or str(BACKEND["device"] or "").startswith("cuda")
+
+
+def _synchronizer(name):
+    if name == "cupy":
+        import cupy
+
+        return lambda: cupy.cuda.Device().synchronize()
+    import torch
+
+    return torch.cuda.synchronize
+
+
 # --- main ------------------------------------------------------------------------------------
 
 def run(configs, quick, threads):
@@ -562,6 +668,8 @@ def run(configs, quick, threads):
     for cid in configs:
         if cid == 3:
             rows.append(config3(repeats, target, quick))
+        elif cid in (6, 7) and BACKEND["xp"] is not None:
+            rows.append(_todo(cid, "recording", "NumPy only (--backend numpy)"))
         elif cid == 6:
             rows.append(config6(repeats, target, quick))
         elif cid == 7:
@@ -625,12 +733,25 @@ def main(argv=None):
                    help="seconds to pause before each contender's block so that the other "
                         "library's worker threads stop spinning (default: 0.2 with more than "
                         "one thread, else 0)")
+    p.add_argument("--backend", choices=("numpy", "torch", "cupy"), default="numpy",
+                   help="array library deltaprop runs on (default numpy)")
+    p.add_argument("--device", default=None,
+                   help="device of --backend: cpu, cuda, cuda:N (torch); N (cupy)")
     args = p.parse_args(argv)
     if args.table:
         with open(args.table) as fh:
             doc = json.load(fh)
         print(table(doc["header"], doc["rows"]))
         return 0
+    if args.backend != "numpy" or args.device is not None:
+        msg = use_backend(args.backend, args.device)
+        if msg:
+            print(f"run.py: {msg}", file=sys.stderr)
+            return 2
+        if args.clock == "cpu" and _on_gpu():
+            print("run.py: --clock cpu cannot see GPU time; use --clock wall with a GPU",
+                  file=sys.stderr)
+            return 2
     if args.clock == "cpu":
         if args.threads != 1:
             p.error("--clock cpu needs --threads 1 (CPU time adds up over threads)")
@@ -642,6 +763,7 @@ def main(argv=None):
     head["quick"] = args.quick
     head["clock"] = args.clock
     head["settle_s"] = CLOCK["settle"]
+    head["backend"], head["device"] = args.backend, args.device
     rows = run(args.configs, args.quick, args.threads)
     if args.json:
         print(json.dumps({"header": head, "rows": rows}, indent=1))

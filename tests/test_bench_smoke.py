@@ -82,3 +82,48 @@ def test_textbook_contender_is_the_same_step_as_train_step(sizes, hidden, output
     J2_text = step()
     _, J2 = bp.train_step(new, x, y, loss, 0.3)
     np.testing.assert_allclose(J2_text, J2, rtol=1e-10)
+
+
+def _run(*args, timeout=300):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, RUN, *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=ROOT)
+
+
+@pytest.mark.slow
+def test_backend_torch_runs_the_table_on_the_cpu():
+    pytest.importorskip("torch")
+    pytest.importorskip("threadpoolctl")
+    out = _run("--quick", "--json", "--threads", "1", "--backend", "torch", "--configs", "1",
+               "3", "7")
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert doc["header"]["backend"] == "torch"
+    by = {r["config"]: r for r in doc["rows"]}
+    for cid in (1, 3):
+        r = by[cid]
+        assert r["deltaprop_ms"] > 0 and r["torch_ms"] > 0 and r["floor_ms"] > 0
+        assert r["textbook_ms"] is None  # the textbook step is NumPy's
+    assert "NumPy only" in by[7]["todo"]
+
+
+@pytest.mark.parametrize("args,lib", [(("--backend", "torch", "--device", "cuda"), "torch"),
+                                      (("--backend", "cupy"), None),
+                                      (("--device", "cuda"), None)])
+def test_a_missing_library_or_device_is_one_line(args, lib):
+    if lib == "torch":
+        torch = pytest.importorskip("torch")
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device is present")
+    if args[:2] == ("--backend", "cupy"):
+        try:
+            import cupy  # noqa: F401
+
+            pytest.skip("CuPy is installed")
+        except ImportError:
+            pass
+    out = _run(*args, "--threads", "1", timeout=120)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("run.py: "), out.stderr
+    assert "Traceback" not in out.stderr
