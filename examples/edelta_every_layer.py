@@ -89,8 +89,8 @@ def predictions(sizes, act, mu, K=32, seed=0):
     out = {}
     for fwd in ("law", "measured", "gaussian"):
         res = run_study(Study(sizes=sizes, activations=act, inputs="gaussian", input_mean=0.5,
-                              input_var=1.0, target_mean=1.0, target_var=0.25, std=0.3,
-                              mean_w=mu, K=K, m=64, bins=None, seed=seed, forward=fwd))
+                              input_var=1.0, target_mean=1.0, target_var=0.25, weight_std=0.3,
+                              weight_mean=mu, K=K, m=64, bins=None, seed=seed, forward_model=fwd))
         out[fwd] = {r["layer"]: r["predicted"] for r in res.rows}
     return out
 

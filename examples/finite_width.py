@@ -41,7 +41,7 @@ COLOURS = {32: "C0", 64: "C1", 128: "C2"}
 
 def _study(n, act, sigma_w2, m, K, **kw):
     return Study(sizes=(32, *[n] * HIDDEN, 10), activations=act, sigma_w2=sigma_w2,
-                 inputs="gaussian", m=m, K=K, K_chunk=200, forward="gaussian", bins=None,
+                 inputs="gaussian", m=m, K=K, K_chunk=200, forward_model="gaussian", bins=None,
                  seed=n, **kw)
 
 

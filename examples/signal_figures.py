@@ -78,7 +78,7 @@ def correlation(K=16, width=512, depth=30, pairs=32):
             xa, xb = corr.correlated_inputs(pairs, 64, c0, 1.0, seed=2 + i, K=K)
             with threadpool_limits(1):
                 rec = corr.record_correlation(net, xa, xb)
-            pred, _ = corr.predict(pr, ["tanh"] * depth, c0)
+            pred, _ = corr.predict_correlation(pr, ["tanh"] * depth, c0)
             s = [rec.summary(l) for l in range(depth + 1)]
             ax.errorbar(range(depth + 1), [v["c"] for v in s], [2 * v["c_se"] for v in s],
                         fmt="o", ms=3, color=f"C{i}", label=f"measured, $c^0$ = {c0}")
@@ -127,7 +127,7 @@ def init(K=8, width=256, depth=20):
         xa, xb = corr.correlated_inputs(32, width, 0.5, 1.0, seed=4, K=K)
         with threadpool_limits(1):
             rec = corr.record_correlation(net, xa, xb)
-        pred, _ = corr.predict(pr, ["tanh"] * depth, 0.5)
+        pred, _ = corr.predict_correlation(pr, ["tanh"] * depth, 0.5)
         q = [rec.summary(l)["q"] for l in range(1, depth + 1)]
         ax2.semilogy(range(1, depth + 1), q, mark, ms=5, mfc="none", color=f"C{i}",
                      label=f"{name} ($\\sigma_w^2$ = {pr.sigma_w2(2):.3g})")

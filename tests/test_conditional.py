@@ -43,7 +43,7 @@ monte_carlo, F = _REF.monte_carlo, _REF.F
 
 
 def _law(sizes, act, mu, s, loss, samples=100_000, y=(1.0, 1.25)):
-    pr = prior(sizes, std=s, mean_w=mu)
+    pr = prior(sizes, weight_std=s, weight_mean=mu)
     output = {"mse": "identity", "softmax-cross-entropy": "softmax",
               "sigmoid-cross-entropy": "sigmoid"}[loss]
     acts = [act] * (len(sizes) - 2) + [output]
@@ -137,7 +137,7 @@ def test_given_forward_the_top_layer_average_is_the_question_formula():
     the result is f'(z_j) M (v a_j + mu (mu S - E[y])), the question's formula before the
     forward average (exact: a band of 4 Monte Carlo standard errors)."""
     sizes = (5, 6, 3)
-    pr = prior(sizes, std=0.4, mean_w=0.2)
+    pr = prior(sizes, weight_std=0.4, weight_mean=0.2)
     acts = ["tanh", "identity"]
     rng = np.random.default_rng(1)
     x = np.repeat(rng.normal(size=(1, 5)), 200_000, axis=0)
@@ -158,7 +158,7 @@ def test_given_forward_the_top_layer_average_is_the_question_formula():
 
 def test_average_groups_and_law_batches():
     """Standard errors come from independent groups: one per draw for the law."""
-    pr = prior((4, 8, 2), std=0.5, mean_w=0.1)
+    pr = prior((4, 8, 2), weight_std=0.5, weight_mean=0.1)
     acts = ["tanh", "identity"]
 
     def draw(rng, n):
@@ -176,7 +176,7 @@ def test_average_groups_and_law_batches():
 
 
 def test_rejects_non_elementwise_hidden_layers():
-    pr = prior((3, 4, 2), std=0.5)
+    pr = prior((3, 4, 2), weight_std=0.5)
     z = [None, np.zeros((2, 4)), np.zeros((2, 2))]
     a = [np.zeros((2, 3)), np.zeros((2, 4)), np.zeros((2, 2))]
     with pytest.raises(ValueError, match="elementwise"):

@@ -34,22 +34,22 @@ def _var_and_se(v):
     return s2, np.sqrt((m4 - s2**2) / K)
 
 
-def _networks(sizes, var_w, K, *, act="relu", var_b=None, top="mse", x_var=1.0, x_mean=0.0,
+def _networks(sizes, weight_var, K, *, act="relu", bias_var=None, top="mse", x_var=1.0, x_mean=0.0,
               y_mean=0.0, y_var=1.0, b_out=(0.0, 0.0), seed=0, chunk=2500):
     """Per-network E[delta[l]^2], l = 1..L (shape (K, L)), of K NumPy networks with one
-    Gaussian input each: W[l] ~ N(0, var_w[l]), hidden biases N(0, var_b[l]), identity
+    Gaussian input each: W[l] ~ N(0, weight_var[l]), hidden biases N(0, bias_var[l]), identity
     output with biases N(b_out), MSE delta[L] = z[L] - y or a random unit vector u."""
     rng = np.random.default_rng(seed)
     L = len(sizes) - 1
-    var_b = var_b or [0.0] * (L + 1)
+    bias_var = bias_var or [0.0] * (L + 1)
     f = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh}[act]
     df = {"relu": lambda z: (z > 0) * 1.0, "tanh": lambda z: 1 - np.tanh(z) ** 2}[act]
     out = []
     for k0 in range(0, K, chunk):
         k = min(chunk, K - k0)
-        W = [None] + [rng.standard_normal((k, sizes[l], sizes[l - 1])) * math.sqrt(var_w[l])
+        W = [None] + [rng.standard_normal((k, sizes[l], sizes[l - 1])) * math.sqrt(weight_var[l])
                       for l in range(1, L + 1)]
-        b = [None] + [rng.standard_normal((k, sizes[l])) * math.sqrt(var_b[l])
+        b = [None] + [rng.standard_normal((k, sizes[l])) * math.sqrt(bias_var[l])
                       for l in range(1, L)]
         b.append(b_out[0] + math.sqrt(b_out[1]) * rng.standard_normal((k, sizes[L])))
         a = x_mean + math.sqrt(x_var) * rng.standard_normal((k, sizes[0]))
@@ -98,11 +98,11 @@ def test_relu_jacobian_closed_form_and_law_match_networks():
     """Hanin's setting (delta[L] = u): sum_k V(n_k) and the exact law against 20000 NumPy
     ReLU networks of width 32, one input each."""
     sizes = [32, 32, 32, 32, 32, 32, 10]
-    var_w = _he(sizes)
-    Q = _networks(sizes, var_w, 20000, top="jacobian", seed=1)
+    weight_var = _he(sizes)
+    Q = _networks(sizes, weight_var, 20000, top="jacobian", seed=1)
     v, se = _var_and_se(np.log(Q[:, :-1]))
     closed = fw.relu_jacobian_log_variance(sizes)[1:-1]
-    law = fw.relu_spread(sizes, var_w, top="jacobian", x_norm2=fw.gaussian_norm2(32),
+    law = fw.relu_spread(sizes, weight_var, top="jacobian", x_norm2=fw.gaussian_norm2(32),
                          draws=1 << 19, seed=2)
     assert np.all(np.abs(closed - v) < BAND * se), (closed, v, se)
     lse = np.hypot(se, law["log_var_se"][1:-1])
@@ -121,9 +121,9 @@ def test_relu_law_mse_matches_networks(n, x_mean, y_mean, b_out):
     """The exact law with the MSE loss's delta[L] = z[L] - y (where gradient independence
     is a factor 2 off per layer) against 20000 NumPy networks: log_var and rel_var."""
     sizes = [n, n, n, n, n, 10]
-    var_w = _he(sizes)
-    Q = _networks(sizes, var_w, 20000, x_mean=x_mean, y_mean=y_mean, b_out=b_out, seed=3)
-    law = fw.relu_spread(sizes, var_w, x_norm2=fw.gaussian_norm2(n, x_mean, 1.0),
+    weight_var = _he(sizes)
+    Q = _networks(sizes, weight_var, 20000, x_mean=x_mean, y_mean=y_mean, b_out=b_out, seed=3)
+    law = fw.relu_spread(sizes, weight_var, x_norm2=fw.gaussian_norm2(n, x_mean, 1.0),
                          targets=(y_mean, 1.0), bias_out=b_out, draws=1 << 19, seed=4)
     v, se = _var_and_se(np.log(Q))
     lse = np.hypot(se, law["log_var_se"][1:])
@@ -197,11 +197,11 @@ def test_leading_order_tanh_matches_networks(sigma_w2, sigma_b2):
     in 1/n (forward fluctuation included) against 4000 NumPy networks of width 128."""
     sizes = [64, 128, 128, 128, 128, 10]
     L = len(sizes) - 1
-    var_w = _he(sizes, sigma_w2)
-    var_b = [0.0] + [sigma_b2] * L
-    Q = _networks(sizes, var_w, 4000, act="tanh", var_b=var_b, top="jacobian", seed=6)
+    weight_var = _he(sizes, sigma_w2)
+    bias_var = [0.0] + [sigma_b2] * L
+    Q = _networks(sizes, weight_var, 4000, act="tanh", bias_var=bias_var, top="jacobian", seed=6)
     v, se = _var_and_se(np.log(Q[:, :-1]))
-    p = fw.log_variance(sizes, "tanh", var_w, var_b, input_second=1.0,
+    p = fw.log_variance(sizes, "tanh", weight_var, bias_var, input_second=1.0,
                         input_log_var=2 / sizes[0])[1:-1]
     assert np.all(np.abs(p - v) < BAND * se), (p, v, se)
     # and the forward fluctuation matters: kappa alone (no eta terms) is off
@@ -258,14 +258,14 @@ def test_measured_spread_of_a_record():
     from deltaprop.stats.spread import measured
 
     res = run_study(Study(sizes=(6, 16, 16, 3), inputs="gaussian", K=12, m=8, bins=None,
-                          forward="gaussian"))
+                          forward_model="gaussian"))
     meas = measured(res.record)
     for l in (1, 2, 3):
         q2 = res.record.network_means(l)[1]
         assert meas[l]["log_var"] == pytest.approx(np.var(np.log(q2), ddof=1))
         assert meas[l]["rel_var"] == pytest.approx(np.var(q2, ddof=1) / np.mean(q2) ** 2)
     assert measured(run_study(Study(sizes=(6, 8, 3), inputs="gaussian", K=1, m=8, bins=None,
-                                    forward="gaussian")).record) is None
+                                    forward_model="gaussian")).record) is None
 
 
 def test_applies_says_where_the_theory_holds():
@@ -282,7 +282,7 @@ def test_applies_says_where_the_theory_holds():
     assert applies(prior(sizes, sigma_w2=2.0, sigma_b2=0.1), relu, "mse", samples=1)[0] is None
     assert applies(prior(sizes, init="orthogonal", sigma_w2=2.0), relu, "mse",
                    samples=1)[0] is None
-    assert applies(prior(sizes, sigma_w2=2.0, mean_w=0.01), relu, "mse", samples=1)[0] is None
+    assert applies(prior(sizes, sigma_w2=2.0, weight_mean=0.01), relu, "mse", samples=1)[0] is None
     assert applies(prior(sizes, init="he_uniform"), relu, "mse", samples=1)[0] is None
     assert applies(prior(sizes, init="he_uniform"), relu, samples=1, top="jacobian")[0] == \
         "leading"

@@ -97,7 +97,7 @@ def test_stacks_and_seeds(name):
     ("lecun_normal", lambda i, o: 1 / i),
 ])
 def test_prior_knows_the_variances(name, want):
-    """The prior's var_w equals the initialiser's, and a stack drawn from the prior has
+    """The prior's weight_var equals the initialiser's, and a stack drawn from the prior has
     that variance (mean of W^2 over the stack's entries, 4 se)."""
     sizes = [40, 25, 60]
     pr = ensemble.prior(sizes, init=name)
@@ -105,7 +105,7 @@ def test_prior_knows_the_variances(name, want):
     net = ensemble.draw(pr, ["tanh", "identity"], K=20, seed=5)
     for l in (1, 2):
         v = want(sizes[l - 1], sizes[l])
-        assert math.isclose(pr.var_w[l], v, rel_tol=1e-15)
+        assert math.isclose(pr.weight_var[l], v, rel_tol=1e-15)
         sq = (net.W[l] ** 2).reshape(20, -1).mean(axis=1)  # one value per network
         assert abs(sq.mean() - v) < 4 * max(sq.std(ddof=1), 1e-300) / math.sqrt(20) + 1e-15
 
@@ -114,14 +114,14 @@ def test_prior_scales_a_named_law():
     """--init orthogonal --sigma-w2 2: orthogonal weights with Var(W) = 2 / n_in."""
     sizes = [10, 20, 5]
     pr = ensemble.prior(sizes, init="orthogonal", sigma_w2=2.0)
-    assert pr.scaled and pr.var_w[1:] == (0.2, 0.1)
+    assert pr.scaled and pr.weight_var[1:] == (0.2, 0.1)
     net = ensemble.draw(pr, ["tanh", "identity"], K=2, seed=0)
     # 10 -> 20: orthonormal columns times gain^2 = 0.2 * 20; 20 -> 5: rows, 0.1 * 20
     np.testing.assert_allclose(net.W[1][0].T @ net.W[1][0], 4.0 * np.eye(10), atol=1e-12)
     np.testing.assert_allclose(net.W[2][1] @ net.W[2][1].T, 2.0 * np.eye(5), atol=1e-12)
-    with pytest.raises(ValueError, match="only one of std and sigma_w2"):
-        ensemble.prior(sizes, std=0.1, sigma_w2=1.0)
-    with pytest.raises(ValueError, match="takes no std"):
+    with pytest.raises(ValueError, match="only one of weight_std and sigma_w2"):
+        ensemble.prior(sizes, weight_std=0.1, sigma_w2=1.0)
+    with pytest.raises(ValueError, match="takes no weight_std"):
         ensemble.prior(sizes, init="epsilon", sigma_w2=1.0)
 
 
@@ -138,5 +138,5 @@ def test_estimator_and_cli_take_the_new_initialisers(tmp_path):
     assert main(["stats", "--inputs", "gaussian", "--sizes", "4,6,2", "--K", "2",
                  "--samples", "8", "--init", "orthogonal", "--forward", "gaussian",
                  "--bins", "0"]) == 0
-    assert main(["train", "--data", "iris", "--sizes", "8", "--epochs", "2", "--quiet",
+    assert main(["train", "--data", "iris", "--hidden", "8", "--epochs", "2", "--quiet",
                  "--init", "standard", "--out", str(tmp_path / "run")]) == 0

@@ -156,9 +156,9 @@ def test_batch_gradient_theory_matches_numpy_ensemble(name):
     pr = prior(sizes, **kw)
     rng = np.random.default_rng(7)
     K, L = 400, len(sizes) - 1
-    W = [None] + [rng.normal(0, math.sqrt(pr.var_w[l]), (K, sizes[l], sizes[l - 1]))
+    W = [None] + [rng.normal(0, math.sqrt(pr.weight_var[l]), (K, sizes[l], sizes[l - 1]))
                   for l in range(1, L + 1)]
-    b = [None] + [rng.normal(pr.mean_b[l], math.sqrt(pr.var_b[l]), (K, sizes[l]))
+    b = [None] + [rng.normal(pr.bias_mean[l], math.sqrt(pr.bias_var[l]), (K, sizes[l]))
                   for l in range(1, L + 1)]
     meas = numpy_stats(W, b, x, y, hidden, output, loss)
     th = batch_gradient_theory(pr, [hidden] * (L - 1) + [output], loss, x, y, seed=2)
@@ -236,7 +236,7 @@ def test_plot_skips_zero_distance_and_draws_theory():
 def test_cli_layer_stats(tmp_path, capsys):
     from deltaprop.cli import main
 
-    small = ["train", "--data", "iris", "--sizes", "8,8", "--epochs", "3"]
+    small = ["train", "--data", "iris", "--hidden", "8,8", "--epochs", "3"]
     assert main([*small, "--layer-stats", "--out", str(tmp_path / "run")]) == 0
     text = capsys.readouterr().out
     assert "speed of learning" in text and "theory" in text

@@ -363,7 +363,7 @@ def test_predicted_iteration_against_quadrature():
     2 / n_in), the test's own length and C-map iteration."""
     sizes = [40, 100, 80, 80, 10]
     pr = ensemble.prior(sizes, init="he_normal", sigma_b2=0.02)
-    pred, note = corr.predict(pr, ["tanh"] * 3 + ["identity"], 0.6, var=1.5)
+    pred, note = corr.predict_correlation(pr, ["tanh"] * 3 + ["identity"], 0.6, var=1.5)
     assert note == ""
     q, c = 1.5, 0.6
     w2 = [2.0] * 4
@@ -391,7 +391,7 @@ def test_measured_correlation_follows_the_c_map(w2, init):
         net = ensemble.draw(pr, ["tanh"] * 6, K=16, seed=8)
     xa, xb = corr.correlated_inputs(48, 64, 0.5, 1.0, seed=9, K=16)
     rec = corr.record_correlation(net, xa, xb)
-    pred, _ = corr.predict(pr, ["tanh"] * 6, 0.5)
+    pred, _ = corr.predict_correlation(pr, ["tanh"] * 6, 0.5)
     for l in range(7):
         s = rec.summary(l)
         assert abs(s["c"] - pred[l][1]) < 4 * s["c_se"], (l, s, pred[l])
@@ -409,7 +409,7 @@ def test_trainability_rule():
                                    ["tanh", "tanh", "tanh", "identity"])
     assert rule is None and "differ" in note
     rule, note = corr.trainability(ensemble.prior([10, 50, 3], init="normal",
-                                                  mean_w=0.1), ["tanh", "identity"])
+                                                  weight_mean=0.1), ["tanh", "identity"])
     assert rule is None and "zero-mean" in note
 
 

@@ -21,7 +21,7 @@ from deltaprop.theory import (
     gaussian_input_stats,
     gradient_depth_scale,
     independence_gap,
-    seed_formula,
+    question_formula,
 )
 from deltaprop.theory.exact_last_layer import independence_mean
 
@@ -336,12 +336,12 @@ def test_forward_recursion_matches_simulation_with_mean():
 
 # ------------------------------------------------------------------------ the E[delta] question
 QUESTION = dict(sizes=(16, 32, 4), activations="sigmoid", inputs="gaussian", input_mean=0.5,
-               input_var=1.0, target_mean=1.0, target_var=0.25, std=0.3, mean_w=0.1,
+               input_var=1.0, target_mean=1.0, target_var=0.25, weight_std=0.3, weight_mean=0.1,
                K=2000, m=64, bins=None, seed=0)
 
 
-@pytest.mark.parametrize("forward", ["measured", "law", "gaussian"])
-def test_exact_last_layer_formula_agrees_with_monte_carlo(forward):
+@pytest.mark.parametrize("forward_model", ["measured", "law", "gaussian"])
+def test_exact_last_layer_formula_agrees_with_monte_carlo(forward_model):
     """The question's setting: MSE, linear output, i.i.d. weights with mu_w = 0.1, sigma_w = 0.3.
 
     Band: |exact - measured| < 4 se (se over K = 2000 networks; z = -0.9 measured, -1.0 law,
@@ -350,14 +350,14 @@ def test_exact_last_layer_formula_agrees_with_monte_carlo(forward):
     forward law and 'gaussian' from the Gaussian forward model.  With 'law' and 'measured'
     the second moment (Isserlis) and the exact prediction at every layer are checked too.
     """
-    res = run_study(Study(**QUESTION, forward=forward))
+    res = run_study(Study(**QUESTION, forward_model=forward_model))
     row = res.rows[0]
     meas, se = row["measured"]["mean"], row["measured"]["mean_se"]
     exact = row["predicted"]["exact_last_layer"]["mean"]
     indep = row["predicted"]["independence"]["mean"]
     assert abs(exact - meas) < 4 * se, (exact, meas, se)
     assert abs(indep - meas) > 10 * se, (indep, meas, se)
-    if forward != "gaussian":
+    if forward_model != "gaussian":
         p = row["predicted"]["exact_last_layer"]["second_moment"]
         m2, se2 = row["measured"]["second_moment"], row["measured"]["second_moment_se"]
         assert abs(p - m2) < 4 * se2, (p, m2, se2)
@@ -371,9 +371,9 @@ def test_seed_formula_by_hand_and_gap():
     fw = ForwardCross(df=0.2, fdf=0.1, df_sum_f=1.9, f=0.55, H=3)
     # M sigma^2 E[f'f] + mu (M mu sum_l E[f'f_l] - E[f'] sum_k E[y_k])
     want = 2 * 0.09 * 0.1 + 0.1 * (2 * 0.1 * 1.9 - 0.2 * 2 * 1.0)
-    assert seed_formula(2, 0.09, 0.1, fw, 1.0) == pytest.approx(want)
-    assert seed_formula(2, 0.09, 0.1, fw, [0.5, 1.5]) == pytest.approx(want)
-    assert exact_mean(2, 0.09, 0.1, fw, 1.0, b_mean=0.0) == pytest.approx(want)
+    assert question_formula(2, 0.09, 0.1, fw, 1.0) == pytest.approx(want)
+    assert question_formula(2, 0.09, 0.1, fw, [0.5, 1.5]) == pytest.approx(want)
+    assert exact_mean(2, 0.09, 0.1, fw, 1.0, bias_mean=0.0) == pytest.approx(want)
     gap = independence_gap(2, 0.09, 0.1, fw)
     assert exact_mean(2, 0.09, 0.1, fw, 1.0) - independence_mean(2, 0.1, fw, 1.0) == \
         pytest.approx(gap["total"])
@@ -387,7 +387,7 @@ def _mean_field_rows(act, sigma_w2, sigma_b2, K, input_var, seed=0):
     st = Study(sizes=(512,) * 20 + (10,), activations=act, inputs="gaussian",
                sigma_w2=sigma_w2, sigma_b2=sigma_b2, K=K, K_chunk=8, m=16, bins=None,
                batch_size=None, dtype="float32", input_var=input_var, target_var=100.0,
-               seed=seed, forward="gaussian")
+               seed=seed, forward_model="gaussian")
     rows = run_study(st).rows
     pred = np.array([r["predicted"]["mean_field"]["second_moment"] for r in rows])
     meas = np.array([r["measured"]["second_moment"] for r in rows])
@@ -436,7 +436,7 @@ def test_relu_he_constant_glorot_halves():
     for init, want in (("he_normal", 1.0), ("glorot_normal", 0.5)):
         st = Study(sizes=(256,) * 12 + (10,), activations="relu", init=init,
                    inputs="gaussian", input_var=0.1, target_var=100.0, K=24, K_chunk=8, m=16,
-                   bins=None, batch_size=None, dtype="float32", seed=1, forward="gaussian")
+                   bins=None, batch_size=None, dtype="float32", seed=1, forward_model="gaussian")
         res = run_study(st)
         rows = res.rows[:-1]  # hidden layers
         assert ratio([r["predicted"]["mean_field"]["second_moment"] for r in rows]) == \
@@ -475,7 +475,7 @@ def test_predictions_with_measured_forward_and_softmax_anchor():
     from deltaprop.stats.report import ANCHORED_NOTE
 
     st = Study(sizes=(8, 32, 32, 4), activations="tanh", loss="softmax-cross-entropy",
-               inputs="gaussian", K=16, m=64, bins=None, forward="measured")
+               inputs="gaussian", K=16, m=64, bins=None, forward_model="measured")
     res = run_study(st)
     top = res.rows[-1]
     assert top["predicted"]["mean_field"]["second_moment"] == \
@@ -483,7 +483,7 @@ def test_predictions_with_measured_forward_and_softmax_anchor():
     assert "exact_last_layer" not in res.rows[1]["predicted"]
     s1 = res.record.layer_summary(2, "df")["second_moment"]
     pr = res.extra["prior"]
-    want = 4 * pr.var_w[3] * s1 * top["measured"]["second_moment"]
+    want = 4 * pr.weight_var[3] * s1 * top["measured"]["second_moment"]
     assert res.rows[1]["predicted"]["mean_field"]["second_moment"] == pytest.approx(want)
     # the top row equals the measurement by construction: marked, and no z is given for it
     assert top["predicted"]["mean_field"]["anchored"] is True
@@ -500,7 +500,7 @@ def test_predictions_with_measured_forward_and_softmax_anchor():
 
 # ----------------------------------------------------------- when mean field may drop mu_w
 WIDE_TANH = dict(sizes=(256,) * 5 + (10,), activations="tanh", inputs="gaussian",
-                 sigma_w2=1.0, K=16, m=64, bins=None, target_var=100.0, forward="measured",
+                 sigma_w2=1.0, K=16, m=64, bins=None, target_var=100.0, forward_model="measured",
                  seed=0)
 
 
@@ -513,18 +513,19 @@ def test_mean_field_is_not_shown_when_n_mu_w2_is_not_small():
     shown.  mu_w = 0 shows it, within 4 se at every hidden layer (|z| <= 1.5 at seeds 0-5)."""
     import dataclasses
 
-    from deltaprop.stats import predict
+    from deltaprop.stats import predict_moments
     from deltaprop.stats.report import mean_field_applies
 
     for mw in (0.0, 0.006):
-        res = run_study(Study(**WIDE_TANH, mean_w=mw))
+        res = run_study(Study(**WIDE_TANH, weight_mean=mw))
         pr = res.extra["prior"]
-        zero = dataclasses.replace(pr, mean_w=(None,) + (0.0,) * pr.L)
-        mf = predict(zero, res.extra["activations"], "mse", gaussian_input_stats(256, 0.0, 1.0),
-                     0.0, 100.0, record=res.record, forward="measured")["mean_field"]
+        zero = dataclasses.replace(pr, weight_mean=(None,) + (0.0,) * pr.L)
+        mf = predict_moments(zero, res.extra["activations"], "mse",
+                             gaussian_input_stats(256, 0.0, 1.0), 0.0, 100.0, record=res.record,
+                             forward_model="measured")["mean_field"]
         z = np.array([(mf[r["layer"]]["second_moment"] - r["measured"]["second_moment"])
                       / r["measured"]["second_moment_se"] for r in res.rows[:-1]])
-        assert mw**2 <= 0.05 * pr.var_w[1]  # the old rule would show mean field in both
+        assert mw**2 <= 0.05 * pr.weight_var[1]  # the old rule would show mean field in both
         if mw == 0:
             assert mean_field_applies(pr) and "mean_field" in res.predictions
             assert np.abs(z).max() < 4, z
@@ -555,3 +556,62 @@ def test_mean_field_rule_scales_with_width():
     assert not mean_field_applies(prior([16] * 3, chance, v))  # 16 chance^2 = 0.56 v
     assert not mean_field_applies(prior([16] * 3, chance + math.sqrt(0.06 * v / 16), v,
                                         "empirical"))
+
+
+# ------------------------------------------------------------- negative stds and variances
+def _bad_scale_calls():
+    from deltaprop import theory
+    from deltaprop.stats import ensemble
+    from deltaprop.theory import exact_last_layer, finite_width, forward, weight_grads
+
+    sizes = (3, 4, 2)
+    ok = (None, 0.1, 0.1)
+    return [
+        ("weight_std", -0.5, lambda: ensemble.prior(sizes, weight_std=-0.5)),
+        ("weight_std", -0.5, lambda: ensemble.prior(sizes, weight_std=[0.1, -0.5])),
+        ("sigma_w2", -1.0, lambda: ensemble.prior(sizes, sigma_w2=-1.0)),
+        ("sigma_b2", -0.1, lambda: ensemble.prior(sizes, sigma_b2=-0.1)),
+        ("weight_mean", "nan", lambda: ensemble.prior(sizes, weight_mean=math.nan)),
+        ("weight_var", -1.0, lambda: ensemble.Prior(sizes, (None, 0, 0), (None, 1.0, -1.0),
+                                                    (None, 0, 0), (None, 0, 0))),
+        ("bias_var", -2.0, lambda: ensemble.Prior(sizes, (None, 0, 0), ok, (None, 0, 0),
+                                                  (None, -2.0, 0))),
+        ("weight_std", -0.5, lambda: Study(weight_std=-0.5)),
+        ("sigma_w2", -1.0, lambda: Study(sigma_w2=-1.0)),
+        ("sigma_b2", -0.05, lambda: Study(sigma_b2=-0.05)),
+        ("input_var", -1.0, lambda: Study(input_var=-1.0)),
+        ("target_var", -0.25, lambda: Study(target_var=-0.25)),
+        ("var", -1.0, lambda: forward.gaussian_input_stats(3, 0.0, -1.0)),
+        ("weight_var", -1.0, lambda: forward.forward_recursion(
+            sizes, ["tanh", "identity"], forward.gaussian_input_stats(3, 0.0, 1.0), 0.0,
+            [1.0, -1.0])),
+        ("sigma_w2", -2.0, lambda: theory.fixed_point(-2.0, 0.0, "tanh")),
+        ("sigma_b2", -0.5, lambda: theory.signal_theory("tanh", 1.0, -0.5)),
+        ("sigma_w2", -1.5, lambda: theory.length_map(1.0, -1.5, 0.0, "tanh")),
+        ("sigma_w2", -1.0, lambda: theory.chi(-1.0, 1.0, "tanh")),
+        ("sigma_w2", -1.0, lambda: theory.jacobian_theory(["tanh"] * 2, -1.0, 0.0, 1.0,
+                                                          "gaussian")),
+        ("weight_var", -0.09, lambda: exact_last_layer.question_formula(
+            2, -0.09, 0.1, exact_last_layer.ForwardCross(0.5, 0.1, 0.2, 0.1, 3), 1.0)),
+        ("weight_var", -1.0, lambda: weight_grads.linear_regime(sizes, (None, 1.0, -1.0))),
+        ("weight_var", -1.0, lambda: finite_width.relu_spread(sizes, (None, -1.0, 1.0))),
+    ]
+
+
+@pytest.mark.parametrize("i", range(22))
+def test_negative_std_or_variance_is_refused_by_name(i):
+    """Prior, Study and the theory entry points refuse a negative (or NaN) std or variance
+    with a ValueError naming the parameter and the value (the CLI prints that line)."""
+    calls = _bad_scale_calls()
+    assert len(calls) == 22
+    name, value, call = calls[i]
+    with pytest.raises(ValueError, match=rf"\b{name}\b.*{re.escape(str(value))}"):
+        call()
+
+
+def test_zero_and_positive_scales_still_work():
+    from deltaprop.stats import ensemble
+
+    pr = ensemble.prior((3, 4, 2), weight_std=[0.0, 0.5], sigma_b2=0.0)
+    assert pr.weight_var == (None, 0.0, 0.25) and pr.bias_var == (None, 0.0, 0.0)
+    assert Study(weight_std=0.0, input_var=0.0).weight_std == 0.0

@@ -23,9 +23,9 @@ from deltaprop.theory import weight_grads as wg
 from deltaprop.theory.conditional import average, law_batches
 
 
-def numpy_ensemble(sizes, var_w, f, df, K, m, seed, *, copy=False, probe=False):
+def numpy_ensemble(sizes, weight_var, f, df, K, m, seed, *, copy=False, probe=False):
     """Per network, the mean over its m samples of mean_jk (delta[l]_j a[l-1]_k)^2, l = 1..L,
-    for K networks W[l] ~ N(0, var_w[l]) (no biases), x and y ~ N(0, 1), MSE with a linear
+    for K networks W[l] ~ N(0, weight_var[l]) (no biases), x and y ~ N(0, 1), MSE with a linear
     output: delta[L] = z[L] - y, delta[l] = (delta[l+1] W[l+1]) f'(z[l]).  ``copy``: the
     backward pass runs through an independent draw of the weights (gradient independence);
     ``probe``: delta[L] is fresh N(0, 1) noise, independent of the forward pass.
@@ -34,7 +34,7 @@ def numpy_ensemble(sizes, var_w, f, df, K, m, seed, *, copy=False, probe=False):
     L = len(sizes) - 1
 
     def draw():
-        return [None] + [rng.normal(0.0, math.sqrt(var_w[l]), (K, sizes[l], sizes[l - 1]))
+        return [None] + [rng.normal(0.0, math.sqrt(weight_var[l]), (K, sizes[l], sizes[l - 1]))
                          for l in range(1, L + 1)]
 
     W = draw()
@@ -110,10 +110,10 @@ def test_linear_regime_is_the_linear_network_under_gradient_independence(sizes):
     an independent copy of the weights, delta[L] independent of the forward pass (N(0, 1))
     -- give E[dW2[l]] = linear_regime, within 4 se (K = 6000 networks)."""
     L = len(sizes) - 1
-    var_w = [None] + [2.0 / (sizes[l - 1] + sizes[l]) for l in range(1, L + 1)]  # Glorot
-    vals = numpy_ensemble(sizes, var_w, identity, one, K=6000, m=4, seed=11, copy=True,
+    weight_var = [None] + [2.0 / (sizes[l - 1] + sizes[l]) for l in range(1, L + 1)]  # Glorot
+    vals = numpy_ensemble(sizes, weight_var, identity, one, K=6000, m=4, seed=11, copy=True,
                           probe=True)
-    lin = wg.linear_regime(sizes, var_w, 1.0, 1.0)
+    lin = wg.linear_regime(sizes, weight_var, 1.0, 1.0)
     for l in range(1, L + 1):
         mean, se = vals[:, l].mean(), vals[:, l].std(ddof=1) / math.sqrt(len(vals))
         assert abs(mean - lin[l]) < 4 * se, (l, mean, se, lin[l])
@@ -137,7 +137,7 @@ def test_exact_weight_gradient_matches_numpy_ensemble_and_factorised_does_not():
     pr = prior(sizes, sigma_w2=2.0)
     acts = ["tanh", "tanh", "identity"]
     delta, fwd = _law(pr, acts, 1 << 17, seed=5)
-    vals = numpy_ensemble(sizes, pr.var_w, tanh, dtanh, K=20000, m=4, seed=6)
+    vals = numpy_ensemble(sizes, pr.weight_var, tanh, dtanh, K=20000, m=4, seed=6)
     for l in range(1, 4):
         mean, se = vals[:, l].mean(), vals[:, l].std(ddof=1) / math.sqrt(len(vals))
         band = 4 * math.hypot(se, delta[l]["dW2_se"])

@@ -153,6 +153,34 @@ def _numpy_eye(n, dtype):
     return np.eye(n, dtype=dtype)
 
 
+def _values(value):
+    """The numbers of ``value``: a number, None, or a (nested) sequence or array of them."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [v for item in value for v in _values(item)]
+    arr = np.asarray(value)
+    return arr.reshape(-1).tolist() if arr.ndim else [arr.item()]
+
+
+def check_nonnegative(name, value, finite=True):
+    """ValueError naming ``name`` and the value unless every number of ``value`` (a number,
+    None, or a sequence or array of them, e.g. one per layer) is >= 0 and, with ``finite``,
+    finite: a standard deviation or a variance."""
+    for v in _values(value):
+        if v is not None and (not float(v) >= 0 or (finite and float(v) == math.inf)):
+            raise ValueError(f"{name} must be a {'finite ' if finite else ''}number >= 0 (a "
+                             f"standard deviation or variance), got {v}")
+
+
+def check_finite(name, value):
+    """ValueError naming ``name`` and the value unless every number of ``value`` is finite
+    (a mean)."""
+    for v in _values(value):
+        if v is not None and not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be a finite number, got {v}")
+
+
 def registry_key(name, table, kind, aliases=None, sep="_", accepts="a name"):
     """The key of ``table`` that ``name`` means, or a clear error.
 

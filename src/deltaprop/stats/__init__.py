@@ -24,7 +24,7 @@ from .jacobian import JacobianResult, JacobianStudy, record_jacobian, run_jacobi
 from .layer_stats import LayerStatsCallback
 from .moments import Moments
 from .record import Record, deltas, record, record_pass
-from .report import compare, predict, table, z_scores
+from .report import compare, predict_moments, table, z_scores
 from .study import Study, StudyResult, run_study, study_network
 
 #: the shape of ``deltaprop stats``'s default study (read by bench/run.py)
@@ -34,7 +34,7 @@ DEFAULT_STUDY = {"sizes": [64, 64, 64, 64, 64, 10], "hidden": "tanh", "output": 
 __all__ = ["DEFAULT_STUDY", "RecordCallback", "LayerStatsCallback", "Moments", "Histogram",
            "Record", "record",
            "record_pass", "deltas", "Prior", "prior", "empirical_prior", "draw",
-           "gaussian_inputs", "gaussian_targets", "predict", "compare", "table", "z_scores",
+           "gaussian_inputs", "gaussian_targets", "predict_moments", "compare", "table", "z_scores",
            "Study", "StudyResult", "run_study", "study_network", "record_independent",
            "permuted_copy", "JacobianStudy", "JacobianResult", "record_jacobian",
            "run_jacobian"]

@@ -34,7 +34,7 @@ from .. import _backend
 from .. import activations as _act
 from ..backprop import forward
 
-__all__ = ["correlated_inputs", "CorrelationRecord", "record_correlation", "predict",
+__all__ = ["correlated_inputs", "CorrelationRecord", "record_correlation", "predict_correlation",
            "trainability", "add_rows", "table", "KEY"]
 
 #: the key of the comparison rows (and of ``deltaprop stats --json``) that carries the map
@@ -121,13 +121,13 @@ def _mean_field_parameters(prior):
     """sigma_w^2(l) = n_{l-1} Var(W[l]), sigma_b^2(l) = Var(b[l]) for l = 1..L, or None
     (with why) when a weight or bias mean is not 0 (the maps assume zero means)."""
     L = prior.L
-    if any(prior.mean_w[l] != 0 or prior.mean_b[l] != 0 for l in range(1, L + 1)):
+    if any(prior.weight_mean[l] != 0 or prior.bias_mean[l] != 0 for l in range(1, L + 1)):
         return None, "the maps assume zero-mean weights and biases"
     return ([prior.sigma_w2(l) for l in range(1, L + 1)],
-            [prior.var_b[l] for l in range(1, L + 1)]), ""
+            [prior.bias_var[l] for l in range(1, L + 1)]), ""
 
 
-def predict(prior, activations, c0, var=1.0):
+def predict_correlation(prior, activations, c0, var=1.0):
     """The mean-field (q^l, c^l) for l = 0..L (:func:`~deltaprop.theory.signal.
     correlation_iteration`), or None with a note where the maps do not apply (nonzero
     means, a non-elementwise hidden activation).
@@ -145,10 +145,13 @@ def predict(prior, activations, c0, var=1.0):
 
 
 def trainability(prior, activations):
-    """Schoenholz et al.'s rule for this prior: a dict with the hidden layers' ``sigma_w2``,
-    ``sigma_b2`` and ``activation``, ``xi_c``, ``trainable_depth`` = 6 xi_c and the network's
-    depth ``L``; None with a note when the hidden layers 2..L-1 (layers 2..L for L = 2) do not
-    share one (sigma_w^2, sigma_b^2, f) or the means are not 0."""
+    """Schoenholz et al.'s rule for this prior: ``(rule, note)``.
+
+    ``rule`` is a dict with the hidden layers' ``sigma_w2``, ``sigma_b2`` and
+    ``activation``, ``xi_c``, ``c_star``, ``phase``, ``trainable_depth`` = 6 xi_c and the
+    network's depth ``L`` (``note`` empty); it is None, with ``note`` saying why, when the
+    hidden layers 2..L-1 (layers 2..L for L = 2) do not share one (sigma_w^2, sigma_b^2, f)
+    or the means are not 0."""
     from ..theory.signal import TRAINABLE_DEPTH, signal_theory
 
     params, note = _mean_field_parameters(prior)

@@ -6,11 +6,13 @@ samples a stack of K networks from it as one stacked computation (``Network.init
 and the theory (:mod:`deltaprop.theory`) reads the same numbers, so measurement and
 prediction always describe one distribution.
 
-Parametrisations: ``std`` is the raw standard deviation of one entry (the question's sigma_w);
-``sigma_w2`` is the mean-field variance, Var(W[l]_jk) = sigma_w^2 / n_{l-1}; a named
-initialiser (``glorot_normal``, ``he_normal``, ``orthogonal``, ...) fixes the variance from
-the fans, or, given with ``std`` or ``sigma_w2``, only the law (uniform, normal, orthogonal)
-that they scale.  Biases are N(bias_mean, sigma_b^2).
+Parametrisations, one name each: ``weight_std`` is the raw standard deviation of one entry
+(the question's sigma_w; its square is a :class:`Prior`'s ``weight_var``) and ``weight_mean``
+its mean (mu_w); ``sigma_w2`` is the width-scaled variance, Var(W[l]_jk) = sigma_w2 / n_{l-1}
+(and ``sigma_b2`` the bias variance); a named initialiser (``glorot_normal``, ``he_normal``,
+``orthogonal``, ...) fixes the variance from the fans, or, given with ``weight_std`` or
+``sigma_w2``, only the law (uniform, normal, orthogonal) that they scale.  Biases are
+N(bias_mean, sigma_b2).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _backend
+from .._checks import check_finite, check_nonnegative
 from ..init import canonical
 from ..network import Network, per_layer
 
@@ -33,12 +36,18 @@ class Prior:
     """Per-layer (slot 0 = None) raw weight mean/variance and bias mean/variance."""
 
     sizes: tuple
-    mean_w: tuple
-    var_w: tuple
-    mean_b: tuple
-    var_b: tuple
+    weight_mean: tuple
+    weight_var: tuple
+    bias_mean: tuple
+    bias_var: tuple
     init: str = "normal"
-    scaled: bool = False  # var_w set by std or sigma_w2, not by the initialiser's fans
+    scaled: bool = False  # weight_var set by weight_std or sigma_w2, not by the initialiser
+
+    def __post_init__(self):
+        for name in ("weight_var", "bias_var"):
+            check_nonnegative(name, getattr(self, name)[1:])
+        for name in ("weight_mean", "bias_mean"):
+            check_finite(name, getattr(self, name)[1:])
 
     @property
     def L(self) -> int:
@@ -46,7 +55,7 @@ class Prior:
 
     def sigma_w2(self, l) -> float:
         """Mean-field variance n_{l-1} Var(W[l])."""
-        return self.sizes[l - 1] * self.var_w[l]
+        return self.sizes[l - 1] * self.weight_var[l]
 
 
 def init_variance(name, n_in, n_out) -> tuple[float, float]:
@@ -71,44 +80,47 @@ def init_variance(name, n_in, n_out) -> tuple[float, float]:
     return table[key], 0.0
 
 
-def prior(sizes, *, init=None, mean_w=0.0, std=None, sigma_w2=None, sigma_b2=0.0,
+def prior(sizes, *, init=None, weight_mean=0.0, weight_std=None, sigma_w2=None, sigma_b2=0.0,
           bias_mean=0.0) -> Prior:
     """The weight distribution of an ensemble.
 
-    At most one of ``std`` (raw per-entry standard deviation, scalar or per layer) or
+    At most one of ``weight_std`` (raw per-entry standard deviation, scalar or per layer) or
     ``sigma_w2`` (mean-field variance, Var = sigma_w^2 / n_{l-1}) sets the weight variance;
     without them ``init`` (a named initialiser, default ``"glorot_normal"``) sets it from
     the fans.  With one of them, ``init`` names only the law that they scale (``uniform``,
-    ``orthogonal``, ...; default normal).  ``mean_w`` is added to every weight (the question's
-    mu_w); biases ~ N(bias_mean, sigma_b2).
+    ``orthogonal``, ...; default normal).  ``weight_mean`` is added to every weight (the
+    question's mu_w); biases ~ N(bias_mean, sigma_b2).  A negative or non-finite
+    ``weight_std``, ``sigma_w2`` or ``sigma_b2`` raises a ValueError naming it.
     """
     sizes = tuple(int(n) for n in sizes)
     L = len(sizes) - 1
-    if std is not None and sigma_w2 is not None:
-        raise ValueError("give only one of std and sigma_w2")
-    scaled = std is not None or sigma_w2 is not None
+    if weight_std is not None and sigma_w2 is not None:
+        raise ValueError("give only one of weight_std and sigma_w2")
+    scaled = weight_std is not None or sigma_w2 is not None
     if scaled and init is not None and canonical(init) in ("epsilon", "debug"):
-        raise ValueError(f"initialiser {init!r} takes no std or sigma_w2")
-    mw, sd, s2 = (per_layer(v, L, k) for k, v in
-                  (("mean_w", mean_w), ("std", std), ("sigma_w2", sigma_w2)))
-    sb2, mb = per_layer(sigma_b2, L, "sigma_b2"), per_layer(bias_mean, L, "bias_mean")
-    var_w, var_b = [None], [None]
+        raise ValueError(f"initialiser {init!r} takes no weight_std or sigma_w2")
+    mw, sd, s2, sb2, mb = (per_layer(v, L, k) for k, v in (
+        ("weight_mean", weight_mean), ("weight_std", weight_std), ("sigma_w2", sigma_w2),
+        ("sigma_b2", sigma_b2), ("bias_mean", bias_mean)))
+    for key, values in (("weight_std", sd), ("sigma_w2", s2), ("sigma_b2", sb2)):
+        check_nonnegative(key, values)
+    for key, values in (("weight_mean", mw), ("bias_mean", mb)):
+        check_finite(key, values)
+    weight_var, bias_var = [None], [None]
     name = canonical(init) if scaled and init is not None else "normal"
     for l in range(1, L + 1):
         n_in, n_out = sizes[l - 1], sizes[l]
-        if std is not None:
+        if weight_std is not None:
             vw, vb = float(sd[l - 1]) ** 2, 0.0
         elif sigma_w2 is not None:
             vw, vb = float(s2[l - 1]) / n_in, 0.0
         else:
             name = canonical(init or "glorot_normal")
             vw, vb = init_variance(name, n_in, n_out)
-        if vw < 0 or sb2[l - 1] < 0:
-            raise ValueError("variances must be >= 0")
-        var_w.append(vw)
-        var_b.append(vb + float(sb2[l - 1]))
-    return Prior(sizes, (None, *map(float, mw)), tuple(var_w), (None, *map(float, mb)),
-                 tuple(var_b), name, scaled and name != "normal")
+        weight_var.append(vw)
+        bias_var.append(vb + float(sb2[l - 1]))
+    return Prior(sizes, (None, *map(float, mw)), tuple(weight_var), (None, *map(float, mb)),
+                 tuple(bias_var), name, scaled and name != "normal")
 
 
 def empirical_prior(net: Network) -> Prior:
@@ -128,19 +140,19 @@ def draw(p: Prior, activations, output=None, *, K=None, seed=0, dtype="float64",
     """A stack of K networks (or one with K=None) drawn from the prior.
 
     Named initialisers draw with their own law (uniform, normal or orthogonal) plus
-    ``mean_w``, scaled to var_w when the prior is ``scaled``; otherwise
-    W[l] ~ N(mean_w[l], var_w[l]) and b[l] ~ N(mean_b[l], var_b[l]).
+    ``weight_mean``, scaled to weight_var when the prior is ``scaled``; otherwise
+    W[l] ~ N(weight_mean[l], weight_var[l]) and b[l] ~ N(bias_mean[l], bias_var[l]).
     """
     common = dict(seed=seed, K=K, dtype=dtype, backend=backend, device=device,
-                  mean=list(p.mean_w[1:]), bias_mean=list(p.mean_b[1:]),
-                  bias_std=[math.sqrt(v) for v in p.var_b[1:]])
+                  mean=list(p.weight_mean[1:]), bias_mean=list(p.bias_mean[1:]),
+                  bias_std=[math.sqrt(v) for v in p.bias_var[1:]])
     if p.init in ("normal", "empirical"):
         return Network.init(p.sizes, activations, output, init="normal",
-                            std=[math.sqrt(v) for v in p.var_w[1:]], **common)
+                            std=[math.sqrt(v) for v in p.weight_var[1:]], **common)
     if p.init == "epsilon":  # epsilon draws its biases itself (U(-eps, eps))
         common.pop("bias_std")
     if p.scaled:
-        common["std"] = [math.sqrt(v) for v in p.var_w[1:]]
+        common["std"] = [math.sqrt(v) for v in p.weight_var[1:]]
     return Network.init(p.sizes, activations, output, init=p.init, **common)
 
 

@@ -208,7 +208,7 @@ def init_theory(net, x, y, loss, prior=None, *, pairs=16384, max_pairs=1 << 16, 
         if not mean_field_applies(prior):
             return None, "the initial weights have a mean the theory (mu_w = 0) leaves out"
         prior = _zero_mean(prior)
-    elif any(v != 0 for v in prior.mean_w[1:]):
+    elif any(v != 0 for v in prior.weight_mean[1:]):
         return None, "weights with a non-zero mean (the theory assumes mu_w = 0)"
     acts = net.activation_names()
     try:
@@ -225,7 +225,7 @@ def init_theory(net, x, y, loss, prior=None, *, pairs=16384, max_pairs=1 << 16, 
 def _zero_mean(prior):
     from dataclasses import replace
 
-    return replace(prior, mean_w=(None,) + (0.0,) * prior.L)
+    return replace(prior, weight_mean=(None,) + (0.0,) * prior.L)
 
 
 def plot(rows, theory=None, *, title=None):

@@ -1,6 +1,6 @@
 """Measurement beside theory: predictions per layer, the comparison table, CSV and JSON.
 
-:func:`predict` evaluates every applicable theory of :mod:`deltaprop.theory` for one
+:func:`predict_moments` evaluates every applicable theory of :mod:`deltaprop.theory` for one
 ensemble (its :class:`~deltaprop.stats.ensemble.Prior`, input and target statistics):
 
 * ``exact``          E[delta[l]] and E[delta[l]^2] at every layer, exact for Gaussian weights
@@ -57,8 +57,8 @@ from ..theory.independence import independence_backward
 from ..theory.mean_field import mean_field_backward
 from ..theory.output import output_delta_moments
 
-__all__ = ["predict", "compare", "z_scores", "table", "flat", "to_csv", "to_json", "THEORIES",
-           "question_conditions", "mean_field_applies"]
+__all__ = ["predict_moments", "compare", "z_scores", "table", "flat", "to_csv", "to_json",
+           "THEORIES", "question_conditions", "mean_field_applies"]
 
 THEORIES = ("exact", "independence", "mean_field", "exact_last_layer")
 
@@ -78,8 +78,8 @@ K1_NOTE = ("K = 1: the standard error covers the samples of one network only, no
            "spread between networks; z is not shown")
 
 
-def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=None,
-            forward="law", law=None) -> dict:
+def predict_moments(prior, activations, loss, input_stats, y_mean, y_second, *, record=None,
+            forward_model="law", law=None) -> dict:
     """Predictions ``{theory: {layer: {"mean": .., "second_moment": ..}}}``.
 
     Parameters
@@ -93,46 +93,47 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
     y_mean, y_second : float
         E[y_k] and E[y_k^2] of the targets (assumed independent of the inputs).
     record : Record, optional
-        Needed for ``forward="measured"`` and for softmax outputs with the Gaussian forward
+        Needed for ``forward_model="measured"`` and for softmax outputs with the Gaussian forward
         model (anchor at the measured delta[L]).
-    forward : {"law", "measured", "gaussian"}
+    forward_model : {"law", "measured", "gaussian"}
         Where the forward statistics come from: the exact per-sample law of the forward
         pass under the prior (``law``, the default: every formula is then exact up to its
         Monte Carlo integration error), the recorded passes (``measured``), or the Gaussian
         mean-field recursion of :mod:`deltaprop.theory.forward` (``gaussian``).
     law : (delta, forward), optional
         :func:`deltaprop.theory.conditional.average` over forward passes: the law's draws
-        (:func:`~deltaprop.theory.conditional.law_batches`; required for ``forward="law"``)
+        (:func:`~deltaprop.theory.conditional.law_batches`; required for ``forward_model="law"``)
         or the recorded networks' own passes.  It gives the ``exact`` prediction of
         E[delta[l]] and E[delta[l]^2] at every layer (with its integration error as
         ``mean_se`` / ``second_moment_se``) and, for ``law``, the forward moments.
     """
-    if forward not in FORWARDS:
-        raise ValueError(f"forward must be one of {', '.join(FORWARDS)}; got {forward!r}")
-    if forward == "measured" and record is None:
-        raise ValueError("forward='measured' needs a record")
-    if forward == "law" and law is None:
-        raise ValueError("forward='law' needs law=theory.conditional.average(...) over "
+    if forward_model not in FORWARDS:
+        raise ValueError(f"forward_model must be one of {', '.join(FORWARDS)}; "
+                         f"got {forward_model!r}")
+    if forward_model == "measured" and record is None:
+        raise ValueError("forward_model='measured' needs a record")
+    if forward_model == "law" and law is None:
+        raise ValueError("forward_model='law' needs law=theory.conditional.average(...) over "
                          "theory.conditional.law_batches(...)")
     acts = [_act.get(f) for f in activations]
     sizes, L = list(prior.sizes), prior.L
     loss = _losses.get(loss)
-    fwd = forward_recursion(sizes, acts, input_stats, prior.mean_w[1:], prior.var_w[1:],
-                            prior.mean_b[1:], prior.var_b[1:])
+    fwd = forward_recursion(sizes, acts, input_stats, prior.weight_mean[1:], prior.weight_var[1:],
+                            prior.bias_mean[1:], prior.bias_var[1:])
     hidden_ok = all(f.elementwise for f in acts[:-1])
     E_df, E_df2 = [None] * (L + 1), [None] * (L + 1)
     for l in range(1, L):
-        if forward == "measured":
+        if forward_model == "measured":
             s = record.layer_summary(l, "df") if record.has("df", l) else None
             E_df[l], E_df2[l] = (s["mean"], s["second_moment"]) if s else (None, None)
-        elif forward == "law" and l in law[1]:
+        elif forward_model == "law" and l in law[1]:
             E_df[l], E_df2[l] = law[1][l]["df"], law[1][l]["df2"]
-        elif forward == "gaussian" and acts[l - 1].elementwise:
+        elif forward_model == "gaussian" and acts[l - 1].elementwise:
             E_df[l], E_df2[l] = fwd[l].E["df"], fwd[l].E["df2"]
     out = None
-    if forward == "gaussian":
+    if forward_model == "gaussian":
         out = output_delta_moments(loss, acts[-1], fwd[L].mean, fwd[L].var, y_mean, y_second)
-    elif forward == "law":
+    elif forward_model == "law":
         out = (law[0][L]["mean"], law[0][L]["second_moment"])
     anchored = out is None and record is not None  # start from the measured delta[L]
     if anchored:
@@ -142,31 +143,33 @@ def predict(prior, activations, loss, input_stats, y_mean, y_second, *, record=N
     if law is not None:
         preds["exact"] = {l: {k: v for k, v in law[0][l].items() if not k.startswith("dW2")}
                           for l in range(1, L + 1)}  # dW2: stats.weight_grads
-        if forward == "measured":  # delta[L] given the measured z[L]: the measurement
+        if forward_model == "measured":  # delta[L] given the measured z[L]: the measurement
             preds["exact"][L]["anchored"] = True
     if out is None or not hidden_ok or any(v is None for v in E_df[1:L]):
         return preds
-    mean, second = independence_backward(sizes, E_df, E_df2, prior.mean_w, prior.var_w, *out)
+    mean, second = independence_backward(sizes, E_df, E_df2, prior.weight_mean,
+                                         prior.weight_var, *out)
     preds["independence"] = {l: {"mean": mean[l], "second_moment": second[l]}
                              for l in range(1, L + 1)}
     if mean_field_applies(prior):
-        sec = mean_field_backward(sizes, E_df2, prior.var_w, out[1])
+        sec = mean_field_backward(sizes, E_df2, prior.weight_var, out[1])
         preds["mean_field"] = {l: {"second_moment": sec[l]} for l in range(1, L + 1)}
     if anchored:  # equal to the measurement by construction
         for name in ("independence", "mean_field"):
             if name in preds:
                 preds[name][L]["anchored"] = True
     if loss.name == "mse" and acts[-1].name == "identity" and L >= 2:
-        fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None,
-                            law[1].get(L - 1) if forward == "law" else None)
-        last = {"mean": _exact.exact_mean(sizes[L], prior.var_w[L], prior.mean_w[L], fw,
-                                          y_mean, prior.mean_b[L])}
-        if law is not None and forward != "gaussian":  # its forward moments: law or measured
+        fw = _forward_cross(fwd, acts, sizes, L - 1,
+                            record if forward_model == "measured" else None,
+                            law[1].get(L - 1) if forward_model == "law" else None)
+        last = {"mean": _exact.exact_mean(sizes[L], prior.weight_var[L], prior.weight_mean[L], fw,
+                                          y_mean, prior.bias_mean[L])}
+        if law is not None and forward_model != "gaussian":  # its forward moments: law or measured
             f2 = law[1][L - 1]
             last["second_moment"] = _exact.exact_second_moment(
-                sizes[L], prior.var_w[L], prior.mean_w[L], _exact.ForwardSecond(
+                sizes[L], prior.weight_var[L], prior.weight_mean[L], _exact.ForwardSecond(
                     f2["df2"], *(f2[k] for k in ("d2a", "d2a2", "d2S", "d2S2", "d2Q", "d2aS"))),
-                y_mean, y_second - y_mean**2, prior.mean_b[L], prior.var_b[L])
+                y_mean, y_second - y_mean**2, prior.bias_mean[L], prior.bias_var[L])
         preds["exact_last_layer"] = {L - 1: last}
     return preds
 
@@ -191,7 +194,7 @@ def mean_field_applies(prior, tol=0.05) -> bool:
     then applied to |mu_w| less 3 of those standard errors.
     """
     for l in range(1, prior.L + 1):
-        mu, v = abs(prior.mean_w[l]), prior.var_w[l]
+        mu, v = abs(prior.weight_mean[l]), prior.weight_var[l]
         n_in, n_out = prior.sizes[l - 1], prior.sizes[l]
         if prior.init == "empirical":
             mu = max(mu - 3 * math.sqrt(v / (n_in * n_out)), 0.0)
@@ -200,7 +203,7 @@ def mean_field_applies(prior, tol=0.05) -> bool:
     return True
 
 
-def question_conditions(prior, activations, input_stats, *, record=None, forward="law",
+def question_conditions(prior, activations, input_stats, *, record=None, forward_model="law",
                        law=None):
     """The question's conditions for the independence approximation at layer L-1, as numbers.
 
@@ -212,11 +215,11 @@ def question_conditions(prior, activations, input_stats, *, record=None, forward
     sizes, L = list(prior.sizes), prior.L
     if L < 2 or not acts[L - 2].elementwise or acts[-1].name != "identity":
         return None
-    fwd = forward_recursion(sizes, acts, input_stats, prior.mean_w[1:], prior.var_w[1:],
-                            prior.mean_b[1:], prior.var_b[1:])
-    fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward == "measured" else None,
-                        law[1].get(L - 1) if forward == "law" and law is not None else None)
-    return _exact.independence_gap(sizes[L], prior.var_w[L], prior.mean_w[L], fw)
+    fwd = forward_recursion(sizes, acts, input_stats, prior.weight_mean[1:], prior.weight_var[1:],
+                            prior.bias_mean[1:], prior.bias_var[1:])
+    fw = _forward_cross(fwd, acts, sizes, L - 1, record if forward_model == "measured" else None,
+                        law[1].get(L - 1) if forward_model == "law" and law is not None else None)
+    return _exact.independence_gap(sizes[L], prior.weight_var[L], prior.weight_mean[L], fw)
 
 
 def _forward_cross(fwd, acts, sizes, l, record, law=None):
@@ -235,15 +238,16 @@ def _forward_cross(fwd, acts, sizes, l, record, law=None):
     return _exact.ForwardCross(E["df"], E["fdf"], E["fdf"] + (H - 1) * cross, E["f"], H)
 
 
-def compare(record, predictions, q="delta", forward=None) -> list[dict]:
+def compare(record, predictions, q="delta", forward_model=None) -> list[dict]:
     """Rows (one per layer 1..L) of measurement and every applicable prediction;
-    ``forward`` (the forward model the predictions used, see :data:`FORWARDS`) is stated in
-    every row when given."""
+    ``forward_model`` (the forward model the predictions used, see :data:`FORWARDS`) is
+    stated in every row (key ``"forward"``) when given."""
     rows = []
     for l in range(1, record.L + 1):
         s = record.layer_summary(l, q)
         rows.append({
-            "layer": l, "units": int(record.sizes[l]), **({"forward": forward} if forward else {}),
+            "layer": l, "units": int(record.sizes[l]),
+            **({"forward": forward_model} if forward_model else {}),
             "measured": {**{k: s[k] for k in ("mean", "mean_se", "second_moment",
                                               "second_moment_se")},
                          "se_within_network_only": record.K < 2},

@@ -84,14 +84,14 @@ def applies(prior, activations, loss=None, *, samples, top="mse") -> tuple[str |
         return None, _GIVEN
     if prior.init == "orthogonal":
         return None, "no prediction for orthogonal weights: the theory is for i.i.d. weights"
-    if any(prior.mean_w[l] != 0 for l in range(1, L + 1)):
+    if any(prior.weight_mean[l] != 0 for l in range(1, L + 1)):
         return None, "no prediction with mu_w != 0: the theory is for zero-mean weights"
-    if any(prior.mean_b[l] != 0 for l in range(1, L)):
+    if any(prior.bias_mean[l] != 0 for l in range(1, L)):
         return None, "no prediction with hidden biases of nonzero mean"
     if not all(f.elementwise for f in acts[:-1]):
         return None, "no prediction for a non-elementwise hidden layer"
     exact = (all(f.name == "relu" for f in acts[:-1]) and prior.init in GAUSSIAN_LAWS
-             and all(prior.var_b[l] == 0 for l in range(1, L)))
+             and all(prior.bias_var[l] == 0 for l in range(1, L)))
     if top == "jacobian":
         return ("law", "exact law") if exact else \
             ("leading", "leading order in 1/n (its O(1/n^2) is not in the se)")
@@ -131,12 +131,13 @@ def predicted(prior, activations, loss=None, *, samples, top="mse", x=None, y=No
         log_var_x = (2 * input_var**2 + 4 * input_mean**2 * input_var) / (n0 * second**2)
         targets = (target_mean, target_var)
     if method == "law":
-        s = _fw.relu_spread(sizes, prior.var_w, top=top, x_norm2=norm2,
+        s = _fw.relu_spread(sizes, prior.weight_var, top=top, x_norm2=norm2,
                             targets=targets if targets is not None else (0.0, 0.0),
-                            bias_out=(prior.mean_b[L], prior.var_b[L]), draws=draws, seed=seed)
+                            bias_out=(prior.bias_mean[L], prior.bias_var[L]), draws=draws,
+                            seed=seed)
         return {l: {**{k: float(s[k][l]) for k in _FIELDS}, "method": method}
                 for l in range(1, L + 1)}, note
-    v = _fw.log_variance(sizes, list(activations), prior.var_w, prior.var_b,
+    v = _fw.log_variance(sizes, list(activations), prior.weight_var, prior.bias_var,
                          input_second=second, input_log_var=log_var_x)
     return {l: {"log_var": float(v[l]), "log_var_se": 0.0,
                 "rel_var": float(math.expm1(v[l])), "rel_var_se": 0.0, "method": method}
@@ -277,8 +278,9 @@ def probe_study(study):
     sizes[0], sizes[-1] = sizes[0] or n0, sizes[-1] or nL
     acts = layer_activations(study.activations, "identity", len(sizes) - 1)
     acts[-1] = _act.get("identity")
-    pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
-                    sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
+    pr = _ens.prior(sizes, init=study.init, weight_mean=study.weight_mean,
+                    weight_std=study.weight_std, sigma_w2=study.sigma_w2,
+                    sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
     chunk = min(study.K_chunk or study.K, study.K)
     rec = None
     for i, k0 in enumerate(range(0, study.K, chunk)):

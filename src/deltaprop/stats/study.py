@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _checks
 from .. import activations as _act
 from .. import losses as _losses
 from ..backprop import forward as _forward
@@ -32,7 +32,7 @@ from . import ensemble as _ens
 from . import independent as _gi
 from . import weight_grads as _wgr
 from .record import record as _record
-from .report import compare, predict, question_conditions
+from .report import compare, predict_moments, question_conditions
 
 __all__ = ["Study", "StudyResult", "run_study", "study_network", "load_inputs", "layer_activations"]
 
@@ -44,7 +44,7 @@ class Study:
     ``sizes[0]`` is replaced by the data's feature count and ``sizes[-1]`` by its class
     count when ``inputs`` names a data set and they are ``None``.
 
-    ``forward`` is the forward model of the predictions (``report.FORWARDS``).  For
+    ``forward_model`` is the forward model of the predictions (``report.FORWARDS``).  For
     ``"law"`` the exact prediction is a Monte Carlo integral over at least
     ``theory_samples`` draws of the forward law, continued (up to ``theory_max_samples``)
     until every layer's E[delta^2] has a relative integration error of at most
@@ -52,6 +52,9 @@ class Study:
     ``None`` sizes both by the network's units U = n_1 + ... + n_L (the work per draw):
     at least min(65536, 2^24 / U) and at most min(2^20, 2^26 / U) draws (not fewer than
     2048), so that small networks get a tight integral and deep wide ones a bounded cost.
+
+    A negative or non-finite std or variance (``weight_std``, ``sigma_w2``, ``sigma_b2``,
+    ``input_var``, ``target_var``) or a non-finite mean raises a ValueError naming it.
     """
 
     sizes: tuple = (None, 64, 64, 64, 64, None)
@@ -59,8 +62,8 @@ class Study:
     output: str | None = None
     loss: str = "mse"
     init: str | None = None
-    mean_w: float | tuple = 0.0
-    std: float | tuple | None = None
+    weight_mean: float | tuple = 0.0
+    weight_std: float | tuple | None = None
     sigma_w2: float | tuple | None = None
     sigma_b2: float | tuple = 0.0
     bias_mean: float | tuple = 0.0
@@ -74,7 +77,7 @@ class Study:
     K_chunk: int | None = None
     batch_size: int | None = 1024
     seed: int = 0
-    forward: str = "law"
+    forward_model: str = "law"
     theory_samples: int | None = None
     theory_rtol: float = 0.005
     theory_max_samples: int | None = None
@@ -86,6 +89,12 @@ class Study:
     correlation: float | None = None
     correlation_pairs: int = 256
     weight_grads: bool = False
+
+    def __post_init__(self):
+        for name in ("weight_std", "sigma_w2", "sigma_b2", "input_var", "target_var"):
+            _checks.check_nonnegative(name, getattr(self, name))
+        for name in ("weight_mean", "bias_mean", "input_mean", "target_mean"):
+            _checks.check_finite(name, getattr(self, name))
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,8 +169,12 @@ def load_inputs(study: Study, n_out=None, standardization=None):
     return x, y, float(y.mean()), float((y * y).mean()), x.shape[1], y.shape[1]
 
 
-def run_study(study: Study = Study()) -> StudyResult:
-    """Draw K networks from the study's prior, record, predict and compare."""
+def run_study(study: Study = Study(), progress=None) -> StudyResult:
+    """Draw K networks from the study's prior, record, predict and compare.
+
+    ``progress(stage, done, total)``, if given, is called with ``"record"`` after every
+    batch (``done`` of ``total`` network-batches) and with ``"theory"`` before the
+    predictions (the command line's progress bar)."""
     t0 = time.perf_counter()
     if study.K < 1 or (study.K_chunk or 0) < 0:
         raise ValueError(f"K must be >= 1 and K_chunk >= 0, got K = {study.K}, "
@@ -177,8 +190,9 @@ def run_study(study: Study = Study()) -> StudyResult:
     loss = _losses.get(study.loss)
     output = study.output or loss.output or "identity"
     acts = layer_activations(study.activations, output, len(sizes) - 1)
-    pr = _ens.prior(sizes, init=study.init, mean_w=study.mean_w, std=study.std,
-                    sigma_w2=study.sigma_w2, sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
+    pr = _ens.prior(sizes, init=study.init, weight_mean=study.weight_mean,
+                    weight_std=study.weight_std, sigma_w2=study.sigma_w2,
+                    sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
     chunk = min(study.K_chunk or study.K, study.K)
     parts = []  # (network stack, inputs) for the exact prediction on measured forward passes
     rec = gi = corr = None
@@ -192,9 +206,11 @@ def run_study(study: Study = Study()) -> StudyResult:
             xx = _backend.asarray(xx, net.xp, like=net.W[1])
             yy = _backend.asarray(yy, net.xp, like=net.W[1]) if y.dtype.kind == "f" else \
                 _backend.asarray(yy, net.xp, device=_backend.device(net.W[1]))
-        part = _record(net, xx, yy, loss, batch_size=study.batch_size, bins=study.bins)
+        part = _record(net, xx, yy, loss, batch_size=study.batch_size, bins=study.bins) \
+            if progress is None else _record(net, _ticks(xx, yy, study, progress, k0, k), None,
+                                             loss, bins=study.bins)
         rec = part if rec is None else rec.concat(part)
-        if study.forward == "measured":
+        if study.forward_model == "measured":
             parts.append((net, xx))
         if study.gradient_independence:  # W~: a second draw from the prior, its own seed
             copy = _ens.draw(pr, acts, K=k, seed=np.random.default_rng([study.seed, i, 1]),
@@ -207,19 +223,22 @@ def run_study(study: Study = Study()) -> StudyResult:
                                              study.input_var, [study.seed, i, 2], k)
             part = _corr.record_correlation(net, xa, xb)
             corr = part if corr is None else corr.concat(part)
+    if progress is not None:
+        progress("theory", 0, 1)
     inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
         if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
     law = _law(study, pr, acts, loss, x, y, n0, nL, y_mean, y_second, parts)
-    preds = predict(pr, acts, loss, inp, y_mean, y_second, record=rec, forward=study.forward,
-                    law=law)
-    rows = compare(rec, preds, forward=study.forward) if gi is None else \
-        _gi.add_rows(compare(rec, preds, forward=study.forward), rec, gi)
-    cond = question_conditions(pr, acts, inp, record=rec, forward=study.forward, law=law) \
+    preds = predict_moments(pr, acts, loss, inp, y_mean, y_second, record=rec,
+                            forward_model=study.forward_model, law=law)
+    rows = compare(rec, preds, forward_model=study.forward_model) if gi is None else \
+        _gi.add_rows(compare(rec, preds, forward_model=study.forward_model), rec, gi)
+    cond = question_conditions(pr, acts, inp, record=rec, forward_model=study.forward_model,
+                               law=law) \
         if _losses.get(loss).name == "mse" else None
     extra = {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
              "question_conditions": cond, _gi.KEY: gi}
     if study.weight_grads:
-        extra[_wgr.KEY] = _wgr.predict(pr, acts, inp, preds, law)
+        extra[_wgr.KEY] = _wgr.predict_weight_grads(pr, acts, inp, preds, law)
         rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])
     if corr is not None:
         rows, extra[_corr.KEY] = _correlation(rows, corr, pr, acts, study.correlation,
@@ -227,10 +246,21 @@ def run_study(study: Study = Study()) -> StudyResult:
     return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net, extra)
 
 
+def _ticks(x, y, study, progress, k0, k):
+    """record's batches of k networks, reporting k0 + k of K networks per batch done."""
+    from .record import iter_batches
+
+    m = x.shape[-2]
+    per = -(-m // study.batch_size) if study.batch_size else 1
+    for i, batch in enumerate(iter_batches(x, y, study.batch_size)):
+        yield batch
+        progress("record", k0 * per + k * (i + 1), study.K * per)
+
+
 def _correlation(rows, corr, prior, acts, c0, var):
     """The rows with the correlation map, and extra["correlation"]: the record, the
     prediction (or None and ``note``), the trainability ``rule`` (or a string: why not)."""
-    pred, note = _corr.predict(prior, acts, c0, var)
+    pred, note = _corr.predict_correlation(prior, acts, c0, var)
     rule, why = _corr.trainability(prior, acts)
     extra = {"record": corr, "predicted": pred, "note": note, "c0": c0,
              "rule": rule if rule is not None else why}
@@ -238,7 +268,7 @@ def _correlation(rows, corr, prior, acts, c0, var):
 
 
 def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=1024, bins=64,
-                  forward="law", gradient_independence=False, seed=0,
+                  forward_model="law", gradient_independence=False, seed=0,
                   theory_samples=None, correlation=None, correlation_pairs=256,
                   input_var=1.0, weight_grads=False) -> StudyResult:
     """Record a given network (e.g. a trained model) and compare with the theory evaluated
@@ -261,16 +291,16 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
     y_second = float((y_np**2).mean()) if y_second is None else y_second
     acts = net.activation_names()
     x_np = _backend.to_numpy(x)
-    law = _law(Study(sizes=tuple(net.sizes), inputs="data", forward=forward, seed=seed,
+    law = _law(Study(sizes=tuple(net.sizes), inputs="data", forward_model=forward_model, seed=seed,
                      theory_samples=theory_samples), pr, acts, loss, x_np, y,
                net.sizes[0], net.sizes[-1], y_mean, y_second, [(net, x)])
-    preds = predict(pr, acts, loss, data_input_stats(x_np), y_mean, y_second,
-                    record=rec, forward=forward, law=law)
-    rows = compare(rec, preds, forward=forward) if gi is None else \
-        _gi.add_rows(compare(rec, preds, forward=forward), rec, gi)
+    preds = predict_moments(pr, acts, loss, data_input_stats(x_np), y_mean, y_second,
+                            record=rec, forward_model=forward_model, law=law)
+    rows = compare(rec, preds, forward_model=forward_model) if gi is None else \
+        _gi.add_rows(compare(rec, preds, forward_model=forward_model), rec, gi)
     extra = {"prior": pr, "sizes": net.sizes, "activations": acts, _gi.KEY: gi}
     if weight_grads:
-        extra[_wgr.KEY] = _wgr.predict(pr, acts, data_input_stats(x_np), preds, law)
+        extra[_wgr.KEY] = _wgr.predict_weight_grads(pr, acts, data_input_stats(x_np), preds, law)
         rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])
     if correlation is not None:
         xa, xb = _corr.correlated_inputs(correlation_pairs, net.sizes[0], correlation,
@@ -289,14 +319,14 @@ def _law(study, prior, acts, loss, x, y, n0, nL, y_mean, y_second, parts):
     group per network for the standard error.
     """
     acts = [_act.get(f) for f in acts]
-    if study.forward == "gaussian" or not all(f.elementwise for f in acts[:-1]):
+    if study.forward_model == "gaussian" or not all(f.elementwise for f in acts[:-1]):
         return None
     if study.inputs == "gaussian":
         ybar, cov = _cond.target_law(loss, nL, y_mean, y_second)
         X = Y = None
     else:
         X, Y, cov = x.reshape(-1, n0), _targets(y, loss, nL).reshape(-1, nL), 0.0
-    if study.forward == "law":
+    if study.forward_model == "law":
         def draw(rng, n):
             if X is None:
                 return (study.input_mean + np.sqrt(study.input_var)

@@ -2,7 +2,7 @@
 
 The record keeps, per layer, the per-sample mean square of the weight gradient
 ``dW2`` = ||delta[l]_i||^2 ||a[l-1]_i||^2 / (n_l n_{l-1}) (:mod:`.record`), whose expectation is
-E[(dJ_i/dW[l]_jk)^2].  :func:`predict` puts the predictions of
+E[(dJ_i/dW[l]_jk)^2].  :func:`predict_weight_grads` puts the predictions of
 :mod:`deltaprop.theory.weight_grads` beside it:
 
 * ``exact``       E_F[E[delta[l]_j^2 | F] a[l-1]_k^2]: the conditional theory, no
@@ -34,7 +34,7 @@ from .. import activations as _act
 from ..theory import weight_grads as _wg
 from ..theory.forward import forward_recursion
 
-__all__ = ["predict", "add_rows", "table", "eq14_line", "KEY", "THEORIES"]
+__all__ = ["predict_weight_grads", "add_rows", "table", "eq14_line", "KEY", "THEORIES"]
 
 #: the key of the comparison rows (and of ``deltaprop stats --json``)
 KEY = "weight_grads"
@@ -50,15 +50,15 @@ def second_moments_a(prior, activations, input_stats, law=None) -> list:
     if law is not None and all(l in law[1] and "a2" in law[1][l] for l in range(L)):
         return [law[1][l]["a2"] for l in range(L)]
     acts = [_act.get(f) for f in activations]
-    fwd = forward_recursion(list(prior.sizes), acts, input_stats, prior.mean_w[1:],
-                            prior.var_w[1:], prior.mean_b[1:], prior.var_b[1:])
+    fwd = forward_recursion(list(prior.sizes), acts, input_stats, prior.weight_mean[1:],
+                            prior.weight_var[1:], prior.bias_mean[1:], prior.bias_var[1:])
     return [input_stats.s2 / prior.sizes[0]] + [fwd[l].E.get("f2") for l in range(1, L)]
 
 
-def predict(prior, activations, input_stats, predictions, law=None) -> dict:
+def predict_weight_grads(prior, activations, input_stats, predictions, law=None) -> dict:
     """``{l: {name: {"second_moment"[, "second_moment_se"][, "anchored"]}}}`` for l = 1..L.
 
-    ``predictions`` are :func:`deltaprop.stats.report.predict`'s (their E[delta[l]^2]);
+    ``predictions`` are :func:`deltaprop.stats.report.predict_moments`'s (their E[delta[l]^2]);
     ``law`` is the same :func:`deltaprop.theory.conditional.average` they used (``None``
     for the Gaussian forward model: then no ``exact`` or ``factorised``).
     """
@@ -84,8 +84,8 @@ def predict(prior, activations, input_stats, predictions, law=None) -> dict:
             out[l][key] = e
     top = next((predictions[n][L]["second_moment"] for n in ("exact", "mean_field",
                 "independence") if "second_moment" in predictions.get(n, {}).get(L, {})), None)
-    if top is not None and a2[0] is not None and all(v == 0 for v in prior.mean_w[1:]):
-        lin = _wg.linear_regime(prior.sizes, prior.var_w, a2[0], top)
+    if top is not None and a2[0] is not None and all(v == 0 for v in prior.weight_mean[1:]):
+        lin = _wg.linear_regime(prior.sizes, prior.weight_var, a2[0], top)
         for l in range(1, L + 1):
             out[l]["linear_regime"] = {"second_moment": lin[l]}
     return out
@@ -222,8 +222,8 @@ def eq14_line(rows, prior=None) -> str:
         text += f", linear regime {spread(lin):.3g}"
         if prior is not None:
             flat = [l for l in range(1, prior.L) if abs(
-                _wg.linear_ratio(prior.sizes, prior.var_w, l) - 1) < 1e-9]
-            steps = [f"{l}->{l + 1} x{_wg.linear_ratio(prior.sizes, prior.var_w, l):.3g}"
+                _wg.linear_ratio(prior.sizes, prior.weight_var, l) - 1) < 1e-9]
+            steps = [f"{l}->{l + 1} x{_wg.linear_ratio(prior.sizes, prior.weight_var, l):.3g}"
                      for l in range(1, prior.L) if l not in flat]
             text += (" (flat where n_{l-1} v_l = n_{l+1} v_{l+1}; steps here: "
                      + (", ".join(steps) if steps else "none") + ")")

@@ -27,7 +27,7 @@ the roots of the mean-field fixed points and edge of chaos) only.
 """
 
 from .batch_gradient import batch_gradient_theory
-from .exact_last_layer import ForwardCross, exact_mean, independence_gap, seed_formula
+from .exact_last_layer import ForwardCross, exact_mean, independence_gap, question_formula
 from .forward import (
                       InputStats,
                       data_input_stats,
@@ -65,7 +65,7 @@ __all__ = ["expect", "expectations", "bivariate", "InputStats", "gaussian_input_
            "data_input_stats", "forward_recursion", "raw_variance", "output_delta_moments",
            "independence_backward", "mean_field_backward", "chi", "chi_at_fixed_point",
            "gradient_depth_scale", "edge_of_chaos", "fixed_point", "fixed_points",
-           "FixedPoint", "ForwardCross", "seed_formula",
+           "FixedPoint", "ForwardCross", "question_formula",
            "exact_mean", "independence_gap", "length_map", "correlation_map",
            "correlation_slope", "correlation_fixed_points", "c_star", "correlation_iteration",
            "signal_theory", "SignalTheory", "critical_point", "derivative_moments",

@@ -73,9 +73,9 @@ def pair_forward(prior, activations, x_a, x_b, rng):
     acts = [_act.get(f) for f in activations]
     za, aa, zb, ab = [None], [np.asarray(x_a, float)], [None], [np.asarray(x_b, float)]
     for l in range(1, prior.L + 1):
-        if prior.mean_w[l] != 0:
+        if prior.weight_mean[l] != 0:
             raise ValueError("the batch-gradient theory assumes zero-mean weights (mu_w = 0)")
-        v, u, beta, n = prior.var_w[l], prior.var_b[l], prior.mean_b[l], prior.sizes[l]
+        v, u, beta, n = prior.weight_var[l], prior.bias_var[l], prior.bias_mean[l], prior.sizes[l]
         Qa, Qb = _dot(aa[-1], aa[-1]), _dot(ab[-1], ab[-1])
         C = _dot(aa[-1], ab[-1])
         sa, sb = np.sqrt(v * Qa + u), np.sqrt(v * Qb + u)
@@ -131,7 +131,7 @@ def pair_backward(prior, activations, loss, za, aa, ya, zb, ab, yb, rcond=1e-7) 
     R = _residuals(prior, za, zb, L)
     P = (R.mT @ da[:, :, None]) @ (db[:, None, :] @ R)              # R^T C[L] R: (N, 2, 2)
     for l in range(L - 1, 0, -1):
-        v, u = prior.var_w[l + 1], prior.var_b[l + 1]
+        v, u = prior.weight_var[l + 1], prior.bias_var[l + 1]
         A = math.sqrt(v) * np.stack([aa[l], ab[l]], 1)            # (N, 2, n_l)
         U, S = _eig2(A @ A.mT + u)                                  # B B^T = U S^2 U^T
         keep = S > rcond * S[:, :1]
@@ -166,7 +166,7 @@ def _eig2(V):
 
 def _residuals(prior, za, zb, l):
     """R = [z[l]_a, z[l]_b] - beta_l: (N, n_l, 2)."""
-    return np.stack([za[l], zb[l]], -1) - prior.mean_b[l]
+    return np.stack([za[l], zb[l]], -1) - prior.bias_mean[l]
 
 
 def batch_second_moment(diag, off, m):
@@ -182,7 +182,7 @@ def batch_gradient_theory(prior, activations, loss, x, y, *, m=None, pairs=16384
     Parameters
     ----------
     prior : stats.ensemble.Prior
-        Zero-mean weights (``mean_w`` 0), raw per-entry variances.
+        Zero-mean weights (``weight_mean`` 0), raw per-entry variances.
     activations : sequence
         f_1..f_L (hidden layers elementwise).
     loss : str or Loss

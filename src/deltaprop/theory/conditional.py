@@ -49,8 +49,8 @@ forward pass F, and an average over it.  Two are provided:
   hard for mean field), so no weight matrix is drawn and no backward pass is run;
   :func:`exact_moments` averages (C1), (C2) over those draws and reports the integration
   error as a standard error.
-* The recorded forward pass of the networks themselves (``forward="measured"`` in
-  :func:`deltaprop.stats.report.predict`): the same formulas at the measured z[l], a[l].
+* The recorded forward pass of the networks themselves (``forward_model="measured"`` in
+  :func:`deltaprop.stats.report.predict_moments`): the same formulas at the measured z[l], a[l].
 
 Weights drawn from a uniform law (the ``*_uniform`` initialisers) have the same first two
 moments but are not Gaussian: there (C1)-(C2) are the Gaussian-weight approximation.
@@ -83,8 +83,8 @@ def sample_forward(prior, activations, x, rng):
     a, z = [np.asarray(x, float)], [None]
     for l in range(1, prior.L + 1):
         S, Q = a[-1].sum(-1, keepdims=True), np.einsum("ni,ni->n", a[-1], a[-1])[:, None]
-        scale = np.sqrt(prior.var_w[l] * Q + prior.var_b[l])
-        zl = prior.mean_w[l] * S + prior.mean_b[l] + scale * rng.standard_normal(
+        scale = np.sqrt(prior.weight_var[l] * Q + prior.bias_var[l])
+        zl = prior.weight_mean[l] * S + prior.bias_mean[l] + scale * rng.standard_normal(
             (a[-1].shape[0], prior.sizes[l]))
         z.append(zl)
         a.append(acts[l - 1].f(zl, np))
@@ -142,8 +142,8 @@ def backward_given_forward(prior, activations, loss, z, a, y, y_cov=0.0):
     for l in range(L - 1, 0, -1):
         al, d = np.asarray(a[l], float), acts[l - 1].df(np.asarray(z[l], float),
                                                          np.asarray(a[l], float), np)
-        mu, v, beta, u = prior.mean_w[l + 1], prior.var_w[l + 1], prior.mean_b[l + 1], \
-            prior.var_b[l + 1]
+        mu, v = prior.weight_mean[l + 1], prior.weight_var[l + 1]
+        beta, u = prior.bias_mean[l + 1], prior.bias_var[l + 1]
         S, Q = al.sum(-1), np.einsum("nj,nj->n", al, al)
         V = v * Q + u
         ratio = np.divide(v, V, out=np.zeros_like(V), where=V > 0)  # v / V (0 if V = 0)

@@ -2,9 +2,10 @@
 
 Setting: layer i = L - 1 has H units, the output layer L is linear with M units, loss MSE,
 so delta[L] = z[L] - y = W[L] f(z[L-1]) + b[L] - y.  The weights W[L] are i.i.d. with mean
-mu_w and variance sigma_w^2 (raw, per entry), independent of z = z[L-1] (which depends on
-the inputs and the lower layers only) and of y; y is independent of z (targets drawn apart
-from the inputs).  Then, for unit j,
+mu_w and variance sigma_w^2 (raw, per entry: the arguments ``weight_mean`` and
+``weight_var``, not the width-scaled ``sigma_w2`` of the mean-field modules), independent
+of z = z[L-1] (which depends on the inputs and the lower layers only) and of y; y is
+independent of z (targets drawn apart from the inputs).  Then, for unit j,
 
     E[delta_j] = E[f'(z_j) sum_k W_kj (sum_l W_kl f(z_l) + b_k - y_k)]
                = sum_k sum_l E[W_kj W_kl] E[f'(z_j) f(z_l)]
@@ -19,7 +20,7 @@ This is the question's last line (with an output bias added: E[y_k] -> E[y_k] - 
 Checked here: the question's intermediate line writes sigma_w^2 e_i where e_j is meant, and
 its last line keeps the cross terms E[f'(z_j) f(z_l)] for l != j unfactored, as it must: z_j
 and z_l share the inputs, so they are *not* independent when mu_w != 0 in the lower layers.
-The question's final formula is right; :func:`seed_formula` implements it literally and
+The question's final formula is right; :func:`question_formula` implements it literally and
 :func:`exact_mean` adds the bias; the tests compare both with Monte Carlo.
 
 The independence approximation (:mod:`.independence`) instead gives
@@ -29,7 +30,9 @@ The question's conditions for the two to agree are evaluated by :func:`independe
 
 from __future__ import annotations
 
-__all__ = ["seed_formula", "exact_mean", "independence_mean", "independence_gap",
+from .._checks import check_nonnegative
+
+__all__ = ["question_formula", "exact_mean", "independence_mean", "independence_gap",
            "ForwardCross", "ForwardSecond", "forward_second", "exact_second_moment"]
 
 from dataclasses import dataclass
@@ -50,29 +53,35 @@ class ForwardCross:
     H: int
 
 
-def seed_formula(M, sigma_w2, mu_w, fw: ForwardCross, y_mean):
+def question_formula(M, weight_var, weight_mean, fw: ForwardCross, y_mean):
     """E[delta_j] = M sigma_w^2 E[f'(z_j) f(z_j)]
     + mu_w sum_{k=1}^M [mu_w sum_{l=1}^H E[f'(z_j) f(z_l)] - E[f'(z_j)] E[y_k]]   (the question).
 
-    ``y_mean``: E[y_k], a scalar (same for every k) or a sequence of M values.
+    sigma_w^2 = ``weight_var`` and mu_w = ``weight_mean`` are the raw per-entry variance and
+    mean of W[L]; ``y_mean``: E[y_k], a scalar (same for every k) or a sequence of M values.
     Assumes no output bias (or zero-mean biases are *not* enough: E[b] must be 0).
     """
+    check_nonnegative("weight_var", weight_var)
     sum_y = _sum_over_outputs(y_mean, M)
-    return M * sigma_w2 * fw.fdf + mu_w * (M * mu_w * fw.df_sum_f - fw.df * sum_y)
+    mu = weight_mean
+    return M * weight_var * fw.fdf + mu * (M * mu * fw.df_sum_f - fw.df * sum_y)
 
 
-def exact_mean(M, sigma_w2, mu_w, fw: ForwardCross, y_mean, b_mean=0.0):
-    """The question's formula with an output bias of mean ``b_mean``: E[y_k] -> E[y_k] - E[b_k]."""
-    return seed_formula(M, sigma_w2, mu_w, fw, _sum_over_outputs(y_mean, M) / M - b_mean)
+def exact_mean(M, weight_var, weight_mean, fw: ForwardCross, y_mean, bias_mean=0.0):
+    """The question's formula with an output bias of mean ``bias_mean``:
+    E[y_k] -> E[y_k] - E[b_k]."""
+    return question_formula(M, weight_var, weight_mean, fw,
+                            _sum_over_outputs(y_mean, M) / M - bias_mean)
 
 
-def independence_mean(M, mu_w, fw: ForwardCross, y_mean, b_mean=0.0):
+def independence_mean(M, weight_mean, fw: ForwardCross, y_mean, bias_mean=0.0):
     """E[f'(z_j)] mu_w sum_k (mu_w H E[f(z)] + E[b_k] - E[y_k])   (independence, one step)."""
     sum_y = _sum_over_outputs(y_mean, M)
-    return fw.df * mu_w * (M * (mu_w * fw.H * fw.f + b_mean) - sum_y)
+    mu = weight_mean
+    return fw.df * mu * (M * (mu * fw.H * fw.f + bias_mean) - sum_y)
 
 
-def independence_gap(M, sigma_w2, mu_w, fw: ForwardCross):
+def independence_gap(M, weight_var, weight_mean, fw: ForwardCross):
     """The question's conditions for independence to be good, as numbers.
 
     exact - independence = M sigma_w^2 E[f' f]                          ("variance term")
@@ -85,8 +94,9 @@ def independence_gap(M, sigma_w2, mu_w, fw: ForwardCross):
     keeps the l != j cross covariances the question drops).  Returns a dict with both terms
     and their sum.
     """
-    var_term = M * sigma_w2 * fw.fdf
-    cov_term = M * mu_w**2 * (fw.df_sum_f - fw.H * fw.df * fw.f)
+    check_nonnegative("weight_var", weight_var)
+    var_term = M * weight_var * fw.fdf
+    cov_term = M * weight_mean**2 * (fw.df_sum_f - fw.H * fw.df * fw.f)
     return {"variance_term": var_term, "covariance_term": cov_term, "total": var_term + cov_term}
 
 
@@ -119,8 +129,8 @@ def forward_second(df, f):
     return ForwardSecond(*(float(np.mean(d2 * t)) for t in (1.0, a, a * a, S, S * S, Q, a * S)))
 
 
-def exact_second_moment(M, sigma_w2, mu_w, fw: ForwardSecond, y_mean, y_var, b_mean=0.0,
-                        b_var=0.0):
+def exact_second_moment(M, weight_var, weight_mean, fw: ForwardSecond, y_mean, y_var,
+                        bias_mean=0.0, bias_var=0.0):
     """E[delta_j^2] of the last hidden layer, exactly (MSE, linear output, Gaussian W[L]).
 
     delta_j = f'(z_j) sum_k W_kj e_k with e_k = sum_l W_kl a_l + b_k - y_k.  Given the layer
@@ -137,14 +147,17 @@ def exact_second_moment(M, sigma_w2, mu_w, fw: ForwardSecond, y_mean, y_var, b_m
         E[delta_j^2 | a] = f'(z_j)^2 ( M E[W_kj^2 e_k^2] + M (M - 1) (v a_j + mu cbar)^2 ).
 
     Averaged over the forward pass this needs the seven moments of :class:`ForwardSecond`
-    (the targets only through their mean and variance).  ``sigma_w2`` is the raw per-entry
-    variance v of W[L] (the question's sigma_w^2).
+    (the targets only through their mean and variance).  ``weight_var`` is the raw per-entry
+    variance v of W[L] (the question's sigma_w^2), ``weight_mean`` its mean mu.
     """
-    mu, v, c0 = mu_w, sigma_w2, b_mean - y_mean
+    check_nonnegative("weight_var", weight_var)
+    check_nonnegative("y_var", y_var)
+    check_nonnegative("bias_var", bias_var)
+    mu, v, c0 = weight_mean, weight_var, bias_mean - y_mean
     # E[d^2 cbar^2] and E[d^2 a cbar], cbar = mu S + c0
     d2c2 = mu * mu * fw.d2S2 + 2 * mu * c0 * fw.d2S + c0 * c0 * fw.d2
     d2ac = mu * fw.d2aS + c0 * fw.d2a
-    one_row = ((mu * mu + v) * (d2c2 + v * fw.d2Q + (b_var + y_var) * fw.d2)
+    one_row = ((mu * mu + v) * (d2c2 + v * fw.d2Q + (bias_var + y_var) * fw.d2)
                + 2 * v * v * fw.d2a2 + 4 * mu * v * d2ac)
     pairs = v * v * fw.d2a2 + 2 * v * mu * d2ac + mu * mu * d2c2
     return M * one_row + M * (M - 1) * pairs

@@ -30,7 +30,7 @@ network.  With m > 1 inputs averaged in each network the spread is smaller and n
 formula here predicts it: gradient independence, which the leading-order pair covariances
 would need, undercounts it by a factor up to 2 and more (docs/signal.md, "Finite width").
 
-Notation: sizes n_0..n_L, ``var_w[l]`` the raw variance of one entry of W[l] (slot 0
+Notation: sizes n_0..n_L, ``weight_var[l]`` the raw variance of one entry of W[l] (slot 0
 unused), B_l = ||delta[l]||^2 for one input, E[delta[l]^2] = B_l / n_l per network.
 """
 
@@ -43,6 +43,7 @@ import numpy as np
 from scipy import special, stats
 
 from .. import activations as _act
+from .._checks import check_nonnegative
 from .gaussian import SLOPES, expect, numpy_pair
 
 __all__ = ["relu_layer_log_variance", "relu_jacobian_log_variance", "relu_law",
@@ -101,27 +102,27 @@ def relu_jacobian_log_variance(sizes) -> np.ndarray:
 
 
 # ----------------------------------------------------------------- ReLU, the exact law
-def relu_law(sizes, var_w, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
+def relu_law(sizes, weight_var, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
              bias_out=(0.0, 0.0), draws=1 << 18, seed=0) -> np.ndarray:
     """Draws of log E[delta[l]^2] of one ReLU network at one input: shape (draws, L + 1).
 
     Exact law (column 0 is nan) for: i.i.d. Gaussian zero-mean weights W[l] with raw
-    variances ``var_w[l]``, ReLU hidden layers with zero biases, an identity output layer
+    variances ``weight_var[l]``, ReLU hidden layers with zero biases, an identity output layer
     with biases N(bias_out) (mean, variance), one input x per network.  With a[0] = x,
     N_k ~ Binomial(n_k, 1/2) active units and independent chi-squares F_k, X_k:
 
-        ||a[k]||^2 = ||a[k-1]||^2 var_w[k] F_k,          F_k ~ chi^2_{N_k},  k = 1..L-1
-        z[L] = ||a[L-1]|| zeta + b[L],  zeta ~ N(0, var_w[L] I_{n_L})
+        ||a[k]||^2 = ||a[k-1]||^2 weight_var[k] F_k,          F_k ~ chi^2_{N_k},  k = 1..L-1
+        z[L] = ||a[L-1]|| zeta + b[L],  zeta ~ N(0, weight_var[L] I_{n_L})
         delta[L] = z[L] - y (top "mse")  or  u, ||u|| = 1 (top "jacobian")
         s = (z[L] - b[L]) . delta[L]                   (= z[k] . delta[k] at every k < L)
-        B_L = ||delta[L]||^2,   B_k = s^2 / ||a[k]||^2 + var_w[k+1] B_{k+1} X_k,
+        B_L = ||delta[L]||^2,   B_k = s^2 / ||a[k]||^2 + weight_var[k+1] B_{k+1} X_k,
                                 X_k ~ chi^2_{N_k - 1},  k = L-1..1
         E[delta[l]^2] = B_l / n_l.
 
     Derivation (docs/signal.md): split W[k+1] = zeta' a_hat[k]^T + W_perp with
     zeta' = W[k+1] a_hat[k] = z[k+1] / ||a[k]|| and W_perp independent of zeta' (Gaussian
     rows).  delta[k+1] depends on W[k+1] only through zeta' (the forward pass), so
-    W_perp^T delta[k+1] is N(0, var_w[k+1] B_{k+1}) on the complement of a[k], and masking
+    W_perp^T delta[k+1] is N(0, weight_var[k+1] B_{k+1}) on the complement of a[k], and masking
     by the active set (which contains a[k]) leaves chi^2_{N_k - 1}; the a[k] coordinate is
     zeta' . delta[k+1] = z[k+1] . delta[k+1] / ||a[k]||, and for ReLU without hidden
     biases z[k] . delta[k] = z[k+1] . delta[k+1] (Euler's identity for a positively
@@ -132,7 +133,7 @@ def relu_law(sizes, var_w, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
     Parameters
     ----------
     sizes : [n_0, ..., n_L]
-    var_w : sequence, slot 0 unused
+    weight_var : sequence, slot 0 unused
         Raw variance of one entry of W[l].
     top : {"mse", "jacobian"}
     x_norm2 : float or callable
@@ -146,6 +147,7 @@ def relu_law(sizes, var_w, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
 
     Draws with a dead layer (some N_k = 0, probability about sum_k 2^-n_k) are dropped.
     """
+    check_nonnegative("weight_var", weight_var)
     if top not in TOPS:
         raise ValueError(f"top must be one of {', '.join(TOPS)}; got {top!r}")
     sizes = [int(n) for n in sizes]
@@ -158,10 +160,10 @@ def relu_law(sizes, var_w, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
     a2k, N = [a2], [None]
     for k in range(1, L):
         Nk = rng.binomial(sizes[k], 0.5, D)
-        a2k.append(a2k[-1] * var_w[k] * rng.gamma(Nk / 2, 2.0))
+        a2k.append(a2k[-1] * weight_var[k] * rng.gamma(Nk / 2, 2.0))
         N.append(Nk)
     M = sizes[L]
-    zeta = math.sqrt(var_w[L]) * rng.standard_normal((D, M))
+    zeta = math.sqrt(weight_var[L]) * rng.standard_normal((D, M))
     norm = np.sqrt(a2k[L - 1])[:, None]
     if top == "mse":
         y = targets(rng, D) if callable(targets) else \
@@ -177,7 +179,7 @@ def relu_law(sizes, var_w, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
     with np.errstate(divide="ignore", invalid="ignore"):
         for k in range(L - 1, 0, -1):
             X = rng.gamma(np.maximum(N[k] - 1, 0) / 2, 2.0)
-            B[k] = s * s / a2k[k] + var_w[k + 1] * B[k + 1] * X
+            B[k] = s * s / a2k[k] + weight_var[k + 1] * B[k + 1] * X
         out = np.full((D, L + 1), np.nan)
         for l in range(1, L + 1):
             out[:, l] = np.log(B[l] / sizes[l])
@@ -188,6 +190,7 @@ def relu_law(sizes, var_w, *, top="mse", x_norm2=1.0, targets=(0.0, 1.0),
 def gaussian_norm2(n0, mean=0.0, var=1.0) -> Callable:
     """``rng, n -> ||x||^2`` draws for x with i.i.d. N(mean, var) components:
     var * noncentral chi^2 with n0 degrees of freedom and noncentrality n0 mean^2 / var."""
+    check_nonnegative("var", var)
     def draw(rng, n):
         if mean == 0:
             return var * rng.chisquare(n0, n)
@@ -222,11 +225,12 @@ def spread_of(values, axis=0) -> dict:
             "K": K}
 
 
-def relu_spread(sizes, var_w, **law) -> dict:
+def relu_spread(sizes, weight_var, **law) -> dict:
     """:func:`spread_of` the draws of :func:`relu_law` (``law``: its keywords) per layer:
     arrays (L + 1,) of log_var, log_var_se, rel_var, rel_var_se (slot 0 nan); the standard
     errors are the Monte Carlo integration error of the law, not a spread."""
-    logs = relu_law(sizes, var_w, **law)
+    check_nonnegative("weight_var", weight_var)
+    logs = relu_law(sizes, weight_var, **law)
     out = spread_of(np.exp(logs[:, 1:]))
     res = {k: np.concatenate([[np.nan], out[k]]) for k in
            ("log_var", "log_var_se", "rel_var", "rel_var_se")}
@@ -286,26 +290,26 @@ def layer_noise(f, q) -> dict:
             "eta": m["eta"], "f2": m["f2"], "df2": m["df2"]}
 
 
-def log_variance(sizes, activations, var_w, var_b=None, *, input_second=1.0,
+def log_variance(sizes, activations, weight_var, bias_var=None, *, input_second=1.0,
                  input_log_var=0.0) -> np.ndarray:
     """Var[log E[delta[l]^2]] for l = 1..L at leading order in 1/n: one input, delta[L] = u
     fixed (index 0 nan, index L 0).
 
-    Assumptions: i.i.d. zero-mean weights (raw variances ``var_w[l]``), biases N(0,
-    ``var_b[l]``), elementwise hidden activations, one input with E[||x||^2] / n_0 =
+    Assumptions: i.i.d. zero-mean weights (raw variances ``weight_var[l]``), biases N(0,
+    ``bias_var[l]``), elementwise hidden activations, one input with E[||x||^2] / n_0 =
     ``input_second`` and Var[log(||x||^2 / n_0)] = ``input_log_var`` (0 for a fixed input,
     about 2 / n_0 for i.i.d. standard normal components), W[k+1] treated as independent
     of delta[k+1] (gradient independence; exact for ReLU up to one coordinate a layer,
     :func:`relu_law`).  Per network let A_k = ||a[k]||^2 / n_k and
-    S_k = n_{k-1} var_w[k] A_{k-1} + var_b[k]: given layer k-1 the z[k]_j are i.i.d.
+    S_k = n_{k-1} weight_var[k] A_{k-1} + bias_var[k]: given layer k-1 the z[k]_j are i.i.d.
     N(0, S_k), so
 
         log A_k = log E[f^2](S_k) + e_f,k,
-        log B_k = log B_{k+1} + log(n_k var_w[k+1] E[f'^2](S_k)) + e_b,k,
+        log B_k = log B_{k+1} + log(n_k weight_var[k+1] E[f'^2](S_k)) + e_b,k,
 
     with the layer noises of :func:`layer_noise` (variances ~ 1/n_k, independent between
     layers).  Linearising around the mean-field S_k (d log S_k = w_k d log A_{k-1},
-    w_k = n_{k-1} var_w[k] A_{k-1} / S_k):
+    w_k = n_{k-1} weight_var[k] A_{k-1} / S_k):
 
         lambda_0 = input noise,  lambda_k = theta_k w_k lambda_{k-1} + e_f,k
         log B_l = sum_{k=l}^{L-1} (eta_k w_k lambda_{k-1} + e_b,k) + const,
@@ -314,19 +318,21 @@ def log_variance(sizes, activations, var_w, var_b=None, *, input_second=1.0,
     eta = 0) it is sum_k 5 / n_k; for smooth activations the forward pass's fluctuation
     enters through eta_k (a larger q_k lowers E[f'^2] for tanh).  Neglected: O(1/n^2).
     """
+    check_nonnegative("weight_var", weight_var)
+    check_nonnegative("bias_var", bias_var)
     sizes = [int(n) for n in sizes]
     L = len(sizes) - 1
     acts = _layer_acts(activations, L)
-    var_b = [0.0] * (L + 1) if var_b is None else list(var_b)
+    bias_var = [0.0] * (L + 1) if bias_var is None else list(bias_var)
     A = input_second
     lam = {0: 1.0}  # lambda_{k-1} = sum_i lam[i] e_i (i = 0 the input, i >= 1 e_f,i)
     var_e = {0: input_log_var}
     layers = []  # per hidden layer k: (k, eta_k w_k, lambda_{k-1}, its noises)
     for k in range(1, L):
-        S = sizes[k - 1] * var_w[k] * A + var_b[k]
+        S = sizes[k - 1] * weight_var[k] * A + bias_var[k]
         if S <= 0:
             raise ValueError(f"layer {k}: pre-activation variance {S} <= 0")
-        w = sizes[k - 1] * var_w[k] * A / S
+        w = sizes[k - 1] * weight_var[k] * A / S
         nz = layer_noise(acts[k - 1], S)
         layers.append((k, nz["eta"] * w, dict(lam), nz))
         lam = {i: nz["theta"] * w * c for i, c in lam.items()}

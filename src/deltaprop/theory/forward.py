@@ -2,9 +2,9 @@
 
 Assumptions (stated once, used by every function here)
 ------------------------------------------------------
-* Weights W[l]_jk are i.i.d. with mean ``mean_w[l]`` (mu_w) and variance ``var_w[l]``
-  (v_l, the *raw* variance of one entry); biases b[l]_j i.i.d. with mean ``mean_b[l]`` and
-  variance ``var_b[l]``; all independent of each other and of the inputs.  The mean-field
+* Weights W[l]_jk are i.i.d. with mean ``weight_mean[l]`` (mu_w) and variance ``weight_var[l]``
+  (v_l, the *raw* variance of one entry); biases b[l]_j i.i.d. with mean ``bias_mean[l]`` and
+  variance ``bias_var[l]``; all independent of each other and of the inputs.  The mean-field
   parametrisation of the literature, W ~ N(0, sigma_w^2 / n_{l-1}), is v_l =
   sigma_w^2 / n_{l-1}: see :func:`raw_variance`.
 * Units of one layer are exchangeable: z[l]_j has mean m_l and variance q_l, two units
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import activations as _act
+from .._checks import check_finite, check_nonnegative
 from ..network import per_layer
 from .gaussian import bivariate, expectations, numpy_pair
 
@@ -65,12 +66,15 @@ class LayerForward:
 
 def raw_variance(sigma_w2, n_in):
     """v = sigma_w^2 / n_in: the per-entry variance of the mean-field parametrisation."""
+    check_nonnegative("sigma_w2", sigma_w2)
     return sigma_w2 / n_in
 
 
 def gaussian_input_stats(n0, mean, var) -> InputStats:
     """Input statistics for x with i.i.d. components N(mean, var) (any distribution with
     those two moments): s1 = n mu, s2 = n (var + mu^2), S2 = n var + n^2 mu^2."""
+    check_nonnegative("var", var)
+    check_finite("mean", mean)
     return InputStats(n0 * mean, n0 * (var + mean**2), n0 * var + n0**2 * mean**2)
 
 
@@ -82,19 +86,21 @@ def data_input_stats(x) -> InputStats:
                       float((rows * rows).mean()))
 
 
-def pre_activation_moments(inp: InputStats, mean_w, var_w, mean_b=0.0, var_b=0.0):
+def pre_activation_moments(inp: InputStats, weight_mean, weight_var, bias_mean=0.0, bias_var=0.0):
     """(m, q, c) of z = W a + b for one layer (formulas in the module docstring)."""
-    mu, beta = mean_w, mean_b
+    check_nonnegative("weight_var", weight_var)
+    check_nonnegative("bias_var", bias_var)
+    mu, beta = weight_mean, bias_mean
     m = mu * inp.s1 + beta
-    ez2 = (var_w + mu**2) * inp.s2 + mu**2 * (inp.S2 - inp.s2) + 2 * mu * beta * inp.s1 \
-        + beta**2 + var_b
+    ez2 = (weight_var + mu**2) * inp.s2 + mu**2 * (inp.S2 - inp.s2) + 2 * mu * beta * inp.s1 \
+        + beta**2 + bias_var
     ezz = mu**2 * inp.S2 + 2 * mu * beta * inp.s1 + beta**2
     q = max(ez2 - m * m, 0.0)
     return m, q, min(max(ezz - m * m, 0.0), q)
 
 
-def forward_recursion(sizes, activations, inp: InputStats, mean_w, var_w, mean_b=0.0,
-                      var_b=0.0) -> list:
+def forward_recursion(sizes, activations, inp: InputStats, weight_mean, weight_var, bias_mean=0.0,
+                      bias_var=0.0) -> list:
     """Predicted z statistics of every layer: ``out[l]`` for l = 1..L (``out[0] = None``).
 
     Parameters
@@ -106,16 +112,19 @@ def forward_recursion(sizes, activations, inp: InputStats, mean_w, var_w, mean_b
         (softmax), then its ``E`` is empty.
     inp : InputStats
         Statistics of x (:func:`gaussian_input_stats` or :func:`data_input_stats`).
-    mean_w, var_w, mean_b, var_b : float or sequence (one per layer 1..L)
+    weight_mean, weight_var, bias_mean, bias_var : float or sequence (one per layer 1..L)
         Raw per-entry weight mean and variance, bias mean and variance.
 
     Returns
     -------
     list of LayerForward
     """
+    check_nonnegative("weight_var", weight_var)
+    check_nonnegative("bias_var", bias_var)
     L = len(sizes) - 1
     per = [[float(t) for t in per_layer(v, L, k)] for k, v in
-           (("mean_w", mean_w), ("var_w", var_w), ("mean_b", mean_b), ("var_b", var_b))]
+           (("weight_mean", weight_mean), ("weight_var", weight_var), ("bias_mean", bias_mean),
+            ("bias_var", bias_var))]
     out = [None]
     for l in range(1, L + 1):
         m, q, c = pre_activation_moments(inp, *(p[l - 1] for p in per))

@@ -18,7 +18,7 @@ Methods
   nodes are too sparse near the origin where tanh' and sigmoid' live, so composite
   8-point Gauss-Legendre on panels over mu +- 12 s is used instead (:func:`panel_nodes`):
   unit panels on |z| <= ``FINE_RADIUS``, panels growing with |z| beyond, none wider than
-  s/2.  Its cost does not grow with s (a fixed-step grid took minutes at s = 10^6).
+  s/2.  Its cost does not grow with s (a fixed-step grid's would).
   Assumption: g varies on the unit scale only for |z| <= 40 and on the scale of |z|
   beyond, as every activation of deltaprop (and their products and powers) does.
 * Both rules add mirror pairs first where the nodes are symmetric about mu (always for
@@ -74,7 +74,7 @@ def expect(g, mu, var, n=101):
 
     Gauss-Hermite with ``n`` nodes where sqrt(var) <= GRID_ABOVE, else Gauss-Legendre
     panels on mu +- 12 s (:func:`panel_nodes`; ~1e-15 relative for the activations' f^2 at
-    any s, about 0.1 ms an element).  ``var = 0`` gives g(mu).
+    any s).  ``var = 0`` gives g(mu).
     """
     mu, var = np.broadcast_arrays(np.asarray(mu, float), np.asarray(var, float))
     shape = mu.shape

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._checks import check_nonnegative
 from .gaussian import SLOPES, expect, expectations, numpy_pair
 from .signal import length_map
 
@@ -139,6 +140,9 @@ def layer_variances(q_in, sigma_w2, sigma_b2, activations):
     x, so q^1 = q* only for inputs drawn with q_in = (q* - sigma_b^2) / sigma_w^2).
     ``activations``: f_1..f_L (f_L is not used); ``sigma_w2``, ``sigma_b2``: one per layer.
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q_in", q_in)
     q = [sigma_w2[0] * q_in + sigma_b2[0]]
     for l in range(1, len(activations)):
         q.append(float(length_map(q[-1], sigma_w2[l], sigma_b2[l], activations[l - 1])))
@@ -289,6 +293,9 @@ def jacobian_theory(activations, sigma_w2, sigma_b2, q_in, weights, k_max=3, squ
     ``sigma_b2``: a number or one per layer; ``weights``: ``"gaussian"``, ``"orthogonal"``
     (or one per layer).  ``square=False`` (unequal widths) keeps only q, mu, chi and m_1.
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q_in", q_in)
     acts = list(activations)
     L = len(acts)
     sigma_w2, b2 = ([float(v)] * L if np.isscalar(v) else [float(t) for t in v]

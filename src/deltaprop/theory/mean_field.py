@@ -4,11 +4,11 @@ Assumptions: mu_w = 0; weights W[l+1] treated as independent of the forward pass
 propagating delta backwards (the gradient-independence assumption of Schoenholz et al.
 2017), pre-activations z[l] ~ N(m_l, q_l) from :mod:`.forward`.
 
-Scaling convention (loud): ``var_w`` is the raw variance of one entry of W[l+1].  Then
+Scaling convention (loud): ``weight_var`` is the raw variance of one entry of W[l+1].  Then
 
-    E[delta[l]^2] = chi_l E[delta[l+1]^2],    chi_l = n_{l+1} var_w[l+1] E[f'(z[l])^2].
+    E[delta[l]^2] = chi_l E[delta[l+1]^2],    chi_l = n_{l+1} weight_var[l+1] E[f'(z[l])^2].
 
-In the mean-field parametrisation var_w[l+1] = sigma_w^2 / n_l, so
+In the mean-field parametrisation weight_var[l+1] = sigma_w^2 / n_l, so
 chi_l = sigma_w^2 (n_{l+1} / n_l) E[f'(z[l])^2], which is sigma_w^2 E[f'^2] for equal
 widths.  (Written with the question's i.i.d. variance sigma_w^2 per entry, chi = n_{l+1}
 sigma_w^2 E[f'^2]: the same number.)
@@ -32,6 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from .. import activations as _act
+from .._checks import check_nonnegative
 from .gaussian import SLOPES, expect, expectations, numpy_pair
 
 __all__ = ["chi", "mean_field_backward", "FixedPoint", "fixed_points", "fixed_point",
@@ -44,31 +45,34 @@ def chi(sigma_w2, q, f, mean=0.0, width_ratio=1.0):
 
     At q = inf the limit sigma_w^2 (n_{l+1} / n_l) (f'(+inf)^2 + f'(-inf)^2) / 2.
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("q", q, finite=False)
     if q == math.inf:
         cp2, cm2 = _tail(_act.get(f))[:2]
         return sigma_w2 * width_ratio * (cp2 + cm2) / 2
     return sigma_w2 * width_ratio * float(expectations(f, mean, q)["df2"])
 
 
-def mean_field_backward(sizes, E_df2, var_w, out_second):
-    """E[delta[l]^2] for l = L..1: E[delta[l]^2] = n_{l+1} var_w[l+1] E[f'(z[l])^2] E[delta[l+1]^2].
+def mean_field_backward(sizes, E_df2, weight_var, out_second):
+    """E[delta[l]^2] = n_{l+1} weight_var[l+1] E[f'(z[l])^2] E[delta[l+1]^2], l = L-1..1.
 
     Parameters
     ----------
     sizes : [n_0, ..., n_L]
     E_df2 : sequence indexed by layer (slot 0 unused): E[f_l'(z[l])^2].
-    var_w : sequence indexed by layer: raw per-entry variance of W[l].
+    weight_var : sequence indexed by layer: raw per-entry variance of W[l].
     out_second : E[delta[L]^2].
 
     Returns
     -------
     list (slot l = layer l, slot 0 None)
     """
+    check_nonnegative("weight_var", weight_var[1:])
     L = len(sizes) - 1
     second = [None] * (L + 1)
     second[L] = float(out_second)
     for l in range(L - 1, 0, -1):
-        second[l] = sizes[l + 1] * var_w[l + 1] * E_df2[l] * second[l + 1]
+        second[l] = sizes[l + 1] * weight_var[l + 1] * E_df2[l] * second[l + 1]
     return second
 
 
@@ -148,9 +152,8 @@ class LengthMap:
     """
 
     def __init__(self, sigma_w2, sigma_b2, f):
-        if not (sigma_w2 >= 0 and sigma_b2 >= 0 and math.isfinite(sigma_w2 + sigma_b2)):
-            raise ValueError(f"sigma_w^2 and sigma_b^2 must be finite and >= 0; got "
-                             f"{sigma_w2!r}, {sigma_b2!r}")
+        check_nonnegative("sigma_w2", sigma_w2)
+        check_nonnegative("sigma_b2", sigma_b2)
         self.act, self.f, self.df = numpy_pair(f)
         self.w2, self.b2 = w2, b2 = float(sigma_w2), float(sigma_b2)
         self.linear = SLOPES.get(self.act.name)  # (alpha, beta) of a piecewise-linear f
@@ -255,7 +258,7 @@ def fixed_points(sigma_w2, sigma_b2, f):
     (a > 1, or a = 1 with F(q) > q at large q, as for softplus at sigma_w^2 = 2).  Two
     roots within one grid step, or a root in (0, 1e-8), would be missed.  Assumes F
     increasing in q, so no fixed point lies below F(0): true for every activation in
-    deltaprop (f(z)^2 + f(-z)^2 grows with |z|).  About 1-15 ms.
+    deltaprop (f(z)^2 + f(-z)^2 grows with |z|).
     """
     m = LengthMap(sigma_w2, sigma_b2, f)
     if m.linear is not None:
@@ -338,7 +341,6 @@ def edge_of_chaos(sigma_b2, f, lo=0.05, hi=20.0, q0=1.0):
     103 (sigma_b^2 = 0).  SiLU (sigma_b^2 = 0, 0.05, 0.3) and GELU (0, 0.05) have none
     from q0 = 1: chi jumps past 1 where the fixed point reached from q0 jumps from the
     finite branch to q* = inf.
-    About 1-300 ms.
 
     Raises
     ------
@@ -347,6 +349,7 @@ def edge_of_chaos(sigma_b2, f, lo=0.05, hi=20.0, q0=1.0):
         across 1 (the fixed point reached from q0 jumps, so no sigma_w^2 has chi = 1;
         the message gives where).
     """
+    check_nonnegative("sigma_b2", sigma_b2)
     from scipy.optimize import brentq
 
     act = _act.get(f)

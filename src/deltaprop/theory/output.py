@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .. import activations as _act
 from .. import losses as _losses
+from .._checks import check_nonnegative
 from .gaussian import expect, expectations, numpy_pair
 
 __all__ = ["output_delta_moments"]
@@ -24,6 +25,8 @@ __all__ = ["output_delta_moments"]
 
 def output_delta_moments(loss, f_out, mean, var, y_mean, y_second):
     """(E[delta[L]_k], E[delta[L]_k^2]) under the module's assumptions, or ``None``."""
+    check_nonnegative("var", var)
+    check_nonnegative("y_second", y_second)
     loss, act = _losses.get(loss), _act.get(f_out)
     if not act.elementwise:
         return None

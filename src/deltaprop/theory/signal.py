@@ -52,6 +52,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .. import activations as _act
+from .._checks import check_nonnegative
 from ..network import per_layer
 from .gaussian import SLOPES, expectations, hermite_nodes, numpy_pair, panel_nodes
 from .mean_field import (
@@ -78,6 +79,9 @@ KEYS = ("q_star", "chi_1", "c_star", "chi_c", "xi_q", "xi_c", "gradient_depth_sc
 def length_map(q, sigma_w2, sigma_b2, f):
     """q^l = F(q^{l-1}) = sigma_w^2 E[f(u)^2] + sigma_b^2, u ~ N(0, q^{l-1})  (Poole et al.
     2016, the length map; :mod:`.forward` with mu_w = 0).  ``q`` may be an array."""
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q", q, finite=False)
     return sigma_w2 * expectations(f, 0.0, q)["f2"] + sigma_b2
 
 
@@ -113,7 +117,7 @@ class _CMap:
     sqrt(q) <= 1) or the Gauss-Legendre panels of :func:`.gaussian.panel_nodes`; inner nodes
     Gauss-Hermite (61) when sqrt(q (1 - c^2)) <= 1, else 8-point Gauss-Legendre on panels
     of unit width in u over +-9 conditional standard deviations.  About 1e-12 relative for
-    the activations of deltaprop, 1-20 ms a point.
+    the activations of deltaprop.
     """
 
     def __init__(self, q, sigma_w2, sigma_b2, f):
@@ -194,12 +198,18 @@ def correlation_map(c, q, sigma_w2, sigma_b2, f):
     q = q^{l-1} is the length of both inputs at layer l-1 and F(q) = q^l; at q = q* this is
     q_ab^l / q*.  ``q`` may be 0 or ``math.inf`` (the limits of the module docstring).
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q", q, finite=False)
     return _CMap(q, sigma_w2, sigma_b2, f)(c)[0]
 
 
 def correlation_slope(c, q, sigma_w2, sigma_b2, f):
     """dc^l/dc^{l-1} = sigma_w^2 q E[f'(u_a) f'(u_b)] / F(q) (Price's theorem); at q = q*:
     chi_c = sigma_w^2 E[f'(u_a) f'(u_b)] (Schoenholz et al. 2017), chi_1 at c = 1."""
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q", q, finite=False)
     return _CMap(q, sigma_w2, sigma_b2, f)(c)[1]
 
 
@@ -262,6 +272,9 @@ def c_star(q, sigma_w2, sigma_b2, f):
     C is convex on [0, 1] (module docstring).  Returns (nan, 1) when the C-map is the
     identity (q* = 0 for smooth f; linear networks without biases).
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q", q, finite=False)
     return _c_star(_CMap(q, sigma_w2, sigma_b2, f))
 
 
@@ -273,6 +286,9 @@ def correlation_fixed_points(q, sigma_w2, sigma_b2, f):
     C is convex and increasing on [0, 1], so [0, 1] holds c* and 1 only; for c in [-1, 0),
     C(c) - c >= p_0 + |c| (1 - sum_{k odd} p_k) >= 0, zero only where C is odd and c = -1.
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q", q, finite=False)
     return _fixed_points(_CMap(q, sigma_w2, sigma_b2, f))[0]
 
 
@@ -314,6 +330,9 @@ def correlation_iteration(c0, q0, sigma_w2, sigma_b2, activations, depth=None):
     -------
     list of (q, c), slot 0 = (q0, c0)
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q0", q0)
     if isinstance(activations, str | _act.Activation):
         if depth is None:
             raise ValueError("give depth with a single activation")
@@ -398,8 +417,11 @@ def signal_theory(f, sigma_w2, sigma_b2, q0=1.0, edge=True) -> SignalTheory:
     """q*, chi_1, c*, chi_c, xi_q, xi_c, the gradient depth scale, the phase, every fixed
     point and the edge of chaos for the mean-field network (formulas in the module
     docstring; q* is the fixed point reached from q^0 = ``q0``).  ``edge=False`` skips the
-    edge of chaos (its own root search, up to 0.3 s).  About 10-300 ms.
+    edge of chaos (its own root search, the slowest part).
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q0", q0)
     act = _act.get(f)
     m = LengthMap(sigma_w2, sigma_b2, act)
     qpoints = fixed_points(sigma_w2, sigma_b2, act)
@@ -432,6 +454,9 @@ def phase_diagram(f, sigma_w2, sigma_b2, q0=1.0):
     dict with ``sigma_w2``, ``sigma_b2`` (the axes), ``chi_1`` and ``xi_c`` (arrays shaped
     (len(sigma_b2), len(sigma_w2))) and ``edge`` (one sigma_w^2 or nan per sigma_b^2).
     """
+    check_nonnegative("sigma_w2", sigma_w2)
+    check_nonnegative("sigma_b2", sigma_b2)
+    check_nonnegative("q0", q0)
     act = _act.get(f)
     w2s, b2s = np.asarray(sigma_w2, float), np.asarray(sigma_b2, float)
     chi1 = np.empty((b2s.size, w2s.size))

@@ -56,6 +56,8 @@ import math
 
 import numpy as np
 
+from .._checks import check_nonnegative
+
 __all__ = ["given_forward", "factorised", "linear_regime", "linear_ratio", "ratios"]
 
 
@@ -84,7 +86,7 @@ def factorised(E_delta2, E_a2_prev):
     return float(E_delta2) * float(E_a2_prev)
 
 
-def linear_regime(sizes, var_w, E_x2=1.0, E_deltaL2=1.0) -> list:
+def linear_regime(sizes, weight_var, E_x2=1.0, E_deltaL2=1.0) -> list:
     """E[dW2[l]] = E[x^2] E[delta[L]^2] prod_{l'<l} n_{l'-1} v_{l'} prod_{l'>l} n_{l'} v_{l'}.
 
     Glorot & Bengio (2010), eq. 7 in deltaprop's numbering (eq. 14 for equal widths): the
@@ -93,7 +95,7 @@ def linear_regime(sizes, var_w, E_x2=1.0, E_deltaL2=1.0) -> list:
     Parameters
     ----------
     sizes : [n_0, ..., n_L]
-    var_w : sequence indexed by layer (slot 0 unused): raw Var(W[l]_jk).
+    weight_var : sequence indexed by layer (slot 0 unused): raw Var(W[l]_jk).
     E_x2, E_deltaL2 : float
         E[x_k^2] and E[delta[L]_j^2] (1 gives the profile alone).
 
@@ -101,18 +103,20 @@ def linear_regime(sizes, var_w, E_x2=1.0, E_deltaL2=1.0) -> list:
     -------
     list, slot l for layer l (slot 0 = None)
     """
+    check_nonnegative("weight_var", weight_var)
     L = len(sizes) - 1
     out = [None]
     for l in range(1, L + 1):
-        up = math.prod(sizes[k - 1] * var_w[k] for k in range(1, l))
-        down = math.prod(sizes[k] * var_w[k] for k in range(l + 1, L + 1))
+        up = math.prod(sizes[k - 1] * weight_var[k] for k in range(1, l))
+        down = math.prod(sizes[k] * weight_var[k] for k in range(l + 1, L + 1))
         out.append(float(E_x2) * float(E_deltaL2) * up * down)
     return out
 
 
-def linear_ratio(sizes, var_w, l) -> float:
+def linear_ratio(sizes, weight_var, l) -> float:
     """E[dW2[l+1]] / E[dW2[l]] = n_{l-1} v_l / (n_{l+1} v_{l+1})  (linear regime)."""
-    return sizes[l - 1] * var_w[l] / (sizes[l + 1] * var_w[l + 1])
+    check_nonnegative("weight_var", weight_var)
+    return sizes[l - 1] * weight_var[l] / (sizes[l + 1] * weight_var[l + 1])
 
 
 def ratios(values, ref=1) -> list:
