@@ -43,7 +43,7 @@ import numpy as np
 
 __all__ = ["PARAMS", "DEFAULTS", "STUDY", "COLUMNS", "FORMATS", "grid", "cell_key", "run_cell",
            "run", "check_output", "table_path", "read_table", "plot_phase", "local_cluster",
-           "growth_rate", "SchedulerLostError"]
+           "growth_rate", "SweepStoppedError"]
 
 #: the grid axes, in table order
 PARAMS = ("sigma_w2", "sigma_b2", "depth", "width", "activation", "init", "loss", "seed")
@@ -306,6 +306,10 @@ def check_output(cells, path, *, force=False, resume=True) -> dict:
     for p in dict.fromkeys((table, path)):
         if os.path.isdir(p):
             raise ValueError(f"{p} is a folder; give --out a file name such as sweep.csv")
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise ValueError(f"cannot write the sweep table {path}: the folder {folder} does not "
+                         "exist; create it first")
     if force:
         return {}
     keys = {cell_key(c) for c in cells}
@@ -435,9 +439,9 @@ def run(cells: Iterable[dict], path, *, client=None, serial=False, backend=None,
         elif todo:
             try:
                 _run_distributed(todo, record, client, backend, device)
-            except SchedulerLostError as exc:
+            except SweepStoppedError as exc:
                 left = len(keys) - len(done)
-                raise SchedulerLostError(f"{exc} after {len(done)} of {len(keys)} cells; the "
+                raise SweepStoppedError(f"{exc} after {len(done)} of {len(keys)} cells; the "
                                     f"finished cells are kept in {table}: run the same command "
                                     f"again to compute only the other {left}") from None
     rows = [done[k] for k in keys]
@@ -473,8 +477,9 @@ def local_cluster(n_workers=None, **kwargs):
 SCHEDULER_PORT, DASHBOARD_PORT = 8786, 8787
 
 
-class SchedulerLostError(RuntimeError):
-    """The Dask scheduler went away during a sweep; the finished cells are in the table."""
+class SweepStoppedError(RuntimeError):
+    """The cluster failed during a sweep (the scheduler was lost, or a cell's task killed its
+    workers); the finished cells are in the table, and running the sweep again resumes it."""
 
 
 def connect(address, timeout=10.0):
@@ -516,11 +521,19 @@ def connect(address, timeout=10.0):
                               f"tcp://host:{SCHEDULER_PORT} ({exc})") from None
     _probe(address, host, int(port), timeout, greeting=scheme == "tcp", socket=socket)
     try:
-        return Client(address, timeout=timeout, set_as_default=False)
+        client = Client(address, timeout=timeout, set_as_default=False)
     except Exception as exc:  # noqa: BLE001 - any failure to connect becomes one line
         raise ConnectionError(f"scheduler {address}: no Dask scheduler answered within "
                               f"{timeout:g} s ({type(exc).__name__}); check the address, or "
                               "raise the timeout (--scheduler-timeout)") from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+    except Exception:  # noqa: BLE001 - TimeoutError, or the scheduler left meanwhile
+        client.close()
+        raise ConnectionError(f"scheduler {address} has no workers (none joined within "
+                              f"{timeout:g} s), so nothing would run; start some with `dask "
+                              f"worker {address}`") from None
+    return client
 
 
 def _probe(address, host, port, timeout, greeting, socket):
@@ -561,7 +574,7 @@ def _probe(address, host, port, timeout, greeting, socket):
 
 
 def _run_distributed(todo, record, client, backend, device):
-    from dask.distributed import Client, as_completed
+    from dask.distributed import Client, KilledWorker, as_completed
 
     own = None
     if client is None:
@@ -573,10 +586,14 @@ def _run_distributed(todo, record, client, backend, device):
         for fut in as_completed(futures, loop=client.loop):
             try:
                 row = fut.result()
+            except KilledWorker as exc:
+                raise SweepStoppedError(f"a cell's task died with the workers that ran it "
+                                        f"({type(exc).__name__}: out of memory, or a crash; see "
+                                        "the workers' logs)") from None
             except Exception as exc:
                 if _lost(exc, client):
-                    raise SchedulerLostError(f"lost the Dask scheduler {client.scheduler.address} "
-                                        f"({type(exc).__name__})") from None
+                    raise SweepStoppedError(f"lost the Dask scheduler {client.scheduler.address}"
+                                            f" ({type(exc).__name__})") from None
                 raise
             record(row)
             fut.release()

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import math
+import os
 import sys
 
-from ._common import add_backend_options, backend_from_args
+from ._common import (
+    RETIRED,
+    add_backend_options,
+    add_config_option,
+    add_retired,
+    backend_from_args,
+    progress_bar,
+)
 
 
 def _int(s):
@@ -17,8 +28,7 @@ def _int(s):
 
 #: command-line flag -> (grid axis, converter applied to every value)
 _AXES = {
-    "sigma_w2": ("sigma_w2", float), "sigma_w": ("sigma_w2", lambda s: float(s) ** 2),
-    "sigma_b2": ("sigma_b2", float), "sigma_b": ("sigma_b2", lambda s: float(s) ** 2),
+    "sigma_w2": ("sigma_w2", float), "sigma_b2": ("sigma_b2", float),
     "depth": ("depth", _int), "width": ("width", _int), "activation": ("activation", str),
     "init": ("init", str), "loss": ("loss", str), "seed": ("seed", _int),
 }
@@ -30,16 +40,14 @@ def register(sub):
         description="Run a grid of ensemble cells (K networks each) as tasks on a "
         "dask.distributed cluster; every cell records E[delta[l]^2] per layer and the "
         "growth rate g of log E[delta^2] per layer (backward).  Rows stream into one CSV "
-        "table; a stopped sweep resumes without recomputing finished cells.  Lists are "
-        "'a,b,c' or 'start:stop:num' (num evenly spaced values, both ends included).")
+        "table; a stopped sweep resumes without recomputing finished cells, and a table of "
+        "another grid is never mixed in or replaced without --force.  Lists are 'a,b,c' or "
+        "'start:stop:num' (num evenly spaced values, both ends included).")
     g = p.add_argument_group("grid (each takes a list)")
-    w = g.add_mutually_exclusive_group()
-    w.add_argument("--sigma-w2", default="0.25:4:16", help="weight variance sigma_w^2 "
+    g.add_argument("--sigma-w2", default="0.25:4:16", help="weight variance sigma_w^2 "
                    "(W ~ N(0, sigma_w^2 / n_in)); default 0.25:4:16")
-    w.add_argument("--sigma-w", default=None, help="weight std sigma_w instead of --sigma-w2")
-    b = g.add_mutually_exclusive_group()
-    b.add_argument("--sigma-b2", default="0:0.2:5", help="bias variance; default 0:0.2:5")
-    b.add_argument("--sigma-b", default=None, help="bias std instead of --sigma-b2")
+    g.add_argument("--sigma-b2", default="0:0.2:5", help="bias variance sigma_b^2; "
+                   "default 0:0.2:5")
     g.add_argument("--depth", default="20", help="number of weight layers L (>= 3)")
     g.add_argument("--width", default="64", help="units per layer n")
     g.add_argument("--activation", default="tanh", help="hidden activation(s)")
@@ -48,9 +56,13 @@ def register(sub):
     g.add_argument("--loss", default="mse", help="loss(es); the output layer suits each")
     g.add_argument("--seed", default="0", help="ensemble seed(s)")
     p.add_argument("--K", type=int, default=16, help="networks per cell (default 16)")
-    p.add_argument("--m", type=int, default=32, help="samples per network (default 32)")
+    p.add_argument("--samples", type=int, default=32,
+                   help="samples m per network (default 32)")
     p.add_argument("--out", default="sweep.csv",
-                   help="result table (.csv, or .parquet with pyarrow); default sweep.csv")
+                   help="result table: .csv, or .parquet (needs pyarrow); default sweep.csv. "
+                   "A table of the same grid is resumed; any other file is refused")
+    p.add_argument("--force", action="store_true",
+                   help="start a new table, replacing the file at --out (and the plot)")
     p.add_argument("--plot", default=None,
                    help="phase-diagram image (default: the table's name with .png)")
     p.add_argument("--no-plot", action="store_true", help="no phase diagram")
@@ -63,10 +75,18 @@ def register(sub):
                        help="start a local cluster of this many worker processes "
                        "(default: one per core)")
     where.add_argument("--serial", action="store_true", help="no Dask: one cell after another")
+    p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="give up on --scheduler after this long without an answer (default 10)")
     add_backend_options(p, "the K networks of a cell")
-    p.add_argument("--fresh", action="store_true",
-                   help="start a new table instead of resuming the one at --out")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per finished cell")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar, no dashboard address, no summary")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary and the rows as JSON (growth NaN as null)")
+    add_config_option(p)
+    add_retired(p, {"--sigma-w": "--sigma-w2 (sigma_w squared)",
+                    "--sigma-b": "--sigma-b2 (sigma_b squared)", "--m": RETIRED["--m"],
+                    "--fresh": "--force (start a new table, replacing the one at --out)"})
     p.set_defaults(func=_sweep)
 
 
@@ -93,59 +113,143 @@ def parse_list(text, convert):
 def _sweep(args):
     from .. import sweep
 
-    axes = {}
-    for flag, (axis, convert) in _AXES.items():
-        text = getattr(args, flag)
-        if text is None or (flag in ("sigma_w2", "sigma_b2") and
-                            getattr(args, flag.removesuffix("2")) is not None):
-            continue
-        axes[axis] = parse_list(text, convert)
-    cells = sweep.grid(**axes, K=args.K, m=args.m)
+    axes = {axis: parse_list(getattr(args, flag), convert)
+            for flag, (axis, convert) in _AXES.items()}
+    cells = sweep.grid(**axes, K=args.K, m=args.samples)
     be = backend_from_args(args)  # fail here, not on every worker
-    if not args.serial:
+    if not args.scheduler_timeout > 0:
+        raise ValueError(f"--scheduler-timeout must be > 0 seconds, got {args.scheduler_timeout}")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    table = sweep.table_path(args.out)  # an unknown format fails here
+    resuming = os.path.exists(table) and not args.force
+    done = sweep.check_output(cells, args.out, force=args.force)  # before any computing
+    plot = None if args.no_plot else _check_plot(args, table, resuming)
+    todo = len(cells) - sum(1 for c in cells if sweep.cell_key(c) in done)
+    if not args.serial and todo:
         import dask.distributed  # noqa: F401  (a missing extra fails before any file is written)
-    before = {r["key"] for r in sweep.read_table(_table(args.out))} if not args.fresh else set()
     new = [0]
+    bar = progress_bar(args.quiet, todo, "sweep", unit="cell")
 
     def on_row(row):
         new[0] += 1
+        if bar is not None:
+            bar.update()
         if args.verbose:
-            print(f"[{new[0]}] {row['activation']} sigma_w2={row['sigma_w2']:g} "
-                  f"sigma_b2={row['sigma_b2']:g} L={row['depth']} n={row['width']} "
-                  f"seed={row['seed']}: growth {row['growth']:+.4f}", flush=True)
+            line = (f"[{new[0]}/{todo}] {row['activation']} sigma_w2={row['sigma_w2']:g} "
+                    f"sigma_b2={row['sigma_b2']:g} L={row['depth']} n={row['width']} "
+                    f"seed={row['seed']}: growth {row['growth']:+.4f}")
+            (bar.write if bar is not None else print)(line)
 
-    client = None
-    if args.scheduler:
-        from dask.distributed import Client
-
-        client = Client(args.scheduler, set_as_default=False)
-    elif args.workers is not None and not args.serial:
-        if args.workers < 1:
-            raise ValueError(f"--workers must be >= 1, got {args.workers}")
-        from dask.distributed import Client
-
-        cluster = sweep.local_cluster(args.workers)
-        client = Client(cluster, set_as_default=False)
     try:
-        rows = sweep.run(cells, args.out, client=client, serial=args.serial,
-                         backend=be.name, device=be.device, resume=not args.fresh,
-                         on_row=on_row)
+        with _cluster(args, todo) as client:
+            rows = sweep.run(cells, args.out, client=client, serial=args.serial,
+                             backend=be.name, device=be.device, force=args.force,
+                             on_row=on_row)
+    except sweep.SweepStoppedError as exc:
+        print(f"deltaprop: error: {exc}", file=sys.stderr)
+        return 1
     finally:
-        if client is not None:
-            client.close()
-            if args.workers is not None:
-                cluster.close()
-    reused = sum(1 for c in cells if sweep.cell_key(c) in before)
-    print(f"{len(rows)} cells ({new[0]} computed, {reused} from the table) -> {args.out}")
-    if not args.no_plot:
-        path = args.plot or _table(args.out).removesuffix(".csv") + ".png"
-        sweep.plot_phase(rows, path, edge=not args.no_edge)
-        print(f"phase diagram -> {path}")
-    finite = [r for r in rows if math.isfinite(r["growth"])]
-    if len(finite) < len(rows):
-        print(f"{len(rows) - len(finite)} cells had no finite growth rate", file=sys.stderr)
+        if bar is not None:
+            bar.close()
+    reused = len(rows) - new[0]
+    if plot is not None:
+        sweep.plot_phase(rows, plot, edge=not args.no_edge)
+    bad = sum(1 for r in rows if not math.isfinite(r["growth"]))
+    if args.json:
+        print(json.dumps({"out": args.out, "cells": len(rows), "computed": new[0],
+                          "reused": reused, "plot": plot, "no_finite_growth": bad,
+                          "rows": [_jsonable(r) for r in rows]}, indent=2, allow_nan=False))
+    elif not args.quiet:
+        print(f"{len(rows)} cells ({new[0]} computed, {reused} from the table) -> {args.out}")
+        if plot is not None:
+            print(f"phase diagram -> {plot}")
+    if bad and not args.quiet:
+        print(f"deltaprop: {bad} cells had no finite growth rate", file=sys.stderr)
     return 0
 
 
-def _table(out):
-    return out[: -len(".parquet")] + ".csv" if out.endswith(".parquet") else out
+def _jsonable(row):
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else
+                [None if not math.isfinite(e) else e for e in v] if isinstance(v, list) else v)
+            for k, v in row.items()}
+
+
+def _check_plot(args, table, resuming):
+    """The plot's path, checked before any computing: a format matplotlib writes, and no
+    image replaced unless it belongs to the sweep being resumed (or --force)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = args.plot or os.path.splitext(table)[0] + ".png"
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    if ext not in kinds:
+        raise ValueError(f"--plot {path}: matplotlib cannot write .{ext or '(no suffix)'} images; "
+                         f"use one of .{', .'.join(sorted(kinds))} (e.g. .png)")
+    if os.path.isdir(path):
+        raise ValueError(f"--plot {path} is a folder; give an image file name")
+    if not os.path.isdir(os.path.dirname(path) or "."):
+        raise ValueError(f"--plot {path}: the folder {os.path.dirname(path)} does not exist; "
+                         "create it first")
+    if os.path.exists(path) and not (args.force or resuming):
+        raise ValueError(f"the phase diagram {path} exists and is not this sweep's: choose "
+                         "--plot, add --no-plot, or --force to replace it")
+    return path
+
+
+@contextlib.contextmanager
+def _cluster(args, todo):
+    """The Dask client the sweep runs on (None for --serial or nothing to compute), with its
+    dashboard's address on stderr; Dask's own log lines are kept off the terminal."""
+    if args.serial or not todo:
+        yield None
+        return
+    import dask
+    from dask.distributed import Client
+
+    from .. import sweep
+
+    timeout = f"{args.scheduler_timeout}s"
+    with dask.config.set({"distributed.comm.timeouts.connect": timeout}), _quiet_logs():
+        if args.scheduler:
+            cluster, client = None, sweep.connect(args.scheduler, args.scheduler_timeout)
+        else:
+            cluster = sweep.local_cluster(args.workers)
+            client = Client(cluster, set_as_default=False)
+        try:
+            if not args.quiet:
+                _print_dashboard(client)
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                client.close(timeout=args.scheduler_timeout)
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close()
+
+
+def _print_dashboard(client):
+    link = client.dashboard_link
+    if not link:
+        return
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        link += " (it needs bokeh: pip install 'deltaprop[dask]')"
+    print(f"dask dashboard: {link}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _quiet_logs():
+    """Dask's in-process loggers silenced (a lost scheduler logs pages of tracebacks; the
+    sweep says in one line what happened instead), restored on exit."""
+    loggers = [logging.getLogger(n) for n in ["distributed", *logging.root.manager.loggerDict]
+               if n == "distributed" or n.startswith("distributed.")]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, before, strict=True):
+            lg.setLevel(level)
