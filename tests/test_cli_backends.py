@@ -105,7 +105,7 @@ def test_trace_text_with_l2_on_torch(capsys, tmp_path):
 
 # --------------------------------------------------------------------- training
 
-TRAIN = ["train", "--data", "iris", "--sizes", "8", "--epochs", "2", "--batch-size", "16",
+TRAIN = ["train", "--data", "iris", "--hidden", "8", "--epochs", "2", "--batch-size", "16",
          "--json"]
 
 
@@ -164,7 +164,7 @@ def test_threads_reach_torch_and_are_restored(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        assert main(["train", "--data", "iris", "--sizes", "4", "--epochs", "1", "--quiet",
+        assert main(["train", "--data", "iris", "--hidden", "4", "--epochs", "1", "--quiet",
                      "--backend", "torch", "--threads", "1", "--out", str(tmp_path / "r")]) == 0
         assert seen == [1]
         assert torch.get_num_threads() == 3
@@ -213,7 +213,7 @@ def test_stats_model_equals_numpy(capsys, numpy_run, flags):
 @pytest.mark.parametrize("flags", OTHERS)
 def test_sweep_serial_equals_numpy(capsys, tmp_path, flags):
     argv = ["sweep", "--serial", "--no-plot", "--sigma-w2", "0.5,2", "--sigma-b2", "0",
-            "--depth", "3", "--width", "6", "--K", "2", "--m", "5", "--fresh"]
+            "--depth", "3", "--width", "6", "--K", "2", "--samples", "5", "--force"]
     _call(capsys, argv + ["--out", tmp_path / "np.csv"])
     _call(capsys, argv + ["--out", tmp_path / "other.csv"] + flags)
 
@@ -239,7 +239,7 @@ def test_sweep_serial_equals_numpy(capsys, tmp_path, flags):
 COMMANDS = {
     "gradcheck": ["gradcheck"], "trace": ["trace"], "stats": ["stats", "--K", "1"],
     "sweep": ["sweep", "--serial", "--no-plot", "--depth", "3", "--width", "4",
-              "--sigma-w2", "1", "--sigma-b2", "0", "--K", "1", "--m", "2"],
+              "--sigma-w2", "1", "--sigma-b2", "0", "--K", "1", "--samples", "2"],
     "train": ["train", "--data", "xor", "--epochs", "1"],
     "evaluate": ["evaluate", "NO-MODEL", "xor"], "predict": ["predict", "NO-MODEL", "xor"],
 }

@@ -18,7 +18,7 @@ def test_numpy_training_never_imports_torch(tmp_path):
     """``--threads`` limits PyTorch only where torch is already loaded: a NumPy run (here
     with torch installed or not) does not import it."""
     code = ("import sys; from deltaprop.cli import main; "
-            f"rc = main(['train', '--data', 'iris', '--sizes', '4', '--epochs', '1', '--quiet', "
+            f"rc = main(['train', '--data', 'iris', '--hidden', '4', '--epochs', '1', '--quiet', "
             f"'--threads', '1', '--out', {str(tmp_path / 'r')!r}]); "
             "print(rc, 'torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -56,9 +56,9 @@ def test_cli_missing_optional_package_is_one_line_exit_2(monkeypatch, capsys, tm
     monkeypatch.setattr(builtins, "__import__", no_dask)
     for mod in [m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")]:
         monkeypatch.delitem(sys.modules, mod)
-    code = main(["sweep", "--out", str(tmp_path / "sweep"), "--depth", "3", "--width", "4",
-                 "--K", "2", "--m", "4", "--no-plot"])
+    code = main(["sweep", "--out", str(tmp_path / "sweep.csv"), "--depth", "3", "--width", "4",
+                 "--K", "2", "--samples", "4", "--no-plot"])
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and "optional package 'dask'" in err and "deltaprop[dask]" in err
-    assert not (tmp_path / "sweep").exists()  # failed before writing anything
+    assert not (tmp_path / "sweep.csv").exists()  # failed before writing anything
