@@ -1,8 +1,10 @@
-"""Throughput of the default sweep study on 1 vs 2 local Dask workers (and a GPU if lent).
+"""Growth: time per step against width, depth and batch; Dask and GPU throughput.
 
 Usage::
 
-    python bench/scaling.py                  # table (about a minute on 2 cores)
+    python bench/scaling.py --growth --plot growth.png   # time per step, log axes
+    python bench/scaling.py --growth --json --quick      # (smoke run: small sizes)
+    python bench/scaling.py                  # Dask table (about a minute on 2 cores)
     python bench/scaling.py --json
     python bench/scaling.py --cells 40 --repeats 1 --workers 1 2 4
     python bench/scaling.py --K 64            # heavier cells: 4x the networks per cell
@@ -21,6 +23,16 @@ Workloads (all float64):
   through a 64-128-128-10 tanh/softmax network.
 * ``gpu`` (only where ``torch.cuda.is_available()``): the sweep's cells run serially with
   ``backend="torch", device="cuda"`` against NumPy on the CPU.
+
+``--growth`` instead times one training step (:func:`deltaprop.backprop.train_step` as
+``fit`` calls it), the textbook NumPy step and the matrix-product floor of ``bench/run.py``
+(one thread, CPU clock, interleaved, minimum over repeats) along three lines through one
+base network (3 tanh layers of width 128, MSE, batch 128, float32): width n (16 .. 1024),
+depth L (2 .. 64 layers of width 128), batch m (1 .. 4096); and the peak memory that
+:func:`deltaprop.stats.record` allocates (``tracemalloc``) while it streams data sets of
+growing m (up to 10^6 samples, 1 GB of data), drawn batch by batch as a data set larger
+than memory would be: it stays bounded (sub-batches, merged sums).  ``--plot`` draws the
+three lines on log axes with the floor beside deltaprop.
 
 Throughput is cells/s or rows/s; ``speedup`` is relative to one worker.  The machine's load
 average (1 min) is recorded before and after, because a shared machine's numbers mean
@@ -76,8 +88,148 @@ def _time_sums(net, X, y, repeats, scheduler):
     return statistics.median(times)
 
 
+# --- growth: time per step against width, depth, batch ------------------------------------
+
+BASE = {"width": 128, "depth": 3, "batch": 128}
+LINES = {"width": [16, 32, 64, 128, 256, 512, 1024], "depth": [2, 4, 8, 16, 32, 64],
+         "batch": [1, 4, 16, 64, 256, 1024, 4096]}
+QUICK = {"width": [16, 64], "depth": [2, 4], "batch": [4, 64]}
+
+
+def _bench_run():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_run", os.path.join(HERE, "run.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _min_times(fns, repeats, target_s):
+    """Minimum over ``repeats`` interleaved rounds of seconds per call (CPU clock)."""
+    now = time.process_time
+    inner = {}
+    for name, fn in fns.items():
+        fn()
+        t = now()
+        fn()
+        inner[name] = max(1, min(1000, int(target_s / max(now() - t, 1e-6))))
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = now()
+            for _ in range(inner[name]):
+                fn()
+            best[name] = min(best[name], (now() - t) / inner[name])
+    return best
+
+
+def _record_peak(m, batch=1024):
+    """Peak bytes tracemalloc sees while ``record`` streams m samples drawn batch by batch
+    (the data set never exists in memory as a whole, as for one larger than memory)."""
+    import tracemalloc
+
+    from deltaprop.stats import record
+
+    n = BASE["width"]
+    net = dp.Network.init([n] * (BASE["depth"] + 1), "tanh", "identity", seed=0,
+                          dtype="float32")
+
+    def batches():
+        rng = np.random.default_rng(0)
+        for s in range(0, m, batch):
+            b = min(batch, m - s)
+            yield (rng.standard_normal((b, n), dtype=np.float32),
+                   rng.standard_normal((b, n), dtype=np.float32))
+
+    record(net, *next(iter(batches())), "mse")  # imports and caches warm
+    tracemalloc.start()
+    record(net, batches(), None, "mse")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def growth(quick=False, repeats=5, target_s=0.05):
+    """Rows {line, value, deltaprop_s, textbook_s, floor_s} and record's peak memory."""
+    run = _bench_run()
+    lines = QUICK if quick else LINES
+    rows = []
+    for line, values in lines.items():
+        for v in values:
+            p = dict(BASE, **{line: v})
+            sizes = [p["width"]] * (p["depth"] + 1)
+            net = dp.Network.init(sizes, "tanh", "identity", seed=0, dtype="float32")
+            x, y = run._data(sizes, p["batch"], "float32", "mse")
+            fns = run.deltaprop_fns(net, x, y, "mse", 0.01)
+            t = _min_times({"deltaprop": fns["deltaprop"],
+                            "textbook": run.textbook_fn(net, x, y, "mse", 0.01),
+                            "floor": run.floor_fn(net.W, x)}, repeats, target_s)
+            rows.append({"line": line, "value": v, **{f"{k}_s": t[k] for k in t}})
+    memory = [{"m": m, "peak_bytes": _record_peak(m), "data_bytes": 2 * m * BASE["width"] * 4}
+              for m in ([1000, 4000] if quick else [1000, 10_000, 100_000, 1_000_000])]
+    return rows, memory
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), constrained_layout=True)
+    names = {"width": "width n (3 layers, batch 128)", "depth": "depth L (width 128, batch 128)",
+             "batch": "batch m (3 layers of width 128)"}
+    for ax, line in zip(axes, names, strict=True):
+        sel = [r for r in rows if r["line"] == line]
+        xs = [r["value"] for r in sel]
+        for key, style in (("deltaprop_s", "o-"), ("textbook_s", "s--"), ("floor_s", "^:")):
+            ax.loglog(xs, [1e3 * r[key] for r in sel], style, label=key[:-2], base=2)
+        ax.set_xlabel(names[line])
+        ax.set_ylabel("ms per training step")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend()
+    fig.suptitle("deltaprop train_step vs the textbook NumPy step and the matrix-product "
+                 "floor (tanh, MSE, float32, 1 thread, CPU clock)")
+    tmp = f"{path}.{os.getpid()}.tmp.png"
+    fig.savefig(tmp, dpi=120)  # then renamed: a reader never sees half a file
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def main_growth(args):
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        rows, memory = growth(args.quick, repeats=2 if args.quick else 5,
+                              target_s=0.005 if args.quick else 0.05)
+    header = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "machine": platform.machine(), "threads": 1, "clock": "cpu",
+              "numpy": np.__version__, "base": BASE, "load_avg": os.getloadavg()[0]}
+    if args.plot:
+        plot(rows, args.plot)
+    if args.json:
+        print(json.dumps({"header": header, "rows": rows, "record_memory": memory}, indent=1))
+        return 0
+    print(" ".join(f"{k}={v}" for k, v in header.items()))
+    print(f"{'line':<6} {'value':>6} {'deltaprop ms':>13} {'textbook ms':>12} {'floor ms':>9} "
+          f"{'vs_floor':>8}")
+    for r in rows:
+        print(f"{r['line']:<6} {r['value']:>6} {1e3 * r['deltaprop_s']:>13.4g} "
+              f"{1e3 * r['textbook_s']:>12.4g} {1e3 * r['floor_s']:>9.4g} "
+              f"{r['deltaprop_s'] / r['floor_s']:>8.2f}")
+    for r in memory:
+        print(f"record streaming m = {r['m']}: peak {r['peak_bytes'] / 2**20:.1f} MiB "
+              f"(the data set: {r['data_bytes'] / 2**20:.1f} MiB)")
+    return 0
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--growth", action="store_true",
+                    help="time per step against width, depth and batch (no Dask)")
+    ap.add_argument("--plot", metavar="PNG", help="with --growth: draw the three lines here")
+    ap.add_argument("--quick", action="store_true", help="with --growth: small sizes (smoke)")
     ap.add_argument("--cells", type=int, default=64)
     ap.add_argument("--rows", type=int, default=262144)
     ap.add_argument("--repeats", type=int, default=3)
@@ -86,6 +238,14 @@ def main(argv=None):
     ap.add_argument("--width", type=int, default=sw.DEFAULTS["width"])
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.plot and not args.growth:
+        ap.error("--plot needs --growth")
+    if args.growth:
+        if args.plot and os.path.exists(args.plot):
+            print(f"scaling.py: {args.plot} exists; remove it or choose another --plot path",
+                  file=sys.stderr)
+            return 2
+        return main_growth(args)
 
     import dask.array as da
     from dask.distributed import Client

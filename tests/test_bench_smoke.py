@@ -127,3 +127,22 @@ def test_a_missing_library_or_device_is_one_line(args, lib):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("run.py: "), out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_scaling_growth_quick_json_and_plot(tmp_path):
+    pytest.importorskip("threadpoolctl")
+    pytest.importorskip("matplotlib")
+    scaling = os.path.join(ROOT, "bench", "scaling.py")
+    png = tmp_path / "growth.png"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, scaling, "--growth", "--quick", "--json",
+                          "--plot", str(png)], capture_output=True, text=True, timeout=300,
+                         env=env, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    doc = json.loads(out.stdout)
+    assert {r["line"] for r in doc["rows"]} == {"width", "depth", "batch"}
+    assert all(r["deltaprop_s"] > 0 and r["floor_s"] > 0 for r in doc["rows"])
+    assert png.stat().st_size > 0 and doc["record_memory"][0]["peak_bytes"] > 0
+    again = subprocess.run([sys.executable, scaling, "--growth", "--quick", "--plot", str(png)],
+                           capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert again.returncode == 2 and "exists" in again.stderr  # never overwrite a user's file
