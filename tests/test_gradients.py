@@ -13,6 +13,8 @@ For each row of ``conftest.CASES`` (every activation x every loss/output pair), 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import CASES, rel_err, to_numpy
@@ -232,3 +234,53 @@ def test_gradcheck_options(order):
     assert result.checked + result.skipped <= 2 * 3 * n_arrays  # K = 2 networks, 3 entries
     assert result.max_rel_error < (1e-6 if order == 2 else FD_TOL)
     assert set(result.as_dict()) == {"max_rel_error", "checked", "skipped", "layers"}
+
+
+# --- deltaprop gradcheck: PASS or FAIL against a stated threshold --------------------------
+
+
+def _cli(capsys, *argv):
+    from deltaprop.cli import main
+
+    code = main(["gradcheck", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_gradcheck_passes_and_states_the_threshold(capsys):
+    code, out, _ = _cli(capsys)
+    assert code == 0 and out.splitlines()[-1].startswith("PASS: max relative error ")
+    assert out.splitlines()[-1].endswith("<= tol 1e-06")  # the float64 default
+    code, out, _ = _cli(capsys, "--dtype", "float32", "--quiet")
+    assert code == 0 and out.count("\n") == 1 and "<= tol 0.01" in out
+
+
+def test_cli_gradcheck_fails_with_exit_1(capsys, monkeypatch):
+    code, out, _ = _cli(capsys, "--tol", "1e-20")  # no float64 gradient is that exact
+    assert code == 1 and "FAIL: max relative error" in out and "> tol 1e-20 (worst: " in out
+    import deltaprop.gradcheck as gc
+
+    real = gc.gradients
+
+    def wrong(*args, **kwargs):  # backprop with dW[2] off by 1%
+        tr, g = real(*args, **kwargs)
+        return tr, g.__class__(g.J, g.delta, (*g.dW[:2], 1.01 * g.dW[2]), g.db)
+
+    monkeypatch.setattr(gc, "gradients", wrong)
+    code, out, _ = _cli(capsys, "--json")
+    got = json.loads(out)
+    assert code == 1 and got["passed"] is False and got["tol"] == 1e-6
+    assert got["layers"][1]["W"] > 1e-3 and got["layers"][0]["W"] < 1e-6
+    code, out, _ = _cli(capsys)
+    assert code == 1 and out.splitlines()[-1].endswith("(worst: dW[2])")
+
+
+def test_cli_gradcheck_config_and_bad_tol(capsys, tmp_path):
+    cfg = tmp_path / "check.json"
+    cfg.write_text(json.dumps({"sizes": "3,4,4,2", "samples": 5, "loss": "mse"}))
+    code, out, _ = _cli(capsys, "--config", str(cfg), "--json", "--samples", "6")
+    assert code == 0 and [r["layer"] for r in json.loads(out)["layers"]] == [1, 2, 3]
+    code, _, err = _cli(capsys, "--tol", "0")
+    assert code == 2 and err.count("\n") == 1 and "--tol must be > 0" in err
+    code, _, err = _cli(capsys, "--m", "4")
+    assert code == 2 and err.count("\n") == 1 and "--samples" in err

@@ -13,6 +13,8 @@ the step are therefore checked against b - eta * delta, not against Mazur.
 """
 
 import copy
+import io
+import itertools
 import json
 import re
 import subprocess
@@ -86,7 +88,7 @@ def test_builtin_example_is_the_shipped_example_file():
 def test_record_layout_and_steps_chain(mazur):
     spec = trace.load(dict(json.loads(trace.example_text()), steps=3))
     steps = trace.run(spec)
-    rec = trace.record(steps)
+    rec = trace.to_dict(steps)
     assert list(rec) == ["steps"] and len(rec["steps"]) == 3
     for k, entry in enumerate(rec["steps"]):
         assert set(entry) == {"loss", "layers"} and len(entry["layers"]) == 2
@@ -223,7 +225,7 @@ def test_cli_json_matches_python(tmp_path, capsys):
     path.write_text(json.dumps(dict(_mazur(), steps=2)))
     assert main(["trace", str(path), "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)
-    assert rec == json.loads(json.dumps(trace.record(trace.run(path))))
+    assert rec == json.loads(json.dumps(trace.to_dict(trace.run(path))))
     assert len(rec["steps"]) == 2
     assert abs(rec["steps"][0]["layers"][1]["W"][0][0] - 0.35891648) <= 5e-9
 
@@ -335,3 +337,96 @@ def test_ng_published_cost_and_gradient():
     for l in (1, 2):  # D = Delta / m + (lambda / m) Theta, bias column not regularised
         np.testing.assert_allclose(r.grads.dW[l], s.grads.dW[l] + (4.0 / 3) * W[l], rtol=1e-13)
         np.testing.assert_allclose(r.grads.db[l], s.grads.db[l], rtol=1e-13)
+
+
+# ---------------------------------------------------------------------- streaming
+def _spec_file(tmp_path, **edits):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(dict(_mazur(), **edits)))
+    return path
+
+
+def test_iter_steps_is_lazy_and_run_keeps_them_all():
+    spec = trace.load(dict(_mazur(), steps=10**9))
+    first = list(itertools.islice(trace.iter_steps(spec), 3))  # a billion steps: only 3 run
+    kept = trace.run(trace.load(dict(_mazur(), steps=3)))
+    for a, b in zip(first, kept, strict=True):
+        np.testing.assert_array_equal(a.net.W[1], b.net.W[1])
+    assert trace.to_dict(first) == trace.to_dict(kept)
+
+
+def test_run_refuses_before_computing_what_cannot_be_kept(monkeypatch):
+    spec = trace.load(dict(_mazur(), steps=10**9))
+    monkeypatch.setattr(trace, "iter_steps", lambda s: pytest.fail("computed a step"))
+    with pytest.raises(MemoryError, match=r"all 1000000000 steps .* trace.iter_steps"):
+        trace.run(spec)
+    monkeypatch.setattr(trace, "available_memory", lambda: 10**15)
+    assert trace.step_bytes(spec) * 10 ** 9 > 10**11  # what was refused: over 100 GB
+
+
+class _StopAfter(io.StringIO):
+    """stdout that stops the command (as Ctrl-C would) once it has seen ``n`` steps."""
+
+    def __init__(self, n, tty=False):
+        super().__init__()
+        self.n, self.tty = n, tty
+
+    def isatty(self):
+        return self.tty
+
+    def write(self, text):
+        super().write(text)
+        if self.getvalue().count("\nstep ") >= self.n or self.getvalue().count('"loss"') >= self.n:
+            raise KeyboardInterrupt
+        return len(text)
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_cli_streams_a_billion_steps(tmp_path, monkeypatch, json_flag):
+    """Each step is printed as soon as it is computed: a spec of 10^9 steps shows its first
+    steps at once (the command used to print nothing while its memory grew)."""
+    out = _StopAfter(3)
+    monkeypatch.setattr(sys, "stdout", out)
+    assert main(["trace", str(_spec_file(tmp_path, steps=10**9)), *json_flag]) == 130
+    text = out.getvalue()
+    if json_flag:
+        assert text.startswith('{\n  "steps": [') and text.count('"loss"') == 3
+    else:
+        assert "1000000000 full-batch steps" in text and "step 3: J = " in text
+
+
+def test_cli_json_is_the_python_record_byte_for_byte(tmp_path, capsys):
+    path = _spec_file(tmp_path, steps=3, l2=0.1)
+    assert main(["trace", str(path), "--json"]) == 0
+    assert capsys.readouterr().out == json.dumps(trace.to_dict(trace.run(path)), indent=2) + "\n"
+
+
+def test_cli_refuses_a_step_that_cannot_fit(capsys, monkeypatch):
+    monkeypatch.setattr(trace, "available_memory", lambda: 1000)
+    assert main(["trace"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "more than the" in err and "memory available" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_cli_progress_on_a_terminal_and_quiet(tmp_path, capsys, monkeypatch):
+    path = _spec_file(tmp_path, steps=3)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert main(["trace", str(path), "--json"]) == 0
+    bar = sys.stderr.getvalue()
+    assert "trace:" in bar and "/3 [" in bar and "step" in bar, bar
+    assert len(json.loads(capsys.readouterr().out)["steps"]) == 3  # the bar is not in stdout
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert main(["trace", str(path), "--quiet"]) == 0
+    assert sys.stderr.getvalue() == ""
+
+
+def test_cli_config_file(tmp_path, capsys):
+    cfg = tmp_path / "trace.toml"
+    cfg.write_text("precision = 4\n")
+    assert main(["trace", "--config", str(cfg)]) == 0
+    assert "    a[1]     =  [[0.5933 0.5969]]" in capsys.readouterr().out

@@ -20,7 +20,7 @@ weight from unit k of layer l-1 to unit j of layer l), ``b`` has n_l entries.  `
 free-text keys ``description`` and ``source``.  Every step is one full-batch gradient-descent
 step on all m samples.
 
-The record of a run (:func:`record`, also ``deltaprop trace --json``) is::
+The record of a run (:func:`to_dict`, also ``deltaprop trace --json``) is::
 
     {"steps": [{"loss": J,
                 "layers": [{"z": ..., "a": ..., "delta": ..., "dW": ..., "db": ...,
@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -55,8 +55,9 @@ from . import losses as _losses
 from .backprop import Gradients, Trace, gradients, step
 from .network import Network
 
-__all__ = ["EXAMPLE", "TraceSpec", "TraceStep", "example_text", "load", "parse", "run",
-           "record", "format_text"]
+__all__ = ["EXAMPLE", "TraceSpec", "TraceStep", "example_text", "load", "parse", "iter_steps",
+           "run", "step_bytes", "available_memory", "step_to_dict", "to_dict", "format_header",
+           "format_step", "format_text"]
 
 #: file name of the built-in worked example (package data ``deltaprop/_examples/``)
 EXAMPLE = "mazur_2015.json"
@@ -281,8 +282,56 @@ def _array(value, name, ndim, *, integers=False) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------- running
+def iter_steps(spec: TraceSpec | Mapping | str | None = None) -> Iterator[TraceStep]:
+    """The steps of ``spec`` one at a time, each computed when asked for (nothing is kept).
+
+    This is what ``deltaprop trace`` runs: step k is printed before step k + 1 is computed,
+    so a spec of a billion steps streams instead of filling memory.
+
+    Parameters
+    ----------
+    spec : TraceSpec, Mapping, path or None
+        Anything :func:`load` accepts (``None``: the built-in Mazur example).
+
+    Yields
+    ------
+    TraceStep
+        The forward pass and gradients of the network *before* update k and the network
+        *after* it.
+    """
+    spec = spec if isinstance(spec, TraceSpec) else load(spec)
+    net = spec.net
+    for _ in range(spec.steps):
+        tr, grads = gradients(net, spec.x, spec.y, spec.loss, spec.l2)
+        net = step(net, grads, spec.learning_rate)
+        yield TraceStep(tr, grads, net)
+
+
+def step_bytes(spec: TraceSpec) -> int:
+    """Bytes one :class:`TraceStep` holds: z, a, delta (m, n_l), dW, db and W, b per layer
+    in float64, and about 128 bytes of Python object per array."""
+    m, n = spec.x.shape[0], spec.net.sizes
+    floats = sum(3 * m * n[l] + 2 * (n[l] * n[l - 1] + n[l]) for l in range(1, len(n)))
+    return 8 * floats + 128 * (7 * (len(n) - 1) + 8)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def run(spec: TraceSpec | Mapping | str | None = None) -> list[TraceStep]:
-    """Run ``spec.steps`` full-batch gradient-descent steps and keep everything.
+    """Run ``spec.steps`` full-batch gradient-descent steps and keep every one.
 
     Parameters
     ----------
@@ -294,49 +343,62 @@ def run(spec: TraceSpec | Mapping | str | None = None) -> list[TraceStep]:
     list of TraceStep
         Step k holds the forward pass and gradients of the network *before* update k and
         the network *after* it.
+
+    Raises
+    ------
+    MemoryError
+        Before computing anything, when keeping every step would need more memory than is
+        available: :func:`iter_steps` handles one step at a time.
     """
     spec = spec if isinstance(spec, TraceSpec) else load(spec)
-    net, out = spec.net, []
-    for _ in range(spec.steps):
-        tr, grads = gradients(net, spec.x, spec.y, spec.loss, spec.l2)
-        net = step(net, grads, spec.learning_rate)
-        out.append(TraceStep(tr, grads, net))
-    return out
+    need, free = spec.steps * step_bytes(spec), available_memory()
+    if free is not None and need > free:
+        raise MemoryError(f"keeping all {spec.steps} steps of this trace takes about "
+                          f"{_size(need)}, more than the {_size(free)} of memory available; "
+                          "use trace.iter_steps(spec), which computes one step at a time")
+    return list(iter_steps(spec))
 
 
-def record(steps: list[TraceStep]) -> dict:
-    """The JSON-ready record ``{"steps": [{"loss": J, "layers": [...]}, ...]}`` of a run.
+def _size(n) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{n} bytes"
+        n /= 1000
 
-    Each entry of ``layers`` (layer 1..L) holds ``z``, ``a``, ``delta`` (m, n_l), ``dW``,
-    ``db`` and the updated ``W``, ``b`` as nested lists of floats.
+
+def step_to_dict(s: TraceStep) -> dict:
+    """One step as ``{"loss": J, "layers": [{"z", "a", "delta", "dW", "db", "W", "b"}, ...]}``.
+
+    ``layers`` lists layer 1..L; every array is a nested list of floats.
     """
     def tolist(v):
         return np.asarray(_backend.to_numpy(v), dtype=np.float64).tolist()
 
-    return {"steps": [
-        {"loss": float(s.grads.J),
-         "layers": [{"z": tolist(s.trace.z[l]), "a": tolist(s.trace.a[l]),
-                     "delta": tolist(s.grads.delta[l]), "dW": tolist(s.grads.dW[l]),
-                     "db": tolist(s.grads.db[l]), "W": tolist(s.net.W[l]),
-                     "b": tolist(s.net.b[l])}
-                    for l in range(1, s.net.L + 1)]}
-        for s in steps]}
+    return {"loss": float(s.grads.J),
+            "layers": [{"z": tolist(s.trace.z[l]), "a": tolist(s.trace.a[l]),
+                        "delta": tolist(s.grads.delta[l]), "dW": tolist(s.grads.dW[l]),
+                        "db": tolist(s.grads.db[l]), "W": tolist(s.net.W[l]),
+                        "b": tolist(s.net.b[l])}
+                       for l in range(1, s.net.L + 1)]}
+
+
+def to_dict(steps: Iterable[TraceStep]) -> dict:
+    """The JSON-ready record ``{"steps": [step_to_dict(s), ...]}`` of a run.
+
+    Each entry of ``layers`` (layer 1..L) holds ``z``, ``a``, ``delta`` (m, n_l), ``dW``,
+    ``db`` and the updated ``W``, ``b`` as nested lists of floats.  (Named ``record``
+    before; :func:`deltaprop.stats.record` is the laboratory's recorder.)
+    """
+    return {"steps": [step_to_dict(s) for s in steps]}
 
 
 # ---------------------------------------------------------------------- printing
-def format_text(spec: TraceSpec, steps: list[TraceStep], precision: int = 9) -> str:
-    """The human-readable trace, in the notation of docs/derivation.md.
+_OPTS = dict(floatmode="maxprec", suppress_small=False, max_line_width=100)
 
-    Parameters
-    ----------
-    spec : TraceSpec
-    steps : list of TraceStep
-        The output of :func:`run` on ``spec``.
-    precision : int
-        Digits after the decimal point (NumPy printing; trailing zeros dropped).
-    """
+
+def format_header(spec: TraceSpec) -> str:
+    """The lines above the first step: the network, the loss, m, eta and the notation."""
     net, m = spec.net, spec.x.shape[0]
-    L = net.L
     lines = []
     if spec.description:
         lines.append(spec.description)
@@ -353,28 +415,53 @@ def format_text(spec: TraceSpec, steps: list[TraceStep], precision: int = 9) -> 
         "W[l] <- W[l] - eta dW[l] and b[l] <- b[l] - eta db[l] are the parameters after "
         "the update.",
     ]
-    opts = dict(precision=precision, floatmode="maxprec", suppress_small=False,
-                max_line_width=100)
-    width = len(f"delta[{L}]")
-    for k, s in enumerate(steps, start=1):
-        J = float(s.grads.J)
-        head = f"step {k}: J = {J:.{precision}g}"
-        if spec.l2:
-            pen = float(eq.l2_penalty(_before(spec, steps, k).numpy().W, spec.l2, m, np))
-            head += f"  (loss {J - pen:.{precision}g} + L2 penalty {pen:.{precision}g})"
-        lines += ["", head]
-        for l in range(1, L + 1):
-            lines.append(f"  layer {l} ({net.activations[l].name}, "
-                         f"{net.sizes[l - 1]} -> {net.sizes[l]})")
-            rows = [("z", "=", s.trace.z[l]), ("a", "=", s.trace.a[l]),
-                    ("delta", "=", s.grads.delta[l]), ("dW", "=", s.grads.dW[l]),
-                    ("db", "=", s.grads.db[l]), ("W", "<-", s.net.W[l]),
-                    ("b", "<-", s.net.b[l])]
-            for name, op, value in rows:
-                label = f"    {f'{name}[{l}]':<{width}} {op:<2} "
-                text = np.array2string(_backend.to_numpy(value), prefix=label, **opts)
-                lines.append(label + text)
     return "\n".join(lines)
+
+
+def format_step(spec: TraceSpec, k: int, s: TraceStep, before: Network,
+                precision: int = 9) -> str:
+    """Step ``k`` (1-based) as text: J, then z, a, delta, dW, db, W, b of every layer.
+
+    ``before`` is the network the step started from (for the L2 penalty's breakdown).
+    """
+    net, m = spec.net, spec.x.shape[0]
+    L = net.L
+    width = len(f"delta[{L}]")
+    J = float(s.grads.J)
+    head = f"step {k}: J = {J:.{precision}g}"
+    if spec.l2:
+        pen = float(eq.l2_penalty(before.numpy().W, spec.l2, m, np))
+        head += f"  (loss {J - pen:.{precision}g} + L2 penalty {pen:.{precision}g})"
+    lines = [head]
+    for l in range(1, L + 1):
+        lines.append(f"  layer {l} ({net.activations[l].name}, "
+                     f"{net.sizes[l - 1]} -> {net.sizes[l]})")
+        rows = [("z", "=", s.trace.z[l]), ("a", "=", s.trace.a[l]),
+                ("delta", "=", s.grads.delta[l]), ("dW", "=", s.grads.dW[l]),
+                ("db", "=", s.grads.db[l]), ("W", "<-", s.net.W[l]), ("b", "<-", s.net.b[l])]
+        for name, op, value in rows:
+            label = f"    {f'{name}[{l}]':<{width}} {op:<2} "
+            text = np.array2string(_backend.to_numpy(value), prefix=label, precision=precision,
+                                   **_OPTS)
+            lines.append(label + text)
+    return "\n".join(lines)
+
+
+def format_text(spec: TraceSpec, steps: list[TraceStep], precision: int = 9) -> str:
+    """The human-readable trace, in the notation of docs/derivation.md.
+
+    Parameters
+    ----------
+    spec : TraceSpec
+    steps : list of TraceStep
+        The output of :func:`run` on ``spec``.
+    precision : int
+        Digits after the decimal point (NumPy printing; trailing zeros dropped).
+    """
+    parts = [format_header(spec)]
+    for k, s in enumerate(steps, start=1):
+        parts.append(format_step(spec, k, s, _before(spec, steps, k), precision))
+    return "\n\n".join(parts)
 
 
 def _before(spec, steps, k) -> Network:
