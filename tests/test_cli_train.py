@@ -98,6 +98,11 @@ def test_model_commands(tmp_path, capsys):
     assert all(abs(sum(map(float, r[1:])) - 1) < 1e-9 for r in rows[1:])
     assert main(["predict", str(model), "iris"]) == 0
     assert capsys.readouterr().out.splitlines()[0] == "prediction"
+    pred.write_text("mine\n")  # an existing file is replaced only with --force
+    assert main(["predict", str(model), "iris", "--out", str(pred)]) == 2
+    assert "--force" in capsys.readouterr().err and pred.read_text() == "mine\n"
+    assert main(["predict", str(model), "iris", "--out", str(pred), "--force"]) == 0
+    assert pred.read_text().splitlines()[0] == "prediction"
 
 
 @pytest.mark.smoke
@@ -374,6 +379,7 @@ def test_resume_removes_temporary_files(tmp_path):
     assert not left.exists()
 
 
+@pytest.mark.slow
 def test_two_trains_with_the_same_out_never_both_succeed(tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "deltaprop", "train", *SMALL, "--out", str(out)]
