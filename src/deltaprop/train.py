@@ -31,6 +31,14 @@ permutation; its ``bit_generator.state`` goes into the checkpoint with the weigh
 optimiser state after every epoch, so a run resumed from a checkpoint replays exactly the
 draws, and ends with the same weights, bit for bit, as a run that was never interrupted.
 
+The pieces: :class:`TrainOptions` (every option, checked when made; ``deltaprop train``
+builds the same object) -> ``_setup`` (data checked and moved once, the optimiser, the
+starting state) -> ``_resume`` (from a checkpoint) -> ``_train_epochs``, each epoch
+``_run_epoch`` (the steps), ``_epoch_row`` (metrics; NaN/inf and divergence) and
+``_after_epoch`` (:class:`EarlyStopping`, then the callbacks) -> the health check
+(:mod:`deltaprop.stats.health`).  Why a run ended is a :class:`StopReason` whose ``kind``
+the command line turns into its exit status.
+
 Scaling: ``history`` reports the data loss J (the batch mean of the per-sample loss, L2
 penalty excluded) on the whole training set after each epoch, and on the validation set.
 """
