@@ -11,11 +11,14 @@ import inspect
 
 import numpy as np
 import pytest
-from scipy import sparse
-from sklearn import neural_network as sk
-from sklearn.datasets import load_iris, make_regression
 
-from deltaprop import sklearn as dp
+pytest.importorskip("sklearn", minversion="1.7")  # sample_weight and loss="poisson" in its MLP
+
+from scipy import sparse  # noqa: E402
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.datasets import load_iris, make_regression  # noqa: E402
+
+from deltaprop import sklearn as dp  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -121,6 +124,23 @@ def test_fit_parity(case):
         np.testing.assert_allclose(b.predict_proba(x), a.predict_proba(x), rtol=rtol,
                                    atol=rtol)
     np.testing.assert_allclose(b.score(x, y, sw), a.score(x, y, sw), rtol=1e-9)
+
+
+@pytest.mark.parametrize("case", ["adam-multiclass", "sgd-nesterov",
+                                  "adam-regression-weights"])
+def test_float32_parity(case):
+    """float32 data stays float32 in both; the weights agree to float32 rounding."""
+    name, kind, params, weighted = CASES[case]
+    x, y = _data(kind)
+    x = x.astype(np.float32)
+    sw = np.random.default_rng(1).uniform(0.2, 3.0, len(x)) if weighted else None
+    a, b = _pair(name, params)
+    a.fit(x, y, sample_weight=sw)
+    b.fit(x, y, sample_weight=sw)
+    for p, q in zip(_params(a), _params(b), strict=True):
+        assert p.dtype == q.dtype == np.float32
+        np.testing.assert_allclose(q, p, rtol=0, atol=1e-5 * np.abs(p).max())
+    np.testing.assert_allclose(b.loss_curve_, a.loss_curve_, rtol=1e-5)
 
 
 def test_warm_start_from_given_weights():
