@@ -329,3 +329,113 @@ def test_few_samples_keep_every_class():
     x, y, y_mean, _, n0, nL = load_inputs(Study(sizes=(None, 8, None), inputs="digits", m=1))
     assert (x.shape, n0, nL) == ((1, 64), 64, 10) and y.shape == (1, 10)
     assert y_mean == pytest.approx(0.1)
+
+
+# --- command line: nothing lost, progress, --config, --quiet, figures ---------------------
+
+TINY = ["stats", "--sizes", "4,6,2", "--inputs", "gaussian", "--K", "3", "--samples", "20",
+        "--batch-size", "8"]
+
+
+def test_cli_out_twice_needs_force_and_keeps_other_files(tmp_path, capsys):
+    from deltaprop.cli import main
+
+    out = tmp_path / "study"
+    assert main([*TINY, "--out", str(out), "--quiet"]) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert {"rows.json", "table.txt", "histograms.png", "study.json"} <= set(first)
+    (out / "notes.txt").write_text("mine")
+    (out / ".rows.json.0123456789ab.tmp").write_text("left by a killed run")
+    capsys.readouterr()
+    assert main([*TINY, "--out", str(out), "--seed", "1"]) == 2  # the first study stays
+    assert "not empty" in capsys.readouterr().err
+    assert all((out / n).read_bytes() == b for n, b in first.items())
+    assert main([*TINY, "--out", str(out), "--seed", "1", "--bins", "0", "--force",
+                 "--quiet"]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert "histograms.png" not in names  # the first study's figure is not left beside
+    assert (out / "notes.txt").read_text() == "mine" and not any(n.endswith(".tmp")
+                                                                 for n in names)
+    assert (out / "rows.json").read_bytes() != first["rows.json"]
+
+
+def test_cli_progress_counts_network_batches(monkeypatch, capsys):
+    from deltaprop.cli import main
+    from deltaprop.cli import stats as cli_stats
+
+    seen = []
+
+    class Bar:
+        n, total = 0, None
+
+        def update(self, k):
+            self.n += k
+            seen.append((self.n, self.total))
+
+        def set_description(self, text):
+            seen.append(text)
+
+        def close(self):
+            seen.append("closed")
+
+    def bar(quiet, total, desc, unit="it"):
+        return None if quiet else Bar()
+
+    monkeypatch.setattr(cli_stats, "progress_bar", bar)
+    assert main([*TINY, "--bins", "0"]) == 0
+    # 20 samples in batches of 8: 3 batches of 3 networks = 9 network-batches
+    assert seen == [(3, 9), (6, 9), (9, 9), "predicting (theory)", "closed"], seen
+    assert capsys.readouterr().err.startswith("(")  # the timing line
+    seen.clear()
+    assert main([*TINY, "--bins", "0", "--quiet"]) == 0
+    assert seen == [] and capsys.readouterr().err == ""
+
+
+def test_cli_config_file_equals_flags_and_flags_win(tmp_path, capsys):
+    from deltaprop.cli import main
+
+    cfg = tmp_path / "study.toml"
+    cfg.write_text('sizes = [4, 6, 2]\ninputs = "gaussian"\nK = 3\nsamples = 20\n'
+                   'batch-size = 8\nweight_std = [0.9, 1.1]\nbins = 0\njson = true\n')
+    assert main(["stats", "--config", str(cfg), "--quiet"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert main([*TINY, "--weight-std", "0.9,1.1", "--bins", "0", "--json", "--quiet"]) == 0
+    assert from_file == json.loads(capsys.readouterr().out)
+    assert main(["stats", "--config", str(cfg), "--quiet", "--K", "4"]) == 0
+    assert json.loads(capsys.readouterr().out) != from_file  # the flag wins
+
+
+def test_plots_have_titles_distinct_colours_and_no_hidden_legend(tmp_path, monkeypatch):
+    from matplotlib.colors import to_hex
+
+    from deltaprop.stats import Study, plots, run_study
+
+    for L in (1, 5, 9, 12):
+        colours = [to_hex(c) for c in plots.layer_colours(L)]
+        assert len(set(colours)) == L
+    figs = {}
+
+    def keep(fig, plt, path):
+        figs[path.name] = fig
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    res = run_study(Study(sizes=(6, 8, 8, 8, 3), inputs="gaussian", K=2, m=32, bins=16,
+                          forward_model="gaussian"))
+    rows = [dict(r, predicted=dict(r["predicted"])) for r in res.rows]
+    for r in rows:  # a second theory equal to the first at every layer
+        r["predicted"]["independence"] = dict(r["predicted"]["mean_field"])
+    plots.plot_comparison(rows, tmp_path / "c.png")
+    plots.plot_depth(rows, tmp_path / "d.png")
+    plots.plot_histograms(res.record, tmp_path / "h.png")
+    for name, fig in figs.items():
+        titles = [fig._suptitle.get_text() if fig._suptitle else ""] + \
+            [ax.get_title() for ax in fig.axes]
+        assert any(titles), name
+        for ax in fig.axes:
+            labels = ax.get_legend_handles_labels()[1]
+            assert len(labels) == len(set(labels)), (name, labels)
+            assert not any(lb in ("mean field", "independence (the E[delta] question)")
+                           for lb in labels), labels  # joined into one entry, not hidden
+    hist = figs["h.png"].axes[0]
+    assert len({to_hex(line.get_color()) for line in hist.get_lines()}) == 4  # layers 1..4

@@ -12,24 +12,53 @@ prediction and the trainability rule, ``row["correlation"]`` and ``correlation.t
 ``--weight-grads`` adds the weight-gradient second moment per layer beside its predictions
 and Glorot & Bengio's eq. 14 (:mod:`deltaprop.stats.weight_grads`): ``row["weight_grads"]``
 and ``weight_grads.txt``.
+
+A folder that already holds files is refused without ``--force`` (with it, the earlier
+study's files are replaced and other files left alone); every file is written atomically.
+Progress (network-batches recorded of the total, time left) goes to stderr on a terminal;
+``--quiet`` prints neither it nor the timing line.  ``--config FILE`` takes any of the
+flags' settings from a TOML or JSON file.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
 import sys
 from dataclasses import replace
 
-from ._common import add_backend_options, backend_from_args
+from ._common import (
+    RETIRED,
+    add_backend_options,
+    add_config_option,
+    add_retired,
+    backend_from_args,
+    prepare_out_dir,
+    progress_bar,
+)
+
+#: the files a study writes into --out (replaced with --force; other files are left alone)
+OUT_FILES = ("rows.json", "rows.csv", "table.txt", "gradient_independence.txt",
+             "correlation.txt", "weight_grads.txt", "spread.txt", "study.json",
+             "comparison.png", "depth.png", "histograms.png")
 
 
 def _floats(text):
-    vals = [float(v) for v in str(text).split(",")]
+    try:
+        vals = [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, "
+                                         f"got {text!r}") from None
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
 def _ints(text):
-    return tuple(int(v) for v in str(text).split(","))
+    try:
+        return tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") \
+            from None
 
 
 def register(sub):
@@ -122,8 +151,53 @@ def register(sub):
                    "table (predicted with --samples 1)")
     o = p.add_argument_group("output")
     o.add_argument("--json", action="store_true", help="print the rows as JSON")
-    o.add_argument("--out", default=None, help="folder for CSV, JSON and PNG files")
+    o.add_argument("--out", default=None, help="folder for CSV, JSON and PNG files (new or "
+                   "empty; --force replaces an earlier study's files)")
+    o.add_argument("--force", action="store_true",
+                   help="write into an --out folder that already holds files")
+    o.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no timing line on stderr")
+    add_config_option(o)
+    add_retired(p, RETIRED)
     p.set_defaults(func=_stats)
+
+
+#: flags that must be finite and >= 0 (one value or one per layer)
+_NONNEGATIVE = ("weight_std", "sigma_w2", "sigma_b2", "input_var", "target_var")
+#: flags that must be finite
+_FINITE = ("weight_mean", "bias_mean", "input_mean", "target_mean")
+
+
+def check_args(args):
+    """The numbers of the command line, checked before any work (one line each)."""
+    for name in _NONNEGATIVE + _FINITE:
+        v = getattr(args, name)
+        if v is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        for x in (v if isinstance(v, tuple) else (v,)):
+            if not math.isfinite(x) or (name in _NONNEGATIVE and x < 0):
+                what = "a standard deviation" if name == "weight_std" else "a variance"
+                need = f"{what}, a finite number >= 0" if name in _NONNEGATIVE else \
+                    "a finite number"
+                raise ValueError(f"{flag} must be {need}, got {text_of(v)}")
+    if args.weight_std is not None and args.sigma_w2 is not None:
+        raise ValueError("give --weight-std (the raw std of each weight) or --sigma-w2 "
+                         "(Var W[l] = sigma_w2 / n_{l-1}), not both")
+    for name, low in (("theory_rtol", 0), ("rel_se", 0)):
+        v = getattr(args, name)
+        if not (math.isfinite(v) and v > low):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.bins < 0 or args.bins % 4:
+        raise ValueError(f"--bins must be 0 (off) or a positive multiple of 4, got {args.bins}")
+    if args.correlation is not None and not (-1 <= args.correlation <= 1):
+        raise ValueError(f"--correlation C0 must lie in [-1, 1], got {args.correlation}")
+
+
+def text_of(v):
+    return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}"
 
 
 def _study(args):
@@ -138,13 +212,13 @@ def _study(args):
         nL = args.n_out if args.n_out is not None else (10 if args.inputs == "gaussian" else None)
         sizes = (n0, *args.hidden, nL)
     return Study(sizes=tuple(sizes), activations=args.activations, output=args.output,
-                 loss=args.loss or "mse", init=args.init, mean_w=args.weight_mean,
-                 std=args.weight_std,
+                 loss=args.loss or "mse", init=args.init, weight_mean=args.weight_mean,
+                 weight_std=args.weight_std,
                  sigma_w2=args.sigma_w2, sigma_b2=args.sigma_b2, bias_mean=args.bias_mean,
                  inputs=args.inputs, input_mean=args.input_mean, input_var=args.input_var,
                  target_mean=args.target_mean, target_var=args.target_var, m=args.samples,
                  K=args.K, K_chunk=args.K_chunk, batch_size=args.batch_size, seed=args.seed,
-                 forward=args.forward, theory_samples=args.theory_samples,
+                 forward_model=args.forward, theory_samples=args.theory_samples,
                  theory_rtol=args.theory_rtol, bins=args.bins or None, dtype=args.dtype,
                  backend=be.name, device=be.device,
                  gradient_independence=args.gradient_independence,
@@ -170,7 +244,7 @@ def _model(args):
     x, y = be.asarray(x, like=net.W[1]), be.asarray(y, like=net.W[1])
     return study_network(net, x, y, loss, y_mean=y_mean, y_second=y_second,
                          batch_size=args.batch_size, bins=args.bins or None,
-                         forward=args.forward, theory_samples=args.theory_samples,
+                         forward_model=args.forward, theory_samples=args.theory_samples,
                          gradient_independence=args.gradient_independence, seed=args.seed,
                          correlation=args.correlation, weight_grads=args.weight_grads)
 
@@ -178,14 +252,16 @@ def _model(args):
 def _stats(args):
     from ..stats.report import table, to_csv, to_json
 
+    check_args(args)
+    out = prepare_out_dir("--out", args.out, args.force, OUT_FILES) if args.out else None
     if args.probe:
-        return _probe(args)
+        return _probe(args, out)
     res = _model(args) if args.model else _run(args)
     spread = _spread(res, args)
     if args.spread:
         res = replace(res, rows=spread["rows"])
-    if args.out:
-        _write(res, args.out, table, to_csv, to_json)
+    if out is not None:
+        _write(res, out, table, to_csv, to_json)
     if args.json:
         print(to_json(res.rows))
         return 0
@@ -213,7 +289,8 @@ def _stats(args):
     if args.spread:
         print(spread["table"])
     print(spread["line"])
-    print(f"({res.seconds:.2f} s)", file=sys.stderr)
+    if not args.quiet:
+        print(f"({res.seconds:.2f} s)", file=sys.stderr)
     return 0
 
 
@@ -228,20 +305,17 @@ def _spread(res, args):
             "line": sp.plan_line(meas, pred, args.rel_se, res.record.K, note=note)}
 
 
-def _probe(args):
+def _probe(args, out):
     """--probe: the spread of the backward pass of u . z[L] (layers 1..L-1)."""
-    from pathlib import Path
-
+    from .. import io as dio
     from ..stats.spread import probe_spread
 
     if args.model:
         raise ValueError("--probe draws an ensemble: it takes no --model")
     rows, text = probe_spread(_study(args), args.rel_se)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "spread.txt").write_text(text + "\n")
-        (out / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")
+    if out is not None:
+        dio.atomic_write_text(out / "spread.txt", text + "\n")
+        dio.atomic_write_text(out / "rows.json", json.dumps(rows, indent=2) + "\n")
     print(json.dumps(rows, indent=2) if args.json else text)
     return 0
 
@@ -256,35 +330,50 @@ def _correlation_table(res):
 def _run(args):
     from ..stats.study import run_study
 
-    return run_study(_study(args))
+    study = _study(args)
+    bar = progress_bar(args.quiet, None, "recording", unit="network-batch")
+    if bar is None:
+        return run_study(study)
+
+    def tick(stage, done, total):
+        if stage == "theory":
+            bar.set_description("predicting (theory)")
+            return
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        return run_study(study, progress=tick)
+    finally:
+        bar.close()
 
 
-def _write(res, folder, table, to_csv, to_json):
-    from pathlib import Path
-
+def _write(res, out, table, to_csv, to_json):
+    from .. import io as dio
     from ..stats import plots
 
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "rows.json").write_text(to_json(res.rows) + "\n")
-    (out / "rows.csv").write_text(to_csv(res.rows))
-    (out / "table.txt").write_text(table(res.rows) + "\n")
+    def put(name, text):
+        dio.atomic_write_text(out / name, text)
+
+    put("rows.json", to_json(res.rows) + "\n")
+    put("rows.csv", to_csv(res.rows))
+    put("table.txt", table(res.rows) + "\n")
     if res.extra.get("gradient_independence") is not None:
         from ..stats.independent import table as gi_table
 
-        (out / "gradient_independence.txt").write_text(gi_table(res.rows) + "\n")
+        put("gradient_independence.txt", gi_table(res.rows) + "\n")
     if res.extra.get("correlation") is not None:
-        (out / "correlation.txt").write_text(_correlation_table(res) + "\n")
+        put("correlation.txt", _correlation_table(res) + "\n")
     if res.extra.get("weight_grads") is not None:
         from ..stats.weight_grads import table as wg_table
 
-        (out / "weight_grads.txt").write_text(wg_table(res.rows, res.extra["prior"]) + "\n")
+        put("weight_grads.txt", wg_table(res.rows, res.extra["prior"]) + "\n")
     if "spread" in res.rows[0]:
         from ..stats.spread import table as spread_table
 
-        (out / "spread.txt").write_text(spread_table(res.rows) + "\n")
+        put("spread.txt", spread_table(res.rows) + "\n")
     info = {"sizes": list(res.extra["sizes"]), "activations": res.extra["activations"],
             "seconds": res.seconds, "samples_per_network": res.record.count,
             "K": res.record.K}
-    (out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+    put("study.json", json.dumps(info, indent=2) + "\n")
     plots.write_all(res, out)

@@ -6,7 +6,11 @@
   Fig. 7 (back-propagated gradients at initialisation);
 * :func:`plot_depth`       log10 E[delta^2] against the layer index (measured, mean field).
 
-Each function writes one PNG and returns its path.
+Each function writes one PNG (atomically: rendered in memory, then
+:func:`deltaprop.io.atomic_write_bytes`) and returns its path.  Every figure has a title
+(the caller's, else one naming what it shows); the histograms use a colour-blind-safe
+palette with one distinct colour per layer, and a prediction whose line would hide under
+another (equal to it at every layer) joins that one's legend entry instead of a second.
 """
 
 from __future__ import annotations
@@ -15,11 +19,45 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["plot_comparison", "plot_histograms", "plot_depth", "write_all"]
+__all__ = ["plot_comparison", "plot_histograms", "plot_depth", "write_all", "layer_colours"]
 
-_STYLE = {"independence": ("tab:orange", "s", "independence (the E[delta] question)"),
-          "mean_field": ("tab:green", "^", "mean field"),
-          "exact_last_layer": ("tab:red", "*", "exact, last hidden layer (the E[delta] question)")}
+#: Paul Tol's "muted" qualitative scheme: nine colours distinct to colour-blind readers
+TOL_MUTED = ("#332288", "#88CCEE", "#44AA99", "#117733", "#999933", "#DDCC77", "#CC6677",
+             "#882255", "#AA4499")
+_STYLE = {"independence": ("#E69F00", "s", "independence (the E[delta] question)"),
+          "mean_field": ("#009E73", "^", "mean field"),
+          "exact_last_layer": ("#D55E00", "*", "exact, last hidden layer (the E[delta] question)")}
+
+
+def layer_colours(L):
+    """One colour per layer 1..L, distinct and colour-blind safe: Paul Tol's nine "muted"
+    colours up to 9 layers, then the cividis map (made for colour-vision deficiency), whose
+    neighbours :func:`plot_histograms` tells apart by line style."""
+    if L <= len(TOL_MUTED):
+        return list(TOL_MUTED[:L])
+    import matplotlib
+
+    cmap = matplotlib.colormaps["cividis"]
+    return [cmap(0.95 * (l - 1) / (L - 1)) for l in range(1, L + 1)]
+
+
+def _curves(rows, key):
+    """{name: (layers, values)} of the predictions with ``key``; a curve equal (to 1e-9
+    relative) to an earlier one at every layer joins its label instead of hiding under it."""
+    out = {}
+    for name in _STYLE:
+        pts = [(r["layer"], r["predicted"][name][key]) for r in rows
+               if key in r["predicted"].get(name, {})]
+        if not pts:
+            continue
+        lx, ly = (np.array(v, float) for v in zip(*pts, strict=True))
+        for ox, oy, labels in out.values():
+            if np.array_equal(ox, lx) and np.allclose(oy, ly, rtol=1e-9, atol=0):
+                labels.append(name)
+                break
+        else:
+            out[name] = (lx, ly, [name])
+    return out
 
 
 def _measured_label(rows):
@@ -48,14 +86,11 @@ def plot_comparison(rows, path, title=None):
         e = np.array([r["measured"][se] for r in rows])
         ax.errorbar(layers, y, yerr=2 * e, fmt="o", color="k", ms=4, capsize=2,
                     label=_measured_label(rows))
-        for name, (c, mk, label) in _STYLE.items():
-            pts = [(r["layer"], r["predicted"][name][key]) for r in rows
-                   if key in r["predicted"].get(name, {})]
-            if pts:
-                lx, ly = zip(*pts, strict=True)
-                ax.plot(lx, ly, mk + ("-" if len(pts) > 1 else ""), color=c, lw=1,
-                        ms=11 if mk == "*" else 6,
-                        label=label, alpha=0.8)
+        for name, (lx, ly, names) in _curves(rows, key).items():
+            c, mk, _ = _STYLE[name]
+            ax.plot(lx, ly, mk + ("-" if len(lx) > 1 else ""), color=c, lw=1,
+                    ms=11 if mk == "*" else 6, label=" = ".join(_STYLE[n][2] for n in names),
+                    alpha=0.8)
         ax.set_xlabel("layer l")
         ax.set_ylabel("E[delta]" if key == "mean" else "E[delta^2]")
         if key == "second_moment" and np.all(y > 0):
@@ -63,8 +98,10 @@ def plot_comparison(rows, path, title=None):
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.legend(fontsize=7)
     axes[0].axhline(0, color="0.7", lw=0.5)
-    if title:
-        fig.suptitle(title, fontsize=9)
+    axes[0].set_title("mean of delta[l]", fontsize=9)
+    axes[1].set_title("second moment of delta[l]", fontsize=9)
+    fig.suptitle(title or "E[delta] and E[delta^2] per layer: measured and predicted",
+                 fontsize=10)
     return _save(fig, plt, path)
 
 
@@ -72,8 +109,8 @@ def plot_histograms(record, path, title=None):
     """Normalised histograms of delta[l] for every layer (Glorot & Bengio 2010 style)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
-    cmap = plt.get_cmap("viridis")
     L = record.L
+    colours = layer_colours(L)
     for l in range(1, L + 1):
         h = record.hist.get(l)
         if h is None or h.total == 0:
@@ -81,14 +118,14 @@ def plot_histograms(record, path, title=None):
         edges = h.edges
         centres = 0.5 * (edges[1:] + edges[:-1])
         density = np.where(h.counts > 0, h.counts / (h.total * np.diff(edges)), np.nan)
-        ax.plot(centres, density, color=cmap((l - 1) / max(L - 1, 1)), lw=1.2,
+        ax.plot(centres, density, color=colours[l - 1], lw=1.4,
+                ls=("-", "--", "-.", ":")[(l - 1) % 4] if L > len(TOL_MUTED) else "-",
                 label=f"layer {l}")
     ax.set_xlabel("delta")
     ax.set_ylabel("density")
     ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(title or "histograms of delta[l] per layer", fontsize=9)
     return _save(fig, plt, path)
 
 
@@ -103,18 +140,15 @@ def plot_depth(rows, path, title=None):
         lo, hi = np.log10(np.maximum(y - 2 * e, y * 1e-3)), np.log10(y + 2 * e)
         ax.errorbar(layers, np.log10(y), yerr=[np.log10(y) - lo, hi - np.log10(y)], fmt="o",
                     color="k", ms=4, capsize=2, label=_measured_label(rows))
-    for name, (c, _mk, label) in _STYLE.items():
-        pts = [(r["layer"], r["predicted"][name]["second_moment"]) for r in rows
-               if "second_moment" in r["predicted"].get(name, {})]
-        if len(pts) > 1:
-            lx, ly = zip(*pts, strict=True)
-            ax.plot(lx, np.log10(np.maximum(ly, 1e-300)), "-", color=c, label=label)
+    for name, (lx, ly, names) in _curves(rows, "second_moment").items():
+        if len(lx) > 1:
+            ax.plot(lx, np.log10(np.maximum(ly, 1e-300)), "-", color=_STYLE[name][0],
+                    label=" = ".join(_STYLE[n][2] for n in names))
     ax.set_xlabel("layer l")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("log10 E[delta^2]")
     ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(title or "E[delta^2] against depth", fontsize=9)
     return _save(fig, plt, path)
 
 
@@ -130,8 +164,13 @@ def write_all(result, folder, title=None) -> list[Path]:
 
 
 def _save(fig, plt, path):
+    import io as _io
+
+    from .. import io as dio
+
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    return path
+    return dio.atomic_write_bytes(path, buf.getvalue())
