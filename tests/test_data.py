@@ -612,6 +612,9 @@ def test_standardizer_errors():
 def test_one_hot():
     np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
     assert one_hot(np.array([], dtype=int), 4).shape == (0, 4)
+    assert one_hot(np.array([1]), 2).dtype == np.float64
+    f32 = one_hot(np.array([1, 1]), 2, dtype=np.float32)
+    assert f32.dtype == np.float32 and f32.tolist() == [[0, 1], [0, 1]]
     with pytest.raises(ValueError, match="0..2"):
         one_hot(np.array([3]), 3)
     with pytest.raises(ValueError, match="integer"):

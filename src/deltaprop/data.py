@@ -724,15 +724,19 @@ def _as_2d(x, name):
 
 
 # ---------------------------------------------------------------------------- encoding
-def one_hot(y, n_classes) -> np.ndarray:
-    """Integer labels y (m,) in 0..n_classes-1 -> float64 (m, n_classes) with one 1 per row."""
+def one_hot(y, n_classes, dtype=np.float64) -> np.ndarray:
+    """Integer labels y (m,) in 0..n_classes-1 -> (m, n_classes) with one 1 per row.
+
+    The one NumPy one-hot helper of deltaprop (``dtype`` float64 unless given); the engine's
+    array-API twin for any backend is ``deltaprop._checks.one_hot``.
+    """
     y = np.asarray(y)
     if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
         raise ValueError(f"labels must be a 1-D integer array, got {y.dtype} {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= n_classes):
         raise ValueError(f"labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
-    out = np.zeros((y.shape[0], int(n_classes)))
-    out[np.arange(y.shape[0]), y] = 1.0
+    out = np.zeros((y.shape[0], int(n_classes)), dtype=dtype)
+    out[np.arange(y.shape[0]), y] = 1
     return out
 
 
