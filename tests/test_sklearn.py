@@ -310,3 +310,31 @@ def test_diverging_training_is_a_clear_error(iris):
     with pytest.raises(ValueError, match="non-finite parameter weights"):
         clf.fit(x, x[:, 0] * 1e3)
     assert clf.n_iter_ < 200  # stopped at once, not after 200 epochs of NaN
+
+
+@pytest.mark.parametrize("activation,Est", [("gelu", MLPClassifier), ("silu", MLPClassifier),
+                                            ("tanh", MLPRegressor)])
+def test_weighted_gradient_matches_central_differences(activation, Est):
+    """The gradient every solver uses (deltaprop's backward pass through the sample-weighted
+    loss row, plus alpha W / sum(s)) is the derivative of the cost it reports (one output,
+    so scikit-learn's average over outputs does not enter)."""
+    rng = np.random.default_rng(0)
+    x, sw = rng.normal(size=(30, 3)), rng.uniform(0.5, 2.0, 30)
+    y = rng.integers(0, 3, 30) if Est is MLPClassifier else rng.normal(size=30)
+    est = Est(hidden_layer_sizes=(4,), activation=activation, alpha=0.1, max_iter=1,
+              random_state=0).fit(x, y)
+    Y = est._encode(y, True) if Est is MLPClassifier else y
+    Y = Y.reshape(len(y), -1).astype(float)
+    _, coef_grads, intercept_grads = est._loss_grad(est.coefs_, est.intercepts_, x, Y, sw)
+    h = 1e-6
+    for layer, grad in ((0, coef_grads[0]), (1, coef_grads[1])):
+        num = np.zeros_like(grad)
+        for idx in np.ndindex(grad.shape):
+            J = []
+            for sign in (1, -1):
+                coefs = [c.copy() for c in est.coefs_]
+                coefs[layer][idx] += sign * h
+                J.append(est._loss_grad(coefs, est.intercepts_, x, Y, sw)[0])
+            num[idx] = (J[0] - J[1]) / (2 * h)
+        np.testing.assert_allclose(grad, num, atol=1e-8)
+    assert np.abs(intercept_grads[0]).max() > 0
