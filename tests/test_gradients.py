@@ -284,3 +284,14 @@ def test_cli_gradcheck_config_and_bad_tol(capsys, tmp_path):
     assert code == 2 and err.count("\n") == 1 and "--tol must be > 0" in err
     code, _, err = _cli(capsys, "--m", "4")
     assert code == 2 and err.count("\n") == 1 and "--samples" in err
+
+
+def test_cli_gradcheck_refuses_what_cannot_fit_before_allocating(capsys, monkeypatch):
+    from deltaprop import data
+    from deltaprop.gradcheck import memory_needed
+
+    # 4-5-3, m = 8: 5 copies of 43 parameters and 6 x 8 x 12 floats of passes
+    assert memory_needed([4, 5, 3], 8) == 8 * (5 * 43 + 6 * 96)
+    monkeypatch.setattr(data, "available_memory", lambda: 10**9)
+    code, _, err = _cli(capsys, "--sizes", "100000,100000,10")  # 400 GB: was a traceback
+    assert code == 2 and err.count("\n") == 1 and "needs about 400 GB, more than the 1 GB" in err

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaprop import trace
+from deltaprop import data, trace
 from deltaprop.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -356,12 +356,17 @@ def test_iter_steps_is_lazy_and_run_keeps_them_all():
 
 
 def test_run_refuses_before_computing_what_cannot_be_kept(monkeypatch):
+    """10^9 steps of Mazur's 2-2-2 network: 36 floats and 22 arrays a step, ~3.1 TB."""
     spec = trace.load(dict(_mazur(), steps=10**9))
+    assert trace.step_bytes(spec) == 8 * 36 + 128 * 22
+    monkeypatch.setattr(data, "available_memory", lambda: 10**12)  # 1 TB free
+    real = trace.iter_steps
     monkeypatch.setattr(trace, "iter_steps", lambda s: pytest.fail("computed a step"))
-    with pytest.raises(MemoryError, match=r"all 1000000000 steps .* trace.iter_steps"):
+    with pytest.raises(MemoryError, match=r"all 1000000000 steps .* 3.1 TB, more than the "
+                       r"1 TB .* trace.iter_steps"):
         trace.run(spec)
-    monkeypatch.setattr(trace, "available_memory", lambda: 10**15)
-    assert trace.step_bytes(spec) * 10 ** 9 > 10**11  # what was refused: over 100 GB
+    monkeypatch.setattr(trace, "iter_steps", real)
+    assert len(trace.run(trace.load(dict(_mazur(), steps=3)))) == 3
 
 
 class _StopAfter(io.StringIO):
@@ -402,7 +407,7 @@ def test_cli_json_is_the_python_record_byte_for_byte(tmp_path, capsys):
 
 
 def test_cli_refuses_a_step_that_cannot_fit(capsys, monkeypatch):
-    monkeypatch.setattr(trace, "available_memory", lambda: 1000)
+    monkeypatch.setattr(data, "available_memory", lambda: 1000)
     assert main(["trace"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "more than the" in err and "memory available" in err

@@ -29,7 +29,7 @@ from . import _backend
 from .backprop import forward as _forward
 from .backprop import gradients, loss_value
 
-__all__ = ["GradcheckResult", "gradcheck"]
+__all__ = ["GradcheckResult", "gradcheck", "memory_needed"]
 
 _STENCILS = {2: ((-1, 1), (-0.5, 0.5)), 4: ((-2, -1, 1, 2), (1 / 12, -8 / 12, 8 / 12, -1 / 12))}
 
@@ -124,6 +124,15 @@ def gradcheck(net, x, y, loss, l2=0.0, *, h=1e-3, order=4, floor=1e-5, max_entri
 
 
 _KINKED = {"relu", "leaky_relu"}
+
+
+def memory_needed(sizes, m, K=None) -> int:
+    """Bytes :func:`gradcheck` holds, about, for layer widths ``sizes`` (n_0..n_L), ``m``
+    samples and a stack of ``K``: the network, its float64 copy, the gradients and a
+    perturbed array (5 copies of the parameters), and z, a, delta of two passes (float64)."""
+    params = sum(sizes[l] * (sizes[l - 1] + 1) for l in range(1, len(sizes)))
+    units = m * sum(sizes)
+    return 8 * (K or 1) * (5 * params + 6 * units)
 
 
 def _same_side(signs, signs0):

@@ -50,13 +50,14 @@ import numpy as np
 
 from . import _backend, _checks
 from . import activations as _act
+from . import data as _data
 from . import equations as eq
 from . import losses as _losses
 from .backprop import Gradients, Trace, gradients, step
 from .network import Network
 
 __all__ = ["EXAMPLE", "TraceSpec", "TraceStep", "example_text", "load", "parse", "iter_steps",
-           "run", "step_bytes", "available_memory", "step_to_dict", "to_dict", "format_header",
+           "run", "step_bytes", "step_to_dict", "to_dict", "format_header",
            "format_step", "format_text"]
 
 #: file name of the built-in worked example (package data ``deltaprop/_examples/``)
@@ -315,21 +316,6 @@ def step_bytes(spec: TraceSpec) -> int:
     return 8 * floats + 128 * (7 * (len(n) - 1) + 8)
 
 
-def available_memory() -> int | None:
-    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or None."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
 def run(spec: TraceSpec | Mapping | str | None = None) -> list[TraceStep]:
     """Run ``spec.steps`` full-batch gradient-descent steps and keep every one.
 
@@ -351,7 +337,7 @@ def run(spec: TraceSpec | Mapping | str | None = None) -> list[TraceStep]:
         available: :func:`iter_steps` handles one step at a time.
     """
     spec = spec if isinstance(spec, TraceSpec) else load(spec)
-    need, free = spec.steps * step_bytes(spec), available_memory()
+    need, free = spec.steps * step_bytes(spec), _data.available_memory()
     if free is not None and need > free:
         raise MemoryError(f"keeping all {spec.steps} steps of this trace takes about "
                           f"{_size(need)}, more than the {_size(free)} of memory available; "

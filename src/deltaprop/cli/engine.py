@@ -74,8 +74,8 @@ def register(sub):
 
 
 def _gradcheck(args):
-    from .. import Network, losses
-    from ..gradcheck import gradcheck
+    from .. import Network, data, losses
+    from ..gradcheck import gradcheck, memory_needed
 
     be = backend_from_args(args)
     try:
@@ -84,6 +84,13 @@ def _gradcheck(args):
         raise ValueError(f"--sizes must be comma-separated integers, got {args.sizes!r}") \
             from None
     loss = losses.get(args.loss)
+    if all(n > 0 for n in sizes) and args.samples > 0 and (args.K or 1) > 0:
+        need, free = memory_needed(sizes, args.samples, args.K), data.available_memory()
+        if free is not None and need > free:
+            raise ValueError(f"gradcheck of a {'-'.join(map(str, sizes))} network needs about "
+                             f"{need / 1e9:.3g} GB, more than the {free / 1e9:.3g} GB of memory "
+                             "available; check a smaller network (the check is per entry: "
+                             "small widths show the same errors)")
     acts = args.activations.split(",")
     output = args.output or loss.output or "identity"
     if len(acts) == 1:
@@ -128,7 +135,7 @@ def _gradcheck(args):
 
 
 def _trace(args):
-    from .. import trace
+    from .. import data, trace
 
     if not 0 <= args.precision <= 17:
         raise ValueError(f"--precision must be in 0..17, got {args.precision}")
@@ -142,7 +149,7 @@ def _trace(args):
         return 0
     be = backend_from_args(args)
     spec = trace.load(args.spec)
-    need, free = 3 * trace.step_bytes(spec), trace.available_memory()  # the step, its
+    need, free = 3 * trace.step_bytes(spec), data.available_memory()  # the step, its
     if free is not None and need > free:  # network before and after: all that is kept
         raise ValueError(f"one step of this trace needs about {need / 1e9:.3g} GB, more than "
                          f"the {free / 1e9:.3g} GB of memory available; trace a smaller network "
