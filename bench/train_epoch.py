@@ -18,6 +18,9 @@ Contenders:
 * ``deltaprop fit``: :func:`deltaprop.train.fit` exactly as ``deltaprop train`` calls it,
   including its per-epoch evaluation of loss and accuracy on the training and validation sets;
 * ``deltaprop fit (no val)``: the same without validation data;
+* ``deltaprop step loop``: ``fit``'s inner loop alone, every step one
+  :func:`deltaprop.backprop.train_step` with the optimiser applied layer by layer in place
+  (``optimizer=opt, state=state``; Adam included), no per-epoch evaluation;
 * ``deltaprop fused=False`` (sgd only): ``fit`` with its two-line loop (``gradients`` then
   ``step``) instead of the fused :func:`deltaprop.backprop.train_step` it takes by default
   for plain gradient descent;
@@ -29,24 +32,7 @@ Contenders:
 Each row is the median over ``--repeats`` runs of (wall time of the run / epochs); the
 threads of NumPy's BLAS and of PyTorch are limited to ``--threads`` (default 1).
 
-Measured on the 2-core machine, 1 thread, load average about 1, 30 epochs, median of 5
-(``OMP_NUM_THREADS=1 python bench/train_epoch.py --repeats 5``), before and after ``fit``
-took :func:`deltaprop.backprop.train_step` for plain gradient descent and the optimisers
-stopped re-validating the network every step (2026-11-22)::
-
-    contender                solver  before  after  (ms/epoch)  test acc
-    deltaprop fit            adam      10.1    9.5               0.9638
-    deltaprop fit (no val)   adam      10.0    9.1               0.9638
-    sklearn MLPClassifier    adam       7.5    7.2               0.9610
-    torch loop               adam      11.6   11.3               0.9582
-    deltaprop fit            sgd        5.8    4.1               0.9638
-    deltaprop fit (no val)   sgd        5.5    4.0               0.9638
-    deltaprop fused=False    sgd          -    5.8               0.9638
-    sklearn MLPClassifier    sgd        5.9    5.9               0.9554
-    torch loop               sgd        7.2    7.4               0.9554
-
-(The table in the closing note of issue 3 and in docs/training.md is older: the same script,
-measured at load average 5 to 6 from other work.)
+Measured tables, with the machine, thread count and clock: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -102,6 +88,32 @@ def run_deltaprop(splits, solver, epochs, val=True, fused=True):
     return sec / epochs, evaluate(res.net, xt, yt, "softmax-cross-entropy")["accuracy"]
 
 
+def run_step_loop(splits, solver, epochs):
+    """fit's inner loop: train_step with the optimiser fused, the data prepared once."""
+    import numpy as np
+
+    from deltaprop import backprop, losses, optim
+    from deltaprop.train import batches, evaluate, prepare
+
+    (x, y), _, (xt, yt) = splits
+    net = Network.init([64, 128, 10], "tanh", "softmax", seed=0)
+    loss = losses.get("softmax-cross-entropy")
+    X, Y = prepare(net, loss, x, y)
+    opt = optim.get("adam" if solver == "adam" else "gd", SOLVERS[solver])
+    state, ws = opt.init(net), backprop.Workspace()
+    rng = np.random.default_rng(0)
+    t = time.perf_counter()
+    for _ in range(epochs):
+        good = net
+        for idx in batches(X.shape[0], 32, rng):
+            net, J = backprop.train_step(net, X.take(idx, axis=0), Y.take(idx, axis=0), loss,
+                                         SOLVERS[solver], check=False, workspace=ws,
+                                         donate=net is not good, optimizer=opt, state=state)
+            float(J)
+    sec = time.perf_counter() - t
+    return sec / epochs, evaluate(net, xt, yt, "softmax-cross-entropy")["accuracy"]
+
+
 def run_sklearn(splits, solver, epochs):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
@@ -152,6 +164,7 @@ def main():
     contenders = [("deltaprop fit", lambda s: run_deltaprop(splits, s, args.epochs)),
                   ("deltaprop fit (no val)",
                    lambda s: run_deltaprop(splits, s, args.epochs, val=False)),
+                  ("deltaprop step loop", lambda s: run_step_loop(splits, s, args.epochs)),
                   ("deltaprop fused=False",  # sgd only: the two-line loop, gradients + step
                    lambda s: run_deltaprop(splits, s, args.epochs, fused=False)
                    if s == "sgd" else None),
