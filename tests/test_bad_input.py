@@ -311,3 +311,43 @@ def test_cli_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys, monke
     assert message.replace("{tmp}", str(tmp_path)) in err, err
     assert ".tmp" not in err.replace(str(tmp_path), "") and "[Errno" not in err
     assert (tmp_path / "file.txt").read_text() == "mine"  # nothing of the user's touched
+
+
+def test_cli_config_json_and_quiet_on_theory_jacobian_explain(tmp_path, capsys, monkeypatch):
+    """--config gives the same result as the flags (flags win), --quiet leaves stderr empty,
+    explain --json carries the step's values (Mazur's delta[2]) and the --check report."""
+    import json
+
+    from deltaprop.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    runs = {
+        "theory": (["--sigma-w2", "2.5", "--sigma-b2", "0.05", "--json"],
+                   'sigma-w2 = 2.5\nsigma_b2 = 0.05\njson = true\n'),
+        "jacobian": (["--width", "6", "--depth", "2", "--K", "2", "--samples", "2", "--json"],
+                     'width = 6\ndepth = 2\nK = 2\nsamples = 2\njson = true\n'),
+        "explain": (["--json"], "json = true\n"),
+    }
+    for command, (flags, toml) in runs.items():
+        (tmp_path / f"{command}.toml").write_text(toml)
+        assert main([command, *flags]) == 0
+        by_flags = json.loads(capsys.readouterr().out)
+        assert main([command, "--config", f"{command}.toml", "--quiet"]) == 0
+        out = capsys.readouterr()
+        assert json.loads(out.out) == by_flags and out.err == ""
+        if command == "theory":
+            by_theory = by_flags
+    assert main(["theory", "--config", "theory.toml", "--sigma-w2", "1.0"]) == 0
+    assert json.loads(capsys.readouterr().out) != by_theory  # the flag wins
+    assert by_flags["delta"]["2"][0][0] == pytest.approx(0.138498562, abs=1e-9)
+    (tmp_path / "answers.json").write_text('{"delta": {"2": [0.138498562, 0.03]}}')
+    assert main(["explain", "--check", "answers.json", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and report["first_wrong"] == "delta"
+    assert report["rows"][0]["where"] == "unit 2"
+    assert main(["jacobian", "--width", "6", "--depth", "2", "--K", "2", "--samples", "2",
+                 "--density", "d.png"]) == 0
+    assert capsys.readouterr().err == "wrote d.png\n"
+    assert main(["jacobian", "--width", "6", "--depth", "2", "--K", "2", "--samples", "2",
+                 "--density", "d.png", "--force", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
