@@ -278,6 +278,7 @@ CLI_CASES = [
     ("explain-out-no-folder", ["explain", "--out", "{tmp}/no/x.txt"],
      "folder {tmp}/no does not exist"),
     ("config-missing", ["theory", "--config", "{tmp}/none.toml"], "does not exist"),
+    ("config-a-folder", ["explain", "--config", "{tmp}"], "is a folder; give a .toml or .json"),
     ("config-unknown-key", ["theory", "--config", "{tmp}/unknown.json"],
      "unknown setting 'sigma_w'; known: activation, sigma_w2"),
     ("config-bad-value", ["stats", "--config", "{tmp}/bad.json"],

@@ -439,3 +439,19 @@ def test_plots_have_titles_distinct_colours_and_no_hidden_legend(tmp_path, monke
                            for lb in labels), labels  # joined into one entry, not hidden
     hist = figs["h.png"].axes[0]
     assert len({to_hex(line.get_color()) for line in hist.get_lines()}) == 4  # layers 1..4
+
+
+def test_product_figures_have_titles():
+    import numpy as np
+
+    from deltaprop import plot
+    from deltaprop.theory.signal import phase_diagram
+
+    rows = [{"epoch": e, "loss": 1 / e, "accuracy": 0.5, "val_loss": 1.2 / e}
+            for e in (1, 2, 3)]
+    fig = plot.learning_curves(rows)
+    assert fig._suptitle.get_text() == "learning curves: training and validation per epoch"
+    assert [ax.get_title() for ax in fig.axes] == ["loss J per epoch", "accuracy per epoch"]
+    data = phase_diagram("tanh", np.linspace(0.5, 3, 4), np.linspace(0.01, 0.2, 3))
+    assert plot.phase_diagram(data).axes[0].get_title() == \
+        "phase diagram of the mean-field network"

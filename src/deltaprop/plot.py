@@ -2,7 +2,8 @@
 
 Figures are built with ``matplotlib.figure.Figure`` directly, not ``pyplot``: nothing global
 changes, no window opens, and ``fig.savefig("x.png")`` renders with the Agg backend.  In a
-notebook, a returned figure displays itself.
+notebook, a returned figure displays itself.  Every figure has a title: the caller's, else
+one that says what it shows.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ def learning_curves(history, *, title=None):
     history : deltaprop.train.History or list of dict
         Rows with ``epoch``, ``loss`` and optionally ``accuracy``, ``val_loss``,
         ``val_accuracy``.
+    title : str, optional
+        Default: "learning curves: training and validation per epoch" (or "training per
+        epoch" without validation rows).
 
     Returns
     -------
@@ -44,8 +48,10 @@ def learning_curves(history, *, title=None):
         ax.grid(True, alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend()
-    if title:
-        fig.suptitle(title)
+        ax.set_title(f"{label} per epoch", fontsize=10)
+    has_val = any(r.get("val_loss") is not None for r in rows)
+    fig.suptitle(title or ("learning curves: training and validation per epoch" if has_val
+                           else "learning curves: training per epoch"))
     return fig
 
 
@@ -61,6 +67,7 @@ def phase_diagram(data, *, point=None, title=None):
         :func:`deltaprop.theory.signal.phase_diagram`'s result.
     point : (float, float), optional
     title : str, optional
+        Default: "phase diagram of the mean-field network".
 
     Returns
     -------
@@ -100,6 +107,5 @@ def phase_diagram(data, *, point=None, title=None):
     ax.set_ylabel(r"$\sigma_b^2$")
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
-    if title:
-        ax.set_title(title)
+    ax.set_title(title or "phase diagram of the mean-field network")
     return fig

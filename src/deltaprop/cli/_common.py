@@ -147,6 +147,8 @@ def load_config_file(path) -> tuple[dict, bool]:
     and whether it is a run's ``config.json`` (then ``table`` is its ``"settings"``).
     Every problem is one line naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"config file {path} is a folder; give a .toml or .json file")
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist")
     text = path.read_bytes()
