@@ -357,6 +357,11 @@ def test_cli_out_twice_needs_force_and_keeps_other_files(tmp_path, capsys):
     assert (out / "notes.txt").read_text() == "mine" and not any(n.endswith(".tmp")
                                                                  for n in names)
     assert (out / "rows.json").read_bytes() != first["rows.json"]
+    killed = tmp_path / "killed"  # a kill during a write left only a temporary file
+    killed.mkdir()
+    (killed / ".table.txt.a1b2c3d4e5f6.tmp").write_text("half")
+    assert main([*TINY, "--out", str(killed), "--bins", "0", "--quiet"]) == 0
+    assert not any(p.name.endswith(".tmp") for p in killed.iterdir())
 
 
 def test_cli_progress_counts_network_batches(monkeypatch, capsys):

@@ -294,22 +294,23 @@ def prepare_out_dir(flag, name, force, own) -> Path:
     A folder that already holds files is refused without ``force`` (a second run would
     replace the first one's results); with ``force`` the files named in ``own`` (the
     command's own outputs) are removed, so no stale result of the earlier run stays
-    beside the new ones, and every other file is left alone.
+    beside the new ones, and every other file is left alone.  The hidden temporary files
+    of ``own`` that a killed run left (``.<name>.<hex>.tmp``) are removed first.
     """
+    from .. import io as dio
+
     out = Path(name)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{flag} {name} is a file, not a folder; give a folder name")
+    dio.remove_temp_files(out, own)  # what a killed earlier run left of its own files
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise ValueError(f"{flag} {name} is not empty (an earlier run's results?); use "
                              "--force to replace them, or give a new folder")
-        from .. import io as dio
-
         for f in own:
             p = out / f
             if p.is_file() or p.is_symlink():
                 p.unlink()
-        dio.remove_temp_files(out, own)  # left by a killed earlier run
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
