@@ -331,7 +331,7 @@ def _run(args):
     from ..stats.study import run_study
 
     study = _study(args)
-    bar = progress_bar(args.quiet, None, "recording", unit="network-batch")
+    bar = progress_bar(args.quiet, None, "recording", unit=" network-batches")
     if bar is None:
         return run_study(study)
 
