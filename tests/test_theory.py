@@ -367,7 +367,7 @@ def test_exact_last_layer_formula_agrees_with_monte_carlo(forward_model):
                 assert abs(ex[k] - m[k]) < 4 * math.hypot(m[k + "_se"], ex[k + "_se"]), (r, k)
 
 
-def test_seed_formula_by_hand_and_gap():
+def test_question_formula_by_hand_and_gap():
     fw = ForwardCross(df=0.2, fdf=0.1, df_sum_f=1.9, f=0.55, H=3)
     # M sigma^2 E[f'f] + mu (M mu sum_l E[f'f_l] - E[f'] sum_k E[y_k])
     want = 2 * 0.09 * 0.1 + 0.1 * (2 * 0.1 * 1.9 - 0.2 * 2 * 1.0)
