@@ -561,7 +561,7 @@ def test_mean_field_rule_scales_with_width():
 # ------------------------------------------------------------- negative stds and variances
 def _bad_scale_calls():
     from deltaprop import theory
-    from deltaprop.stats import ensemble
+    from deltaprop.stats import JacobianStudy, ensemble
     from deltaprop.theory import exact_last_layer, finite_width, forward, weight_grads
 
     sizes = (3, 4, 2)
@@ -595,15 +595,17 @@ def _bad_scale_calls():
             2, -0.09, 0.1, exact_last_layer.ForwardCross(0.5, 0.1, 0.2, 0.1, 3), 1.0)),
         ("weight_var", -1.0, lambda: weight_grads.linear_regime(sizes, (None, 1.0, -1.0))),
         ("weight_var", -1.0, lambda: finite_width.relu_spread(sizes, (None, -1.0, 1.0))),
+        ("sigma_w2", -1.0, lambda: JacobianStudy(sigma_w2=-1.0)),
+        ("input_var", "nan", lambda: JacobianStudy(sigma_w2=1.0, input_var=math.nan)),
     ]
 
 
-@pytest.mark.parametrize("i", range(22))
+@pytest.mark.parametrize("i", range(24))
 def test_negative_std_or_variance_is_refused_by_name(i):
     """Prior, Study and the theory entry points refuse a negative (or NaN) std or variance
     with a ValueError naming the parameter and the value (the CLI prints that line)."""
     calls = _bad_scale_calls()
-    assert len(calls) == 22
+    assert len(calls) == 24
     name, value, call = calls[i]
     with pytest.raises(ValueError, match=rf"\b{name}\b.*{re.escape(str(value))}"):
         call()

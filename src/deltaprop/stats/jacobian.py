@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _checks
 from ..backprop import forward
 
 __all__ = ["layer_jacobian", "jacobians", "squared_singular_values", "JacobianRecord",
@@ -150,7 +150,9 @@ class JacobianStudy:
     (:func:`deltaprop.theory.jacobian.critical_point`); otherwise give ``sigma_w2`` (and
     ``sigma_b2``, default 0).  ``input_var`` defaults to (q* - sigma_b^2) / sigma_w^2, the
     inputs at the fixed point (q^1 = q*), q* from :func:`deltaprop.theory.mean_field.
-    fixed_point`.  ``depths``: the depths recorded (default every layer).
+    fixed_point`.  ``depths``: the depths recorded (default every layer).  A negative or
+    non-finite ``q_star``, ``sigma_w2``, ``sigma_b2`` or ``input_var`` raises a ValueError
+    naming it.
     """
 
     width: int = 128
@@ -170,6 +172,10 @@ class JacobianStudy:
     dtype: str = "float64"
     backend: str | None = None
     device: str | None = None
+
+    def __post_init__(self):
+        for name in ("q_star", "sigma_w2", "sigma_b2", "input_var"):
+            _checks.check_nonnegative(name, getattr(self, name))
 
 
 @dataclass(frozen=True)
