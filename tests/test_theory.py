@@ -597,15 +597,17 @@ def _bad_scale_calls():
         ("weight_var", -1.0, lambda: finite_width.relu_spread(sizes, (None, -1.0, 1.0))),
         ("sigma_w2", -1.0, lambda: JacobianStudy(sigma_w2=-1.0)),
         ("input_var", "nan", lambda: JacobianStudy(sigma_w2=1.0, input_var=math.nan)),
+        ("var", -2.0, lambda: theory.expectations("relu", 0.0, [1.0, -2.0])),
+        ("var", -2.0, lambda: theory.expect(np.tanh, 0.0, -2.0)),
     ]
 
 
-@pytest.mark.parametrize("i", range(24))
+@pytest.mark.parametrize("i", range(26))
 def test_negative_std_or_variance_is_refused_by_name(i):
     """Prior, Study and the theory entry points refuse a negative (or NaN) std or variance
     with a ValueError naming the parameter and the value (the CLI prints that line)."""
     calls = _bad_scale_calls()
-    assert len(calls) == 24
+    assert len(calls) == 26
     name, value, call = calls[i]
     with pytest.raises(ValueError, match=rf"\b{name}\b.*{re.escape(str(value))}"):
         call()

@@ -69,6 +69,14 @@ def hermite_nodes(n):
     return x, w / math.sqrt(2 * math.pi)
 
 
+def _check_var(var):
+    """ValueError with the first offending value unless every var is >= 0 (not NaN)."""
+    var = np.asarray(var, float)
+    bad = ~(var >= 0)
+    if np.any(bad):
+        raise ValueError(f"var (the variance of z) must be >= 0, got {var[bad].flat[0]}")
+
+
 def expect(g, mu, var, n=101):
     """E[g(z)] for z ~ N(mu, var), g a vectorised NumPy function of z.
 
@@ -79,8 +87,7 @@ def expect(g, mu, var, n=101):
     mu, var = np.broadcast_arrays(np.asarray(mu, float), np.asarray(var, float))
     shape = mu.shape
     mu, var = mu.reshape(-1), var.reshape(-1)
-    if np.any(var < 0):
-        raise ValueError("variance must be >= 0")
+    _check_var(var)
     s = np.sqrt(var)
     out = np.empty(mu.shape)
     narrow = s <= GRID_ABOVE
@@ -195,6 +202,7 @@ def expectations(f, mu, var, n=101) -> dict:
         Keys ``"f", "df", "df2", "fdf", "f2"``, each an array shaped like ``mu`` and ``var``.
         Closed forms for identity, relu and leaky relu; quadrature otherwise.
     """
+    _check_var(var)
     act, fz, dfz = numpy_pair(f)
     if act.name in SLOPES:
         return piecewise_linear(SLOPES[act.name], mu, var)
