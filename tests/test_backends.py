@@ -197,3 +197,26 @@ def test_is_numpy_is_the_one_test_for_arrays_and_namespaces():
     torch = pytest.importorskip("torch")
     assert not _backend.is_numpy(torch.zeros(2))
     assert not _backend.is_numpy(_backend.namespace(torch.zeros(2)))
+
+
+@pytest.mark.parametrize("name", ["gd", "momentum", "adam"])
+def test_train_step_with_an_optimizer_on_torch_equals_numpy(name):
+    # the optimisers' in-place rules are array-API code: torch tensors take the same steps
+    import numpy as np
+
+    import deltaprop as dp
+    from deltaprop import backprop, optim
+
+    torch = pytest.importorskip("torch")
+    net = dp.Network.init([5, 7, 3], "tanh", "identity", seed=1)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(6, 5)), rng.normal(size=(6, 3))
+    opt = optim.get(name, 0.05)
+    a, b = net, net.to("torch")
+    sa, sb = opt.init(a), opt.init(b)
+    for _ in range(3):
+        a, _ = backprop.train_step(a, x, y, "mse", 0.05, optimizer=opt, state=sa)
+        b, _ = backprop.train_step(b, torch.from_numpy(x), torch.from_numpy(y), "mse", 0.05,
+                                   optimizer=opt, state=sb, donate=True)
+    for p, q in zip([*a.W[1:], *a.b[1:]], [*b.W[1:], *b.b[1:]], strict=True):
+        np.testing.assert_allclose(q.numpy(), p, rtol=1e-12, atol=1e-14)

@@ -191,18 +191,28 @@ class Workspace:
     def step_buffers(self, W, m):
         """:func:`train_step`'s buffers for parameters ``W`` and a batch of ``m``, in one
         lookup: ``(ones, layers)``, ``ones`` of shape (m,) and ``layers[l]`` the tuple
-        (z, a, f'(z), delta, product) of layer l (``None`` where a layer needs none)."""
+        (z, a, f'(z), delta, product) of layer l (``None`` where a layer needs none).
+        z and a are each layer's own; f'(z), delta (two, alternating) and the product are
+        shared by the layers of one shape, so a deep network's scratch stays in cache."""
         dt = W[1].dtype
         key = ("step", m, dt, *(w.shape for w in W[1:]))
         plan = self._buf.get(key)
         if plan is None:
-            L, lead = len(W) - 1, W[1].shape[:-2]
+            L, lead, shared = len(W) - 1, W[1].shape[:-2], {}
+
+            def one(role, shape):  # a scratch array shared by the layers of one shape
+                if (role, shape) not in shared:
+                    shared[role, shape] = np.empty(shape, dt)
+                return shared[role, shape]
+
             layers = [None]
             for l in range(1, L + 1):
                 shape = (*lead, m, W[l].shape[-2])
-                hidden = [np.empty(shape, dt) for _ in range(3)] if l < L else [None] * 3
-                layers.append((np.empty(shape, dt), np.empty(shape, dt) if l == L else
-                               hidden[0], hidden[1], hidden[2], np.empty(W[l].shape, dt)))
+                hidden = l < L  # f'(z[l]) and delta[l] (two alternating per shape)
+                layers.append((np.empty(shape, dt), np.empty(shape, dt),
+                               one("df", shape) if hidden else None,
+                               one(("delta", l % 2), shape) if hidden else None,
+                               one("dW", W[l].shape)))
             plan = self._buf[key] = (np.ones(m, dt), layers)
         return plan
 
