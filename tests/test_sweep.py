@@ -486,3 +486,18 @@ def test_a_scheduler_without_workers_is_named(capsys, tmp_path):
                      "--scheduler-timeout", "0.3", "--no-plot",
                      "--out", str(tmp_path / "t.csv")]) == 2
         _one_line(capsys, "has no workers")
+
+
+def test_a_cell_that_cannot_fit_is_refused_before_computing(tmp_path, capsys, monkeypatch):
+    from deltaprop import data
+
+    c = sw.grid(depth=20, width=64, K=16, m=32)[0]  # the default cell: 48.8 MB
+    assert sw.cell_memory(c) == 8 * 16 * (2 * 20 * 64 * 65 + 5 * 32 * 64 * 21)
+    monkeypatch.setattr(data, "available_memory", lambda: 10**8)  # 100 MB free
+    monkeypatch.setattr(sw, "run_cell", lambda *a: pytest.fail("computed a cell"))
+    assert main(["sweep", *TINY[:-1], "--width", "64", "--depth", "20", "--K", "16",
+                 "--workers", "3", "--out", str(tmp_path / "t.csv")]) == 2
+    _one_line(capsys, "needs about 0.0488 GB each, 3 at once", "fewer workers")
+    with pytest.raises(ValueError, match="width 1000, depth 6 .* more than the 0.1 GB"):
+        sw.run(sw.grid(**{**SMALL, "width": [16, 1000]}), str(tmp_path / "u.csv"), serial=True)
+    assert list(tmp_path.iterdir()) == []

@@ -42,8 +42,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 __all__ = ["PARAMS", "DEFAULTS", "STUDY", "COLUMNS", "FORMATS", "grid", "cell_key", "run_cell",
-           "run", "check_output", "table_path", "read_table", "plot_phase", "local_cluster",
-           "growth_rate", "SweepStoppedError"]
+           "run", "check_output", "check_memory", "cell_memory", "table_path", "read_table",
+           "plot_phase", "local_cluster", "connect", "growth_rate", "SweepStoppedError"]
 
 #: the grid axes, in table order
 PARAMS = ("sigma_w2", "sigma_b2", "depth", "width", "activation", "init", "loss", "seed")
@@ -82,6 +82,8 @@ def _canonical(cell: dict) -> dict:
     for k in ("width", "K", "m"):
         if out[k] < 1:
             raise ValueError(f"{k} must be >= 1, got {out[k]}")
+    if out["seed"] < 0:
+        raise ValueError(f"seed must be >= 0, got {out['seed']}")
     out["activation"] = activations.get(out["activation"]).name
     out["init"] = init.canonical(out["init"])
     out["loss"] = losses.get(out["loss"]).name
@@ -187,6 +189,34 @@ def _second_moments(net, x, y, loss):
     s = [rec.layer_summary(l) for l in range(1, net.L + 1)]
     se = [r["second_moment_se"] if (net.K or 1) > 1 else math.nan for r in s]
     return [r["second_moment"] for r in s], se
+
+
+def cell_memory(cell: dict) -> int:
+    """Bytes one cell's study holds, about: W and b of its K networks twice (drawing and
+    the network), and z, a, delta and the recorder's squares of m samples per layer."""
+    c = _canonical(cell)
+    L, n, K, m = c["depth"], c["width"], c["K"], c["m"]
+    return 8 * K * (2 * L * n * (n + 1) + 5 * m * n * (L + 1))
+
+
+def check_memory(cells, workers=1):
+    """Refuse, before computing, a grid whose largest cell (times the ``workers`` running at
+    once on this machine) needs more memory than is available (one line, ValueError)."""
+    from . import data
+
+    need, free = max(cell_memory(c) for c in cells) * workers, data.available_memory()
+    if free is not None and need > free:
+        big = max(cells, key=cell_memory)
+        each = f" each, {workers} at once" if workers > 1 else ""
+        raise ValueError(f"a cell of width {big['width']}, depth {big['depth']} and K = "
+                         f"{big['K']} networks needs about {_gb(cell_memory(big))}"
+                         f"{each}, more than the {_gb(free)} of memory available; "
+                         "use a smaller width, depth or K" + (", or fewer workers"
+                                                              if workers > 1 else ""))
+
+
+def _gb(n) -> str:
+    return f"{n / 1e9:,.0f} GB" if n >= 1e11 else f"{n / 1e9:.3g} GB"
 
 
 # ----------------------------------------------------------------------------- the table
@@ -362,6 +392,8 @@ def _write(path, rows):
     try:
         atomic_write_text(path, _csv_text(rows))
     except OSError as exc:
+        if str(path) in str(exc):  # already a sentence about the user's file
+            raise
         raise OSError(f"cannot write the sweep table {path}: {exc.strerror or exc}; check the "
                       "folder exists and is writable, or choose another --out") from None
 
@@ -420,6 +452,8 @@ def run(cells: Iterable[dict], path, *, client=None, serial=False, backend=None,
     if len(set(keys)) != len(keys):
         raise ValueError("the grid lists a cell twice")
     done = check_output(cells, path, force=force, resume=resume)
+    if serial:
+        check_memory(cells)
     table = table_path(path)
     _write(table, list(done.values()))  # drops a torn line; starts a new table
     todo = [(k, c) for k, c in zip(keys, cells, strict=True) if k not in done]

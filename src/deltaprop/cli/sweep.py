@@ -113,6 +113,9 @@ def parse_list(text, convert):
 def _sweep(args):
     from .. import sweep
 
+    for flag, value in (("--K", args.K), ("--samples", args.samples)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     axes = {axis: parse_list(getattr(args, flag), convert)
             for flag, (axis, convert) in _AXES.items()}
     cells = sweep.grid(**axes, K=args.K, m=args.samples)
@@ -126,6 +129,8 @@ def _sweep(args):
     done = sweep.check_output(cells, args.out, force=args.force)  # before any computing
     plot = None if args.no_plot else _check_plot(args, table, resuming)
     todo = len(cells) - sum(1 for c in cells if sweep.cell_key(c) in done)
+    if not args.scheduler and todo:  # the cells run on this machine
+        sweep.check_memory(cells, 1 if args.serial else args.workers or os.cpu_count() or 1)
     if not args.serial and todo:
         import dask.distributed  # noqa: F401  (a missing extra fails before any file is written)
     new = [0]
