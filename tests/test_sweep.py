@@ -351,8 +351,11 @@ def test_progress_on_a_terminal_and_quiet(tmp_path, capsys, monkeypatch):
 
 
 def test_json_summary(tmp_path, capsys):
-    assert main(["sweep", *TINY, "--no-plot", "--json", "--out", str(tmp_path / "a.csv")]) == 0
-    got = json.loads(capsys.readouterr().out)
+    assert main(["sweep", *TINY, "--no-plot", "--json", "-v",
+                 "--out", str(tmp_path / "a.csv")]) == 0
+    out = capsys.readouterr()
+    got = json.loads(out.out)
+    assert out.err.count("growth") == 2  # the -v lines
     assert got["cells"] == got["computed"] == 2 and got["plot"] is None
     assert [r["key"] for r in got["rows"]] == [r["key"] for r in sw.read_table(got["out"])]
 

@@ -78,7 +78,8 @@ def register(sub):
     p.add_argument("--scheduler-timeout", type=float, default=10.0, metavar="SECONDS",
                    help="give up on --scheduler after this long without an answer (default 10)")
     add_backend_options(p, "the K networks of a cell")
-    p.add_argument("-v", "--verbose", action="store_true", help="one line per finished cell")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="one line per finished cell (on stderr with --json)")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar, no dashboard address, no summary")
     p.add_argument("--json", action="store_true",
@@ -144,7 +145,8 @@ def _sweep(args):
             line = (f"[{new[0]}/{todo}] {row['activation']} sigma_w2={row['sigma_w2']:g} "
                     f"sigma_b2={row['sigma_b2']:g} L={row['depth']} n={row['width']} "
                     f"seed={row['seed']}: growth {row['growth']:+.4f}")
-            (bar.write if bar is not None else print)(line)
+            out = sys.stderr if args.json else sys.stdout  # stdout holds only the JSON
+            (bar.write if bar is not None else print)(line, file=out)
 
     try:
         with _cluster(args, todo) as client:
