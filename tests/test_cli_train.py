@@ -215,6 +215,22 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert len(rows[0]) == 4
 
 
+def test_data_note_is_one_line(tmp_path, capsys):
+    """A CSV with pandas' index column: train says so in one 'deltaprop: note:' line on
+    stderr, not as a two-line Python warning (file:line, then the source line)."""
+    rows = ["a,b,y" if i < 0 else f"{i},{i % 3 * 0.5},{i % 2},{i % 2}" for i in range(-1, 40)]
+    rows[0] = "," + rows[0]
+    data = tmp_path / "d.csv"
+    data.write_text("\n".join(rows) + "\n")
+    assert main(["train", "--data", str(data), "--hidden", "4", "--epochs", "1", "--quiet",
+                 "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    notes = [line for line in err if "pandas" in line]
+    assert len(notes) == 1 and notes[0].startswith("deltaprop: note: ") and \
+        "column 0 has no name" in notes[0], err
+    assert not any("DataNote" in line or "warn" in line for line in err), err
+
+
 def test_help_lists_every_option():
     out = _run("train", "--help")
     for flag in ("--data", "--target", "--hidden", "--activation", "--activations", "--output",

@@ -621,6 +621,37 @@ def test_one_hot():
         one_hot(np.array([0.5]), 3)
 
 
+def test_one_hot_is_one_function_for_every_namespace():
+    """data.one_hot is the engine's one-hot: the same rows from NumPy and from the strict
+    array API reference (no NumPy habits), stacked labels included; bad labels refused."""
+    xps = pytest.importorskip("array_api_strict")
+    from deltaprop import _checks
+
+    assert one_hot is _checks.one_hot
+    y = np.array([[2, 0, 1], [1, 1, 0]])
+    want = np.eye(3)[y]
+    got = one_hot(xps.asarray(y), 3, xps.float32, xp=xps)
+    assert got.dtype == xps.float32 and got.shape == (2, 3, 3)
+    np.testing.assert_array_equal(np.asarray(xps.astype(got, xps.float64)), want)
+    np.testing.assert_array_equal(one_hot(y, 3), want)
+    with pytest.raises(ValueError, match=r"^y: labels must lie in 0\.\.2"):
+        one_hot(xps.asarray([0, 3]), 3, xp=xps, name="y")
+
+
+def test_batches_share_train_batch_size_parser():
+    """One batch-size check: data.batches takes what train.parse_batch_size takes."""
+    from deltaprop.train import parse_batch_size
+
+    assert [len(b) for b in batches(7, "3", None)] == [3, 3, 1]
+    assert [len(b) for b in batches(7, " FULL ", None)] == [7]
+    for bad in ("half", -2, 2.5, True):
+        with pytest.raises(ValueError, match="batch_size") as a:
+            list(batches(5, bad))
+        with pytest.raises(ValueError, match="batch_size") as b:
+            parse_batch_size(bad)
+        assert str(a.value) == str(b.value)
+
+
 @pytest.mark.parametrize("bs,sizes", [(1, [1] * 7), (3, [3, 3, 1]), (7, [7]), (100, [7]),
                                       (None, [7]), (0, [7]), ("full", [7])])
 def test_batches_cover_every_index_once(bs, sizes):

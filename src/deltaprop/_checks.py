@@ -73,7 +73,7 @@ def check_y(net, loss, y, m, xp):
     labels = loss.targets == "distribution" and (
         y.ndim == 1 or (y.ndim == 2 and tuple(y.shape) != (m, nL))) and _integral(xp, y.dtype)
     if labels:
-        y = one_hot(y, nL, xp, net.dtype)
+        y = one_hot(y, nL, net.dtype, xp=xp, name="y")
     elif y.ndim == 1 and nL == 1 and y.shape[0] == m:
         y = xp.reshape(y, (m, 1))
     if y.ndim not in (2, 3) or tuple(y.shape[-2:]) != (m, nL) or \
@@ -128,24 +128,64 @@ def _integral(xp, dtype) -> bool:
     return xp.isdtype(dtype, "integral")
 
 
+def parse_batch_size(value) -> int:
+    """A batch size as an integer: 1 = online, 0 = the full batch, else minibatches.
+
+    Accepts an integer, ``None``, ``"full"`` (both -> 0) or a string of an integer (as a
+    command line or a config file gives it).  Raises ``ValueError`` on anything else.  The
+    one batch-size check: :func:`deltaprop.train.parse_batch_size` and
+    :func:`deltaprop.data.batches` use it.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "full":
+            return 0
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"batch_size must be a positive integer, 0 or 'full', "
+                             f"got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int | np.integer | float) or \
+            int(value) != value or value < 0:
+        raise ValueError(f"batch_size must be a positive integer, 0 or 'full', got {value!r}")
+    return int(value)
+
+
 def check_l2(l2):
     """lambda of the L2 penalty: a finite number >= 0."""
     if not 0 <= l2 < math.inf:
         raise ValueError(f"l2 must be a finite number >= 0, got {l2}")
 
 
-def one_hot(labels, n, xp, dtype):
-    """Integer labels (m,) -> one-hot (m, n); labels outside 0..n-1 raise ValueError."""
-    numpy = _backend.is_numpy(xp)
-    if labels.shape[0] and (numpy or not _lazy(labels)):
-        lo, hi = xp.min(labels), xp.max(labels)
+def one_hot(y, n_classes, dtype=None, *, xp=None, name=None):
+    """Integer labels y (m,) in 0..n_classes-1 -> one-hot rows (m, n_classes): 1 in column
+    y[i] of row i (stacked labels (K, m) give (K, m, n_classes)).
+
+    The one one-hot helper of deltaprop (:func:`deltaprop.data.one_hot` is this function).
+    ``xp``: the array namespace of ``y`` (``None``: NumPy, ``y`` taken with
+    ``numpy.asarray``); ``dtype`` float64 unless given.  Labels outside 0..n_classes-1 raise
+    ``ValueError`` (its message starts with ``name``, such as "y", when given); on a lazy
+    (Dask) array the range is not checked, to keep it lazy.
+    """
+    numpy = xp is None or _backend.is_numpy(xp)
+    if xp is None:
+        xp, y = np, np.asarray(y)
+    if y.ndim == 0 or not (_integral(xp, y.dtype) or y.shape[-1] == 0):
+        raise ValueError(f"{name + ': ' if name else ''}labels must be an integer array (m,), "
+                         f"got {y.dtype} {tuple(y.shape)}")
+    n = int(n_classes)
+    dtype = xp.float64 if dtype is None else dtype
+    if y.shape[-1] and (numpy or not _lazy(y)):
+        lo, hi = xp.min(y), xp.max(y)
         if lo < 0 or hi >= n:
-            raise ValueError(f"y: labels must lie in 0..{n - 1} (n_L = {n} classes), "
-                             f"got {int(lo)}..{int(hi)}")
+            raise ValueError(f"{name + ': ' if name else ''}labels must lie in 0..{n - 1} "
+                             f"(n_L = {n} classes), got {int(lo)}..{int(hi)}")
     if numpy:
-        return _numpy_eye(n, dtype)[labels]
-    classes = xp.arange(n, dtype=labels.dtype, device=_backend.device(labels))
-    return xp.astype(labels[..., None] == classes, dtype)
+        return _numpy_eye(n, dtype)[y.astype(np.intp, copy=False)]
+    classes = xp.arange(n, dtype=y.dtype, device=_backend.device(y))
+    return xp.astype(y[..., None] == classes, dtype)
 
 
 @functools.lru_cache(maxsize=64)

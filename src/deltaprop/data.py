@@ -34,6 +34,8 @@ from operator import itemgetter
 
 import numpy as np
 
+from ._checks import one_hot, parse_batch_size
+
 __all__ = ["Dataset", "DataNote", "load", "BUILTINS", "train_val_test_split", "Standardizer",
            "one_hot", "batches", "available_memory"]
 
@@ -724,22 +726,6 @@ def _as_2d(x, name):
 
 
 # ---------------------------------------------------------------------------- encoding
-def one_hot(y, n_classes, dtype=np.float64) -> np.ndarray:
-    """Integer labels y (m,) in 0..n_classes-1 -> (m, n_classes) with one 1 per row.
-
-    The one NumPy one-hot helper of deltaprop (``dtype`` float64 unless given); the engine's
-    array-API twin for any backend is ``deltaprop._checks.one_hot``.
-    """
-    y = np.asarray(y)
-    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
-        raise ValueError(f"labels must be a 1-D integer array, got {y.dtype} {y.shape}")
-    if y.size and (y.min() < 0 or y.max() >= n_classes):
-        raise ValueError(f"labels must lie in 0..{n_classes - 1}, got {y.min()}..{y.max()}")
-    out = np.zeros((y.shape[0], int(n_classes)), dtype=dtype)
-    out[np.arange(y.shape[0]), y] = 1
-    return out
-
-
 def batches(m: int, batch_size, rng=None) -> Iterator[np.ndarray]:
     """Index arrays covering 0..m-1 once (one epoch) in minibatches.
 
@@ -748,14 +734,8 @@ def batches(m: int, batch_size, rng=None) -> Iterator[np.ndarray]:
     smaller).  ``rng`` (a ``numpy.random.Generator``) shuffles the order (one permutation per
     epoch; a single batch is never shuffled and draws nothing); ``None`` keeps the order.
     """
-    if batch_size is None or batch_size == 0 or batch_size == "full":
-        yield np.arange(m)
-        return
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
-            or batch_size < 0:
-        raise ValueError(f"batch_size must be a positive integer, 0, None or 'full', "
-                         f"got {batch_size!r}")
-    if batch_size >= m:  # one batch: in order, no random draw (as deltaprop.train does)
+    batch_size = parse_batch_size(batch_size)  # 0 for the full batch
+    if not batch_size or batch_size >= m:  # one batch: in order, no random draw
         yield np.arange(m)
         return
     order = rng.permutation(m) if rng is not None else np.arange(m)

@@ -56,6 +56,7 @@ import numpy as np
 from . import _backend, _checks, backprop, optim
 from . import data as _data
 from . import losses as _losses
+from ._checks import parse_batch_size
 from .network import Network
 
 __all__ = ["History", "FitResult", "StopReason", "STOP_KINDS", "TrainOptions", "StepInfo",
@@ -208,29 +209,6 @@ class EpochInfo:
 
 # ------------------------------------------------------------------------------ options
 
-def parse_batch_size(value) -> int:
-    """A batch size as an integer: 1 = online, 0 = the full batch, else minibatches.
-
-    Accepts an integer, ``None``, ``"full"`` (both -> 0) or a string of an integer (as a
-    command line or a config file gives it).  Raises ``ValueError`` on anything else.
-    """
-    if value is None:
-        return 0
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "full":
-            return 0
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"batch_size must be a positive integer, 0 or 'full', "
-                             f"got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int | np.integer | float) or \
-            int(value) != value or value < 0:
-        raise ValueError(f"batch_size must be a positive integer, 0 or 'full', got {value!r}")
-    return int(value)
-
-
 def _batch_size(batch_size, m):
     """The effective batch size on m samples (the full batch for 0, None, 'full' or >= m)."""
     b = parse_batch_size(batch_size)
@@ -333,9 +311,6 @@ def prepare(net, loss, x, y, name="data"):
     labels one-hot for a softmax loss); errors name the set (``name``).  This is
     :func:`deltaprop._checks.prepare_data` with the loss looked up by name."""
     return _checks.prepare_data(net, _losses.get(loss), x, y, name)
-
-
-_prepare = prepare  # the name other modules used before it was public
 
 
 def _is_classification(loss):

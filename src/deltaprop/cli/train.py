@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import add_backend_options, backend_from_args, limit_threads
+from ._common import add_backend_options, backend_from_args, limit_threads, load_config_file
 
 #: every setting of a run, with its default (keys of config files and of config.json)
 DEFAULTS = {
@@ -138,25 +138,9 @@ def _register_model_commands(sub):
 # ------------------------------------------------------------------------------ settings
 
 def _read_config(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_bytes()
-    try:
-        if path.suffix.lower() == ".toml":
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            cfg = tomllib.loads(text.decode("utf-8"))
-        else:
-            cfg = json.loads(text)
-    except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
-        raise ValueError(f"config file {path} cannot be parsed: {exc}") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config file {path} must hold a table/object of settings")
-    run = isinstance(cfg.get("settings"), dict)  # a run's config.json
-    return _config_keys(path, cfg["settings"] if run else cfg, run)
+    """The settings of a config file or of a run's config.json (:func:`load_config_file`)."""
+    cfg, run = load_config_file(path)
+    return _config_keys(path, cfg, run)
 
 
 def _config_keys(path, cfg, run):
@@ -235,6 +219,22 @@ def _options(s):
 
 # ------------------------------------------------------------------------------ data
 
+def _load_data(source, target):
+    """:func:`deltaprop.data.load`, each :class:`~deltaprop.data.DataNote` printed as one
+    ``deltaprop: note: ...`` line on stderr (not as a two-line Python warning)."""
+    from .. import data
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", data.DataNote)
+        ds = data.load(source, target=target)
+    for w in caught:
+        if issubclass(w.category, data.DataNote):
+            print(f"deltaprop: note: {w.message}", file=sys.stderr, flush=True)
+        else:  # not ours to reword: shown as Python would have shown it
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return ds
+
+
 def _targets(ds, loss_name):
     """Targets for the loss: real targets as they are, class indices :func:`_encode`-d."""
     return ds.y if ds.task == "regression" else _encode(ds.y, ds.n_classes, loss_name)
@@ -243,11 +243,13 @@ def _targets(ds, loss_name):
 def _encode(y, n_classes, loss_name):
     """Class indices y (m,) as the loss wants them: the indices for softmax CE, p(class 1)
     (m, 1) for sigmoid CE on two classes (one output unit), else one-hot (m, n_classes)."""
+    from ..data import one_hot
+
     if loss_name == "softmax-cross-entropy":
         return y
     if loss_name == "sigmoid-cross-entropy" and n_classes == 2:
         return y.astype(np.float64)[:, None]
-    return np.eye(n_classes)[y]
+    return one_hot(y, n_classes)
 
 
 def _n_outputs(ds, loss_name):
@@ -290,7 +292,7 @@ def _prepare_run(s):
     from .. import Network, data
     from .. import losses as _losses
 
-    ds = data.load(s["data"], target=s["target"])
+    ds = _load_data(s["data"], s["target"])
     loss = _losses.get(s["loss"] or ("mse" if ds.task == "regression" else "softmax-cross-entropy"))
     if ds.task == "regression" and loss.name != "mse":
         raise ValueError(f"data {s['data']!r} is a regression set; use --loss mse")
@@ -599,7 +601,7 @@ def _model_inputs(net, meta, source, target, *, need_target):
     """(x standardised, dataset) for a model file's data, checked against the model."""
     from .. import data
 
-    ds = data.load(source, target=target if target is not None else meta.get("target"))
+    ds = _load_data(source, target if target is not None else meta.get("target"))
     n0 = net.sizes[0]
     x = ds.x
     if ds.n_features != n0:
