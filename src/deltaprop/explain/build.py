@@ -18,6 +18,7 @@ import numpy as np
 from .. import _backend, trace
 from .. import activations as _act
 from .. import equations as eq
+from .._checks import one_hot
 from .leaves import Leaves
 from .model import Section, Solution, Step
 from .notation import get as get_notation
@@ -91,7 +92,7 @@ def make_run(spec=None, step: int = 1) -> Run:
     x = np.asarray(spec.x, dtype=np.float64)
     y = np.asarray(spec.y)
     if y.ndim == 1:  # class labels
-        y = np.eye(net.sizes[-1])[y]
+        y = one_hot(y, net.sizes[-1])
     y = y.astype(np.float64)
     z = (None, *(_np(s.trace.z[l]) for l in range(1, L + 1)))
     a = (x, *(_np(s.trace.a[l]) for l in range(1, L + 1)))

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import io as dio
+from .._checks import one_hot
 from .build import solve
 from .model import Matrix, Num
 from .notation import get as get_notation
@@ -71,7 +72,7 @@ def draw(sizes, seed: int = 0, *, activation: str = "sigmoid", output: str | Non
     x = (rng.choice(np.arange(-2, 3), size=(samples, sizes[0])) / 2).tolist()
     nL = sizes[-1]
     if lossf.name == "softmax-cross-entropy":
-        y = np.eye(nL)[rng.integers(0, nL, size=samples)].tolist()
+        y = one_hot(rng.integers(0, nL, size=samples), nL).tolist()
     elif lossf.name == "sigmoid-cross-entropy":
         y = rng.integers(0, 2, size=(samples, nL)).astype(float).tolist()
     else:

@@ -32,6 +32,7 @@ import numpy as np
 from .. import _backend
 from .. import activations as _act
 from .. import losses as _losses
+from .._checks import one_hot
 from ..backprop import forward as _forward
 from ..theory import finite_width as _fw
 from . import ensemble as _ens
@@ -237,7 +238,7 @@ def study_spread(record, prior, activations, study=None, *, top="mse", draws=1 <
         y = np.asarray(ys, float).reshape(-1)[:1] if np.ndim(ys) == 1 else \
             np.asarray(ys, float).reshape(-1, nL)[0]
         if np.ndim(ys) == 1:  # class labels: one-hot
-            y = np.eye(nL)[int(y[0])]
+            y = one_hot(y[:1].astype(int), nL)[0]
     pred, note = predicted(prior, activations, study.loss, samples=samples, top=top, x=x,
                            y=y, input_mean=study.input_mean, input_var=study.input_var,
                            target_mean=study.target_mean, target_var=study.target_var,

@@ -162,8 +162,9 @@ def load_inputs(study: Study, n_out=None, standardization=None):
     if ds.task == "classification":
         labels = np.asarray(ds.y)[rows]
         nL = int(np.asarray(ds.y).max()) + 1  # the data set's classes, not the first m rows
-        y = labels if loss.targets == "distribution" else np.eye(nL)[labels]
-        y_mean = float(np.mean(np.eye(nL)[labels]))
+        onehot = _checks.one_hot(labels, nL)
+        y = labels if loss.targets == "distribution" else onehot
+        y_mean = float(np.mean(onehot))
         return x, y, y_mean, y_mean, x.shape[1], nL
     y = np.asarray(ds.y, float)[rows]
     return x, y, float(y.mean()), float((y * y).mean()), x.shape[1], y.shape[1]
@@ -286,7 +287,7 @@ def study_network(net, x, y, loss, *, y_mean=None, y_second=None, batch_size=102
     pr = _ens.empirical_prior(net)
     y_np = np.asarray(_backend.to_numpy(y), float)
     if _losses.get(loss).targets == "distribution" and y_np.ndim == 1:
-        y_np = np.eye(net.sizes[-1])[y_np.astype(int)]
+        y_np = _checks.one_hot(y_np.astype(int), net.sizes[-1])
     y_mean = float(y_np.mean()) if y_mean is None else y_mean
     y_second = float((y_np**2).mean()) if y_second is None else y_second
     acts = net.activation_names()
@@ -376,7 +377,7 @@ def _targets(y, loss, nL):
     """Targets as rows of n_L values (class labels one-hot encoded), on the host."""
     y = np.asarray(_backend.to_numpy(y), float)
     if _losses.get(loss).targets == "distribution" and y.shape[-1:] != (nL,):
-        y = np.eye(nL)[y.astype(int)]
+        y = _checks.one_hot(y.astype(int), nL)
     return y
 
 

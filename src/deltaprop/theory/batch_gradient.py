@@ -56,6 +56,7 @@ import numpy as np
 
 from .. import activations as _act
 from .. import losses as _losses
+from .._checks import one_hot
 
 __all__ = ["pair_forward", "pair_backward", "batch_second_moment", "batch_gradient_theory"]
 
@@ -218,7 +219,7 @@ def batch_gradient_theory(prior, activations, loss, x, y, *, m=None, pairs=16384
     m = M if m is None else int(m)
     L, nL = prior.L, prior.sizes[-1]
     y = np.asarray(y)
-    Y = np.eye(nL)[y.astype(int)] if y.ndim == 1 and nL > 1 else y.reshape(M, -1).astype(float)
+    Y = one_hot(y.astype(int), nL) if y.ndim == 1 and nL > 1 else y.reshape(M, -1).astype(float)
     rng = np.random.default_rng(seed)
     strata = _strata(Y, M)
     draws = {"ii": []} | {h: [] for h in strata}
