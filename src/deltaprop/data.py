@@ -324,37 +324,14 @@ def _parse_float(cell):
 
 
 def _load_csv(path, target, task):
-    raw = _read(path)
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not a UTF-8 text (CSV) file (byte {exc.start} cannot be "
-                         "decoded)") from None
-    if "\x00" in text:
-        raise ValueError(f"{path}: binary data (NUL bytes), not a CSV file")
-    lines = text.splitlines()
-    first = next((ln for ln in lines if ln.strip()), None)
-    if first is None:
-        raise ValueError(f"{path}: empty file (no rows)")
-    if path.lower().endswith(".tsv"):
-        delim = "\t"
-    else:
-        counts = {d: first.count(d) for d in ",;\t"}
-        delim = max(counts, key=counts.get) if max(counts.values()) else ","
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
-        rows = [r for r in reader if any(c.strip() for c in r)]
-    except csv.Error as exc:
-        raise ValueError(f"{path}: malformed CSV ({exc})") from None
-    if not rows:
-        raise ValueError(f"{path}: empty file (no rows)")
+    rows = _csv_rows(path)
     width = len(rows[0])
     header = _has_header(rows)
     names = [c.strip() for c in rows[0]] if header else None
     body = rows[1:] if header else rows
     if not body:
         raise ValueError(f"{path}: a header but no data rows")
-    start = 2 if header else 1
+    start = 2 if header else 1  # the file's row number of body[0]
     for i, r in enumerate(body):
         if len(r) != width:
             raise ValueError(f"{path}: row {i + start} has {len(r)} columns, expected {width} "
@@ -371,9 +348,46 @@ def _load_csv(path, target, task):
                       f"0..{len(body) - 1} (pandas' default index, written by to_csv): "
                       "dropped, not read as a feature", DataNote, stacklevel=3)
         j += 1
+    x = _csv_features(path, body, feat_cols, names, start)
+    target_values, text_target = _csv_target(path, body, t, start)
+    features = [names[j] for j in feat_cols] if names else None
+    return _make(path, x, target_values, task, features, text_target)
+
+
+def _csv_rows(path):
+    """The non-blank rows of a CSV (or TSV) file as lists of cells; the delimiter is the
+    most frequent of ``,;\\t`` on the first line (tab for .tsv)."""
+    raw = _read(path)
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not a UTF-8 text (CSV) file (byte {exc.start} cannot be "
+                         "decoded)") from None
+    if "\x00" in text:
+        raise ValueError(f"{path}: binary data (NUL bytes), not a CSV file")
+    first = next((ln for ln in text.splitlines() if ln.strip()), None)
+    if first is None:
+        raise ValueError(f"{path}: empty file (no rows)")
+    if path.lower().endswith(".tsv"):
+        delim = "\t"
+    else:
+        counts = {d: first.count(d) for d in ",;\t"}
+        delim = max(counts, key=counts.get) if max(counts.values()) else ","
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delim, strict=True)
+        rows = [r for r in reader if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise ValueError(f"{path}: malformed CSV ({exc})") from None
+    if not rows:
+        raise ValueError(f"{path}: empty file (no rows)")
+    return rows
+
+
+def _csv_features(path, body, feat_cols, names, start):
+    """x (m, n_0) from the feature columns; the first cell that is not a number is named."""
     try:  # fast path: NumPy parses every cell at once
         x = np.array(list(map(itemgetter(*feat_cols), body)), dtype=np.float64)
-        x = x.reshape(len(body), len(feat_cols))
+        return x.reshape(len(body), len(feat_cols))
     except ValueError:  # find the first bad cell for the message, parsing as Python does
         x = np.empty((len(body), len(feat_cols)))
         for i, r in enumerate(body):
@@ -384,18 +398,20 @@ def _load_csv(path, target, task):
                     raise ValueError(f"{path}: row {i + start}, column {col}: {r[j]!r} is not "
                                      "a number") from None
                 x[i, jj] = v
+        return x
+
+
+def _csv_target(path, body, t, start):
+    """(target values, whether they are text): numbers if every cell parses, else the
+    cells as text (class names; an empty one is an error)."""
     cells = [r[t].strip() for r in body]
     values = [_parse_float(c) for c in cells]
-    text_target = any(v is None for v in values)
-    if text_target:
-        empty = [i for i, c in enumerate(cells) if not c]
-        if empty:
-            raise ValueError(f"{path}: row {empty[0] + start}: the target cell is empty")
-        target_values = np.array(cells)
-    else:
-        target_values = np.array(values)
-    features = [names[j] for j in feat_cols] if names else None
-    return _make(path, x, target_values, task, features, text_target)
+    if all(v is not None for v in values):
+        return np.array(values), False
+    empty = [i for i, c in enumerate(cells) if not c]
+    if empty:
+        raise ValueError(f"{path}: row {empty[0] + start}: the target cell is empty")
+    return np.array(cells), True
 
 
 def _is_pandas_index(name, j, body):

@@ -65,7 +65,20 @@ def register(sub):
     p = sub.add_parser("stats", help="measure and predict the statistics of the error vectors",
                        description="Record delta[l] over an ensemble of networks and inputs, "
                        "and compare with the independence, mean-field and exact predictions.")
-    g = p.add_argument_group("architecture")
+    _architecture_options(p.add_argument_group("architecture"))
+    _weight_options(p.add_argument_group("weights (--init, or one of --weight-std and "
+                                         "--sigma-w2 scaling --init's law)"))
+    _data_options(p.add_argument_group("data"))
+    run = p.add_argument_group("ensemble and run")
+    _ensemble_options(run)
+    _extra_options(run)
+    _between_options(p.add_argument_group("between networks (finite width, docs/signal.md)"))
+    _output_options(p.add_argument_group("output"))
+    add_retired(p, RETIRED)
+    p.set_defaults(func=_stats)
+
+
+def _architecture_options(g):
     g.add_argument("--sizes", type=_ints, default=None,
                    help="all layer sizes n_0,...,n_L (default: --hidden with the data's sizes)")
     g.add_argument("--hidden", type=_ints, default=(64, 64, 64, 64),
@@ -78,8 +91,9 @@ def register(sub):
     g.add_argument("--output", default=None, help="output activation (default: fits the loss)")
     g.add_argument("--loss", default=None,
                    help="loss (default mse; with --model, the model's own loss)")
-    w = p.add_argument_group("weights (--init, or one of --weight-std and --sigma-w2 scaling "
-                             "--init's law)")
+
+
+def _weight_options(w):
     w.add_argument("--init", default=None,
                    help="named initialiser (default glorot_normal; e.g. orthogonal, standard, "
                    "lecun_normal); with --weight-std or --sigma-w2 only its law (default normal)")
@@ -90,7 +104,9 @@ def register(sub):
     w.add_argument("--weight-mean", type=_floats, default=0.0, help="mu_w (default 0)")
     w.add_argument("--sigma-b2", type=_floats, default=0.0, help="bias variance (default 0)")
     w.add_argument("--bias-mean", type=_floats, default=0.0)
-    d = p.add_argument_group("data")
+
+
+def _data_options(d):
     d.add_argument("--inputs", default=None,
                    help="'gaussian', a built-in data set or a data file (default digits; "
                    "with --model, the model's training data)")
@@ -100,7 +116,9 @@ def register(sub):
     d.add_argument("--target-var", type=float, default=1.0)
     d.add_argument("--samples", type=int, default=None,
                    help="samples m per network (default: the whole data set; 256 gaussian)")
-    e = p.add_argument_group("ensemble and run")
+
+
+def _ensemble_options(e):
     e.add_argument("--K", type=int, default=16, help="networks in the ensemble (16)")
     e.add_argument("--K-chunk", type=int, default=None,
                    help="draw and record this many networks at a time (memory)")
@@ -119,6 +137,10 @@ def register(sub):
                    "prediction has this relative integration error (0.005)")
     e.add_argument("--bins", type=int, default=64, help="histogram bins (multiple of 4; 0 off)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+
+
+def _extra_options(e):
+    """The optional measurements of the run, and the model to record instead of an ensemble."""
     e.add_argument("--gradient-independence", action="store_true",
                    help="also back-propagate each forward pass through an independent copy of "
                    "the weights (a second draw; with --model, each W[l] permuted) and print "
@@ -136,7 +158,9 @@ def register(sub):
     add_backend_options(e, "the ensemble (or --model) and the inputs")
     e.add_argument("--model", default=None,
                    help="record a trained model file instead of an ensemble (with --inputs)")
-    s = p.add_argument_group("between networks (finite width, docs/signal.md)")
+
+
+def _between_options(s):
     s.add_argument("--rel-se", type=float, default=0.01, metavar="P",
                    help="plan K for this relative standard error of E[delta[l]^2] (0.01): "
                    "the line under the table, K = Var[Q] / (E[Q]^2 P^2) with Q the "
@@ -149,7 +173,9 @@ def register(sub):
                    help="back-propagate u . z[L] (delta[L] = u, a random unit vector per "
                    "network) instead of the loss, Hanin's setting, and print only the spread "
                    "table (predicted with --samples 1)")
-    o = p.add_argument_group("output")
+
+
+def _output_options(o):
     o.add_argument("--json", action="store_true", help="print the rows as JSON")
     o.add_argument("--out", default=None, help="folder for CSV, JSON and PNG files (new or "
                    "empty; --force replaces an earlier study's files)")
@@ -158,8 +184,6 @@ def register(sub):
     o.add_argument("--quiet", action="store_true",
                    help="no progress bar and no timing line on stderr")
     add_config_option(o)
-    add_retired(p, RETIRED)
-    p.set_defaults(func=_stats)
 
 
 #: flags that must be finite and >= 0 (one value or one per layer)

@@ -156,74 +156,109 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
         raise ValueError(f"precision must be an integer in 0..17, got {precision!r}")
     run = run or make_run(spec, step)
     nt = get_notation(notation, run.acts)
-    V = nt.values(run)
-    sizes, L, m, U = run.sizes, run.L, run.m, max_units
+    parts = _Sections(run, nt, max_units)
+    sections = [*parts.forward(), parts.loss(), *parts.output(), *parts.hidden(),
+                *parts.per_weight("gradient"), *parts.per_weight("update")]
+    title, header = _header(run, nt, max_units)
+    notes = (*nt.glossary, *nt.decisions)
+    return Solution(nt.notation(), title, tuple(header), notes, tuple(sections), precision,
+                    max_units, run)
 
-    def hand(*counts):
+
+class _Sections:
+    """The sections of one solution, phase by phase: an equation is written unit by unit
+    when it involves at most ``max_units`` units, inputs and samples, else in matrix form."""
+
+    def __init__(self, run, nt, max_units):
+        self.run, self.nt, self.U = run, nt, max_units
+        self.V = nt.values(run)
+        self.sizes, self.L, self.m = run.sizes, run.L, run.m
+
+    def hand(self, *counts):
         """Unit by unit when the equation involves at most U units, inputs and samples."""
-        return max(*counts, m) <= U
+        return max(*counts, self.m) <= self.U
 
-    def section(phase, l, defs, sample=None, title=""):
+    def section(self, phase, l, defs, sample=None, title=""):
         unit = all(d.index is not None for d in defs)
-        steps = tuple(_evaluate(d, nt, V, m, sample, unit) for d in defs)
+        steps = tuple(_evaluate(d, self.nt, self.V, self.m, sample, unit) for d in defs)
         return Section(phase, title, steps, l, sample)
 
-    def per_sample(phase, l, make, what):
-        out = []
+    def per_sample(self, phase, l, make, what):
+        nt, m, out = self.nt, self.m, []
         for i in range(m):
-            defs = [d for j in range(sizes[l]) for d in make(i, j)]
-            head = f"{nt.layer_title(l, L)}: {what}" + (f", sample {i + 1}" if m > 1 else "")
-            out.append(section(phase, l, defs, i if m > 1 else None, head))
+            defs = [d for j in range(self.sizes[l]) for d in make(i, j)]
+            head = f"{nt.layer_title(l, self.L)}: {what}" + (f", sample {i + 1}" if m > 1 else "")
+            out.append(self.section(phase, l, defs, i if m > 1 else None, head))
         return out
 
-    sections = []
-    for l in range(1, L + 1):  # forward
-        what = f"forward ({run.acts[l].name})"
-        if hand(sizes[l - 1], sizes[l]):
-            sections += per_sample("forward", l, lambda i, j, l=l: [
-                nt.z_def(l, i, j, sizes[l - 1]), nt.a_def(l, i, j)], what)
+    def forward(self):
+        nt, sizes, out = self.nt, self.sizes, []
+        for l in range(1, self.L + 1):
+            what = f"forward ({self.run.acts[l].name})"
+            if self.hand(sizes[l - 1], sizes[l]):
+                out += self.per_sample("forward", l, lambda i, j, l=l: [
+                    nt.z_def(l, i, j, sizes[l - 1]), nt.a_def(l, i, j)], what)
+            else:
+                out.append(self.section("forward", l, [nt.z_matrix(l), nt.a_matrix(l)],
+                                        title=f"{nt.layer_title(l, self.L)}: {what}, matrix form"))
+        return out
+
+    def loss(self):
+        run, L = self.run, self.L
+        explicit = self.sizes[L] <= self.U and self.m <= self.U
+        weights = np.concatenate([w.ravel() for w in run.W[1:]])
+        loss_def = self.nt.loss_def(run.loss, self.sizes[L], L, explicit, run.lam, weights)
+        return Section("loss", f"the cost ({run.loss})", (
+            _evaluate(loss_def, self.nt, self.V, self.m, None, explicit),))
+
+    def output(self):
+        nt, L, loss = self.nt, self.L, self.run.loss
+        elementwise = self.run.acts[L].elementwise
+        if self.hand(self.sizes[L]):
+            return self.per_sample("output", L, lambda i, j: nt.output_defs(
+                L, i, j, loss, elementwise), "output error")
+        return [self.section("output", L, nt.output_matrix(L, loss, elementwise),
+                             title=f"{nt.layer_title(L, L)}: output error, matrix form")]
+
+    def hidden(self):
+        nt, sizes, out = self.nt, self.sizes, []
+        for l in range(self.L - 1, 0, -1):
+            if self.hand(sizes[l], sizes[l + 1]):
+                out += self.per_sample("hidden", l, lambda i, j, l=l: [
+                    nt.hidden_def(l, i, j, sizes[l + 1])], "error")
+            else:
+                out.append(self.section("hidden", l, [nt.hidden_matrix(l)],
+                                        title=f"{nt.layer_title(l, self.L)}: error, matrix form"))
+        return out
+
+    def per_weight(self, phase):
+        """The sections of ``phase`` "gradient" or "update", from layer L down to 1."""
+        nt, sizes, out = self.nt, self.sizes, []
+        if phase == "gradient":
+            unit_defs, matrix_defs, what = (nt.grad_defs, lambda l: nt.grad_matrix(l, self.run.lam),
+                                            "gradients")
         else:
-            sections.append(section("forward", l, [nt.z_matrix(l), nt.a_matrix(l)],
-                                    title=f"{nt.layer_title(l, L)}: {what}, matrix form"))
-    explicit = sizes[L] <= U and m <= U
-    weights = np.concatenate([w.ravel() for w in run.W[1:]])
-    loss_def = nt.loss_def(run.loss, sizes[L], L, explicit, run.lam,
-                           weights)
-    sections.append(Section("loss", f"the cost ({run.loss})", (
-        _evaluate(loss_def, nt, V, m, None, explicit),)))
-    elementwise = run.acts[L].elementwise
-    if hand(sizes[L]):
-        sections += per_sample("output", L, lambda i, j: nt.output_defs(
-            L, i, j, run.loss, elementwise), "output error")
-    else:
-        sections.append(section("output", L, nt.output_matrix(L, run.loss, elementwise),
-                                title=f"{nt.layer_title(L, L)}: output error, matrix form"))
-    for l in range(L - 1, 0, -1):
-        if hand(sizes[l], sizes[l + 1]):
-            sections += per_sample("hidden", l, lambda i, j, l=l: [
-                nt.hidden_def(l, i, j, sizes[l + 1])], "error")
-        else:
-            sections.append(section("hidden", l, [nt.hidden_matrix(l)],
-                                    title=f"{nt.layer_title(l, L)}: error, matrix form"))
-    for phase, unit_defs, matrix_defs, what in (
-            ("gradient", nt.grad_defs, lambda l: nt.grad_matrix(l, run.lam), "gradients"),
-            ("update", nt.update_defs, nt.update_matrix, "update")):
-        for l in range(L, 0, -1):
-            head = f"{nt.layer_title(l, L)}: {what}"
-            if hand(sizes[l - 1], sizes[l]):
+            unit_defs, matrix_defs, what = nt.update_defs, nt.update_matrix, "update"
+        for l in range(self.L, 0, -1):
+            head = f"{nt.layer_title(l, self.L)}: {what}"
+            if self.hand(sizes[l - 1], sizes[l]):
                 defs = []
                 for j in range(sizes[l]):
                     ks = list(range(sizes[l - 1]))
                     ks = [None, *ks] if nt.bias_first else [*ks, None]
                     defs += [d for k in ks for d in unit_defs(l, j, k)]
-                sections.append(section(phase, l, defs, title=head))
+                out.append(self.section(phase, l, defs, title=head))
             else:
-                sections.append(section(phase, l, matrix_defs(l), title=head + ", matrix form"))
+                out.append(self.section(phase, l, matrix_defs(l), title=head + ", matrix form"))
+        return out
 
-    spec = run.spec
+
+def _header(run, nt, U):
+    """(title, header lines) of a solution."""
+    spec, m = run.spec, run.m
     lr = {"ng": "alpha"}.get(nt.key, "eta")
     header = [
-        f"network {'-'.join(map(str, sizes))} ({', '.join(a.name for a in run.acts[1:])}), "
+        f"network {'-'.join(map(str, run.sizes))} ({', '.join(a.name for a in run.acts[1:])}), "
         f"loss {run.loss}, m = {m} sample{'s' * (m != 1)}, {lr} = {run.eta:g}"
         + (f", lambda = {run.lam:g}" if run.lam else ""),
         f"step {run.step} of gradient descent: the forward pass, the cost, the errors, the "
@@ -236,9 +271,7 @@ def solve(spec=None, notation: str = "deltaprop", *, step: int = 1,
         header.insert(0, f"source: {spec.source}")
     title = (spec.description if spec is not None and spec.description else
              "Worked solution: one step of backpropagation")
-    notes = (*nt.glossary, *nt.decisions)
-    return Solution(nt.notation(), title, tuple(header), notes, tuple(sections), precision,
-                    U, run)
+    return title, header
 
 
 def _evaluate(d, nt, V, m, sample, unit) -> Step:

@@ -93,11 +93,20 @@ def sheet(spec: dict, notation: str = "deltaprop", fmt: str = "markdown",
     parsed = trace.load(spec)
     sol = solve(parsed, notation)  # the notation's symbols and its value conventions
     run, nt = sol.run, get_notation(notation, sol.run.acts)
-    tex = fmt != "text"
-    m = TexMath(sol.precision) if tex else TextMath(sol.precision)
-    sizes = run.sizes
-    L = run.L
-    given = []
+    m = TexMath(sol.precision) if fmt != "text" else TextMath(sol.precision)
+    check = (f"deltaprop explain {spec_file} --notation {nt.key} --check my-answers.json "
+             f"(keys: {', '.join(nt.answer_keys)})")
+    intro = (f"A {'-'.join(map(str, run.sizes))} network "
+             f"({', '.join(a.name for a in run.acts[1:])}), loss {run.loss}, m = {run.m}. "
+             f"Notation: {nt.title}.")
+    write = {"markdown": _sheet_markdown, "latex": _sheet_latex}.get(fmt, _sheet_text)
+    return write(m, parsed.description, intro, _given(run, nt),
+                 nt.const("eta"), run.eta, _tasks(run, nt, m, fmt != "text"), check)
+
+
+def _given(run, nt):
+    """(symbol, value, what) of every number the sheet gives: W, b (or theta), x, y."""
+    L, given = run.L, []
     for l in range(1, L + 1):
         if nt.bias_column:
             theta = np.concatenate([run.b[l][:, None], run.W[l]], axis=1)
@@ -108,52 +117,58 @@ def sheet(spec: dict, notation: str = "deltaprop", fmt: str = "markdown",
             given.append((nt.b(l), run.b[l][None, :], ""))
     given.append((nt.a(0, None), run.x, "input, one row per sample"))
     given.append((nt.y(None), run.y, "target, one row per sample"))
-    lr = nt.const("eta")
+    return given
 
-    def mm(e):  # inline math: $...$ in Markdown and LaTeX
+
+def _tasks(run, nt, m, tex):
+    """The five tasks, their math inline ($...$ in Markdown and LaTeX)."""
+    def mm(e):
         return f"${m(e)}$" if tex else m(e)
-    tasks = [
+    L = run.L
+    return [
         f"Forward pass: {mm(nt.z(1, None))}, {mm(nt.a(1, None))}, ... for every layer, unit "
         "by unit.",
         f"The cost {mm(nt.J())} ({run.loss}).",
         f"The errors {mm(nt.delta(L, None))} of the output layer, then of every hidden layer.",
         "The gradients of every weight and bias.",
-        f"One step of gradient descent with {mm(lr)} = {format(run.eta, 'g')}: the updated "
-        "weights and biases.",
+        f"One step of gradient descent with {mm(nt.const('eta'))} = {format(run.eta, 'g')}: "
+        "the updated weights and biases.",
     ]
-    check = (f"deltaprop explain {spec_file} --notation {nt.key} --check my-answers.json "
-             f"(keys: {', '.join(nt.answer_keys)})")
-    title = parsed.description
-    intro = (f"A {'-'.join(map(str, sizes))} network "
-             f"({', '.join(a.name for a in run.acts[1:])}), loss {run.loss}, m = {run.m}. "
-             f"Notation: {nt.title}.")
-    if fmt == "markdown":
-        out = [f"# {title}", "", intro, "", "## Given", ""]
-        out += [f"- ${m(s)} = {m(Matrix(np.atleast_2d(v)))}$" + (f" ({what})" if what else "")
-                for s, v, what in given]
-        out += [f"- ${m(lr)} = {m(Num(run.eta))}$", "", "## Tasks", ""]
-        out += [f"{i}. {t}" for i, t in enumerate(tasks, 1)]
-        out += ["", f"Check your answers: `{check}`", ""]
-        return "\n".join(out)
-    if fmt == "latex":
-        from .render import PREAMBLE
-        out = [PREAMBLE + r"\begin{document}", r"\raggedright",
-               f"\\section*{{{tex_text(title)}}}", tex_text(intro), r"\subsection*{Given}",
-               r"\begin{itemize}"]
-        out += [f"\\item $\\displaystyle {m(s)} = {m(Matrix(np.atleast_2d(v)))}$"
-                + (f" ({tex_text(what)})" if what else "") for s, v, what in given]
-        out += [f"\\item ${m(lr)} = {m(Num(run.eta))}$", r"\end{itemize}",
-                r"\subsection*{Tasks}", r"\begin{enumerate}"]
-        out += [f"\\item {_tex_task(t)}" for t in tasks]
-        out += [r"\end{enumerate}", f"Check your answers: \\texttt{{{tex_text(check)}}}",
-                r"\end{document}"]
-        return "\n".join(out) + "\n"
+
+
+def _sheet_markdown(m, title, intro, given, lr, eta, tasks, check):
+    out = [f"# {title}", "", intro, "", "## Given", ""]
+    out += [f"- ${m(s)} = {m(Matrix(np.atleast_2d(v)))}$" + (f" ({what})" if what else "")
+            for s, v, what in given]
+    out += [f"- ${m(lr)} = {m(Num(eta))}$", "", "## Tasks", ""]
+    out += [f"{i}. {t}" for i, t in enumerate(tasks, 1)]
+    out += ["", f"Check your answers: `{check}`", ""]
+    return "\n".join(out)
+
+
+def _sheet_latex(m, title, intro, given, lr, eta, tasks, check):
+    from .render import PREAMBLE
+
+    out = [PREAMBLE + r"\begin{document}", r"\raggedright",
+           f"\\section*{{{tex_text(title)}}}", tex_text(intro), r"\subsection*{Given}",
+           r"\begin{itemize}"]
+    out += [f"\\item $\\displaystyle {m(s)} = {m(Matrix(np.atleast_2d(v)))}$"
+            + (f" ({tex_text(what)})" if what else "") for s, v, what in given]
+    out += [f"\\item ${m(lr)} = {m(Num(eta))}$", r"\end{itemize}",
+            r"\subsection*{Tasks}", r"\begin{enumerate}"]
+    out += [f"\\item {_tex_task(t)}" for t in tasks]
+    out += [r"\end{enumerate}", f"Check your answers: \\texttt{{{tex_text(check)}}}",
+            r"\end{document}"]
+    return "\n".join(out) + "\n"
+
+
+def _sheet_text(m, title, intro, given, lr, eta, tasks, check):
     out = [title, intro, "", "Given:"]
     for s, v, what in given:
         label = f"  {m(s)} = "
         out.append(label + m(Matrix(np.atleast_2d(v))).replace("\n", "\n" + " " * len(label))
                    + (f"   ({what})" if what else ""))
-    out += [f"  {m(lr)} = {m(Num(run.eta))}", "", "Tasks:"]
+    out += [f"  {m(lr)} = {m(Num(eta))}", "", "Tasks:"]
     out += [f"  {i}. {t}" for i, t in enumerate(tasks, 1)]
     out += ["", f"Check your answers: {check}", ""]
     return "\n".join(out)

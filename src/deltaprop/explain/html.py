@@ -195,15 +195,31 @@ def render_html(solution: Solution) -> str:
     acts = ["input"] + [getattr(f, "name", str(f)) for f in run.acts[1:]]
     lay = _Layout(sizes, acts)
     els = _Elements(lay)
+    init = _initial_state(run, lay, els)
+    sections, stops, scale = _sections(solution, lay, els, init)
+    data = {"stops": stops, "init": [list(t) for t in init],
+            "scale": {g: (v or 1.0) for g, v in scale.items()}, "group": _COLOUR_GROUP,
+            "names": _node_names(solution), "precision": min(p, 4),
+            "labels": {el: _label(el) for el in
+                       {t[0] for st in stops for t in st["set"]} | {t[0] for t in init}
+                       | {e for st in stops for e in st["els"]}}}
+    return _fill_page(solution, lay, sections, data)
 
-    # the page's starting state: the input (first sample) and the weights before the update
-    x0 = np.asarray(run.a[0], dtype=float).reshape(-1, sizes[0])[0]
+
+def _initial_state(run, lay, els):
+    """The page's starting state: the input (first sample) and the weights before the
+    update, as (element, quantity, value)."""
+    x0 = np.asarray(run.a[0], dtype=float).reshape(-1, lay.sizes[0])[0]
     init = [(els.node(0, j), "a", float(x0[j])) for j, _ in lay.pos(0)]
     for l in range(1, lay.L + 1):
-        w = np.asarray(W[l], dtype=float)
+        w = np.asarray(run.W[l], dtype=float)
         init += [(els.edge(l, j, k), "W", float(w[j, k]))
                  for j, _ in lay.pos(l) for k, _ in lay.pos(l - 1)]
+    return init
 
+
+def _sections(solution, lay, els, init):
+    """(the sections' HTML, one stop per section, the largest |value| per colour group)."""
     stops, sections, scale = [], [], {}
     for s, sec in enumerate(solution.sections):
         steps_html, sets, touched = [], [], []
@@ -215,7 +231,8 @@ def render_html(solution: Solution) -> str:
             steps_html.append(
                 f"<div class='step' data-el='{el}' data-layer='{_layer(step, lay.L)}' "
                 f"data-q='{html.escape(step.quantity)}'>"
-                + "".join(f"<div class='eq'>{line}</div>" for line in step_lines(step, p))
+                + "".join(f"<div class='eq'>{line}</div>"
+                          for line in step_lines(step, solution.precision))
                 + (f"<div class='ref'>{meta}</div>" if meta else "")
                 + "</div>")
         for _, q, v in sets + init:
@@ -227,17 +244,20 @@ def render_html(solution: Solution) -> str:
                         "</section>")
         stops.append({"title": sec.title, "phase": sec.phase, "layer": sec.layer,
                       "els": sorted(set(touched)), "set": [list(t) for t in sets]})
+    return sections, stops, scale
 
-    names = dict(_NAMES)  # the label over a node: the notation's own symbol
+
+def _node_names(solution):
+    """The label over a node: the notation's own symbol."""
+    names = dict(_NAMES)
     for step in reversed(list(solution.steps())):
         if isinstance(step.lhs, Sym):
             names[step.quantity] = GREEK_LETTERS.get(step.lhs.base, step.lhs.base)
-    data = {"stops": stops, "init": [list(t) for t in init],
-            "scale": {g: (v or 1.0) for g, v in scale.items()}, "group": _COLOUR_GROUP,
-            "names": names, "precision": min(p, 4),
-            "labels": {el: _label(el) for el in
-                       {t[0] for st in stops for t in st["set"]} | {t[0] for t in init}
-                       | {e for st in stops for e in st["els"]}}}
+    return names
+
+
+def _fill_page(solution, lay, sections, data):
+    """The page template with every placeholder filled."""
     nt = solution.notation
     header = "".join(f"<li>{html.escape(h)}</li>" for h in solution.header)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in solution.notes)
