@@ -460,3 +460,16 @@ def test_product_figures_have_titles():
     data = phase_diagram("tanh", np.linspace(0.5, 3, 4), np.linspace(0.01, 0.2, 3))
     assert plot.phase_diagram(data).axes[0].get_title() == \
         "phase diagram of the mean-field network"
+
+
+def test_measured_forward_model_on_data_rows_shared_by_the_stack():
+    """--forward measured with data inputs: the K networks share x (m, n_0), so a[0] is not
+    stacked like z[l] (this raised 'operands could not be broadcast').  At layer L the exact
+    weight-gradient prediction given the forward pass is the measured value itself."""
+    from deltaprop.stats.study import Study, run_study
+
+    res = run_study(Study(sizes=(None, 8, None), K=3, inputs="iris", m=20,
+                          forward_model="measured", weight_grads=True))
+    w = res.rows[-1]["weight_grads"]
+    assert w["predicted"]["exact"]["second_moment"] == \
+        pytest.approx(w["measured"]["second_moment"], rel=1e-12)

@@ -181,6 +181,39 @@ def run_study(study: Study = Study(), progress=None) -> StudyResult:
         raise ValueError(f"K must be >= 1 and K_chunk >= 0, got K = {study.K}, "
                          f"K_chunk = {study.K_chunk}")
     x, y, y_mean, y_second, n0, nL = load_inputs(study)
+    sizes = _sizes(study, n0, nL)
+    loss = _losses.get(study.loss)
+    output = study.output or loss.output or "identity"
+    acts = layer_activations(study.activations, output, len(sizes) - 1)
+    pr = _ens.prior(sizes, init=study.init, weight_mean=study.weight_mean,
+                    weight_std=study.weight_std, sigma_w2=study.sigma_w2,
+                    sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
+    net, rec, gi, corr, parts = _record_chunks(study, pr, acts, loss, x, y, n0, progress)
+    if progress is not None:
+        progress("theory", 0, 1)
+    inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
+        if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
+    law = _law(study, pr, acts, loss, x, y, n0, nL, y_mean, y_second, parts)
+    preds = predict_moments(pr, acts, loss, inp, y_mean, y_second, record=rec,
+                            forward_model=study.forward_model, law=law)
+    rows = compare(rec, preds, forward_model=study.forward_model) if gi is None else \
+        _gi.add_rows(compare(rec, preds, forward_model=study.forward_model), rec, gi)
+    cond = question_conditions(pr, acts, inp, record=rec, forward_model=study.forward_model,
+                               law=law) \
+        if _losses.get(loss).name == "mse" else None
+    extra = {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
+             "question_conditions": cond, _gi.KEY: gi}
+    if study.weight_grads:
+        extra[_wgr.KEY] = _wgr.predict_weight_grads(pr, acts, inp, preds, law)
+        rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])
+    if corr is not None:
+        rows, extra[_corr.KEY] = _correlation(rows, corr, pr, acts, study.correlation,
+                                              study.input_var)
+    return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net, extra)
+
+
+def _sizes(study, n0, nL):
+    """The study's sizes n_0..n_L, the data's n_0 and n_L where it leaves them None."""
     sizes = list(study.sizes)
     sizes[0] = sizes[0] or n0
     sizes[-1] = sizes[-1] or nL
@@ -188,12 +221,13 @@ def run_study(study: Study = Study(), progress=None) -> StudyResult:
         raise ValueError(f"the inputs have {n0} features but sizes[0] is {sizes[0]}")
     if any(s is None or s < 1 for s in sizes):
         raise ValueError(f"bad sizes {sizes}")
-    loss = _losses.get(study.loss)
-    output = study.output or loss.output or "identity"
-    acts = layer_activations(study.activations, output, len(sizes) - 1)
-    pr = _ens.prior(sizes, init=study.init, weight_mean=study.weight_mean,
-                    weight_std=study.weight_std, sigma_w2=study.sigma_w2,
-                    sigma_b2=study.sigma_b2, bias_mean=study.bias_mean)
+    return sizes
+
+
+def _record_chunks(study, pr, acts, loss, x, y, n0, progress):
+    """Draw and record the K networks, K_chunk at a time: (the last chunk's network stack,
+    the record, the gradient-independence record, the correlation record, the (network,
+    inputs) pairs of the measured forward model)."""
     chunk = min(study.K_chunk or study.K, study.K)
     parts = []  # (network stack, inputs) for the exact prediction on measured forward passes
     rec = gi = corr = None
@@ -224,27 +258,7 @@ def run_study(study: Study = Study(), progress=None) -> StudyResult:
                                              study.input_var, [study.seed, i, 2], k)
             part = _corr.record_correlation(net, xa, xb)
             corr = part if corr is None else corr.concat(part)
-    if progress is not None:
-        progress("theory", 0, 1)
-    inp = gaussian_input_stats(n0, study.input_mean, study.input_var) \
-        if study.inputs == "gaussian" else data_input_stats(x.reshape(-1, n0))
-    law = _law(study, pr, acts, loss, x, y, n0, nL, y_mean, y_second, parts)
-    preds = predict_moments(pr, acts, loss, inp, y_mean, y_second, record=rec,
-                            forward_model=study.forward_model, law=law)
-    rows = compare(rec, preds, forward_model=study.forward_model) if gi is None else \
-        _gi.add_rows(compare(rec, preds, forward_model=study.forward_model), rec, gi)
-    cond = question_conditions(pr, acts, inp, record=rec, forward_model=study.forward_model,
-                               law=law) \
-        if _losses.get(loss).name == "mse" else None
-    extra = {"prior": pr, "sizes": sizes, "activations": [a.name for a in acts],
-             "question_conditions": cond, _gi.KEY: gi}
-    if study.weight_grads:
-        extra[_wgr.KEY] = _wgr.predict_weight_grads(pr, acts, inp, preds, law)
-        rows = _wgr.add_rows(rows, rec, extra[_wgr.KEY])
-    if corr is not None:
-        rows, extra[_corr.KEY] = _correlation(rows, corr, pr, acts, study.correlation,
-                                              study.input_var)
-    return StudyResult(study, rec, preds, rows, time.perf_counter() - t0, net, extra)
+    return net, rec, gi, corr, parts
 
 
 def _ticks(x, y, study, progress, k0, k):
@@ -366,6 +380,8 @@ def _measured_batches(parts, Y, ybar, cov):
         z = [None] + [_backend.to_numpy(v) for v in tr.z[1:]]
         a = [_backend.to_numpy(v) for v in tr.a]
         k = z[1].shape[0] if z[1].ndim == 3 else 1
+        if z[1].ndim == 3 and a[0].ndim == 2:  # data rows shared by the stack: a[0] per net
+            a[0] = np.broadcast_to(a[0], (k, *a[0].shape))
         if Y is None:
             y = ybar
         else:  # the data's own targets, the same rows for every network of the stack
