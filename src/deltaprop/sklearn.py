@@ -431,60 +431,19 @@ class _BaseMLP(BaseEstimator):
             self._optimizer = (_SGD if self.solver == "sgd" else _Adam)(params, self)
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
-        X_val = y_val = sw_val = None
+        val = (None, None, None)
         if self.early_stopping:
-            stratify = Y if self._stratify() else None
-            parts = train_test_split(X, Y, *([] if sw is None else [sw]),
-                                     random_state=self._random_state,
-                                     test_size=self.validation_fraction, stratify=stratify)
-            X, X_val, Y, y_val = parts[:4]
-            if sw is not None:
-                sw, sw_val = parts[4:]
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
-            y_val = self._decode_targets(y_val)
-        n = X.shape[0]
-        idx = np.arange(n, dtype=int)
-        if self.batch_size == "auto":
-            batch_size = min(200, n)
-        else:
-            if self.batch_size > n:
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                              "going to be clipped", stacklevel=4)
-            batch_size = int(np.clip(self.batch_size, 1, n))
-        L = len(self.coefs_)
+            X, Y, sw, val = self._validation_split(X, Y, sw)
+        idx = np.arange(X.shape[0], dtype=int)
+        batch_size = self._stochastic_batch_size(X.shape[0])
         self.n_iter_ = 0
         try:
             for _ in range(self.max_iter):
                 if self.shuffle:
                     idx = shuffle(idx, random_state=self._random_state)
-                total = 0.0
-                for sl in gen_batches(n, batch_size):
-                    rows = idx[sl] if self.shuffle else sl
-                    J, cg, ig = self._loss_grad(self.coefs_, self.intercepts_, X[rows], Y[rows],
-                                                None if sw is None else sw[rows])
-                    total += J * (sl.stop - sl.start)
-                    params = self._optimizer.update(self.coefs_ + self.intercepts_, cg + ig)
-                    self.coefs_, self.intercepts_ = params[:L], params[L:]
-                self.n_iter_ += 1
-                self.loss_ = total / n
-                self.t_ += n
-                self.loss_curve_.append(self.loss_)
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
-                if not math.isfinite(self.loss_):  # diverged: scikit-learn's error, at once
-                    break
-                self._update_no_improvement_count(X_val, y_val, sw_val)
-                self._optimizer.iteration_ends(self.t_)
-                if self._no_improvement_count > self.n_iter_no_change:
-                    what = "Validation score" if self.early_stopping else "Training loss"
-                    msg = (f"{what} did not improve more than tol={self.tol:f} for "
-                           f"{self.n_iter_no_change} consecutive epochs.")
-                    if self._optimizer.trigger_stopping(msg, self.verbose):
-                        break
-                    self._no_improvement_count = 0
-                if incremental:
+                self._run_epoch(X, Y, sw, idx, batch_size)
+                # diverged: scikit-learn's error, at once
+                if not math.isfinite(self.loss_) or self._should_stop(val) or incremental:
                     break
                 if self.n_iter_ == self.max_iter:
                     warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
@@ -494,6 +453,58 @@ class _BaseMLP(BaseEstimator):
             warnings.warn("Training interrupted by user.", stacklevel=4)
         if self.early_stopping:  # restore the best weights
             self.coefs_, self.intercepts_ = self._best_coefs, self._best_intercepts
+
+    def _validation_split(self, X, Y, sw):
+        """(X, Y, sw) to train on and (X_val, y_val, sw_val) for early stopping."""
+        stratify = Y if self._stratify() else None
+        parts = train_test_split(X, Y, *([] if sw is None else [sw]),
+                                 random_state=self._random_state,
+                                 test_size=self.validation_fraction, stratify=stratify)
+        X, X_val, Y, y_val = parts[:4]
+        sw, sw_val = parts[4:] if sw is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        return X, Y, sw, (X_val, self._decode_targets(y_val), sw_val)
+
+    def _stochastic_batch_size(self, n):
+        if self.batch_size == "auto":
+            return min(200, n)
+        if self.batch_size > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                          "going to be clipped", stacklevel=5)
+        return int(np.clip(self.batch_size, 1, n))
+
+    def _run_epoch(self, X, Y, sw, idx, batch_size):
+        """One pass over the (shuffled) minibatches; loss_, n_iter_, t_, loss_curve_."""
+        n, L, total = X.shape[0], len(self.coefs_), 0.0
+        for sl in gen_batches(n, batch_size):
+            rows = idx[sl] if self.shuffle else sl
+            J, cg, ig = self._loss_grad(self.coefs_, self.intercepts_, X[rows], Y[rows],
+                                        None if sw is None else sw[rows])
+            total += J * (sl.stop - sl.start)
+            params = self._optimizer.update(self.coefs_ + self.intercepts_, cg + ig)
+            self.coefs_, self.intercepts_ = params[:L], params[L:]
+        self.n_iter_ += 1
+        self.loss_ = total / n
+        self.t_ += n
+        self.loss_curve_.append(self.loss_)
+        if self.verbose:
+            print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+
+    def _should_stop(self, val):
+        """After an epoch: the no-improvement count (validation score or training loss),
+        the optimizer's schedule; True when training stops."""
+        self._update_no_improvement_count(*val)
+        self._optimizer.iteration_ends(self.t_)
+        if self._no_improvement_count > self.n_iter_no_change:
+            what = "Validation score" if self.early_stopping else "Training loss"
+            msg = (f"{what} did not improve more than tol={self.tol:f} for "
+                   f"{self.n_iter_no_change} consecutive epochs.")
+            if self._optimizer.trigger_stopping(msg, self.verbose):
+                return True
+            self._no_improvement_count = 0
+        return False
 
     def _update_no_improvement_count(self, X_val, y_val, sw_val):
         if self.early_stopping:

@@ -79,7 +79,7 @@ K1_NOTE = ("K = 1: the standard error covers the samples of one network only, no
 
 
 def predict_moments(prior, activations, loss, input_stats, y_mean, y_second, *, record=None,
-            forward_model="law", law=None) -> dict:
+                    forward_model="law", law=None) -> dict:
     """Predictions ``{theory: {layer: {"mean": .., "second_moment": ..}}}``.
 
     Parameters
@@ -121,15 +121,7 @@ def predict_moments(prior, activations, loss, input_stats, y_mean, y_second, *, 
     fwd = forward_recursion(sizes, acts, input_stats, prior.weight_mean[1:], prior.weight_var[1:],
                             prior.bias_mean[1:], prior.bias_var[1:])
     hidden_ok = all(f.elementwise for f in acts[:-1])
-    E_df, E_df2 = [None] * (L + 1), [None] * (L + 1)
-    for l in range(1, L):
-        if forward_model == "measured":
-            s = record.layer_summary(l, "df") if record.has("df", l) else None
-            E_df[l], E_df2[l] = (s["mean"], s["second_moment"]) if s else (None, None)
-        elif forward_model == "law" and l in law[1]:
-            E_df[l], E_df2[l] = law[1][l]["df"], law[1][l]["df2"]
-        elif forward_model == "gaussian" and acts[l - 1].elementwise:
-            E_df[l], E_df2[l] = fwd[l].E["df"], fwd[l].E["df2"]
+    E_df, E_df2 = _slope_moments(forward_model, record, law, fwd, acts, L)
     out = None
     if forward_model == "gaussian":
         out = output_delta_moments(loss, acts[-1], fwd[L].mean, fwd[L].var, y_mean, y_second)
@@ -159,19 +151,41 @@ def predict_moments(prior, activations, loss, input_stats, y_mean, y_second, *, 
             if name in preds:
                 preds[name][L]["anchored"] = True
     if loss.name == "mse" and acts[-1].name == "identity" and L >= 2:
-        fw = _forward_cross(fwd, acts, sizes, L - 1,
-                            record if forward_model == "measured" else None,
-                            law[1].get(L - 1) if forward_model == "law" else None)
-        last = {"mean": _exact.exact_mean(sizes[L], prior.weight_var[L], prior.weight_mean[L], fw,
-                                          y_mean, prior.bias_mean[L])}
-        if law is not None and forward_model != "gaussian":  # its forward moments: law or measured
-            f2 = law[1][L - 1]
-            last["second_moment"] = _exact.exact_second_moment(
-                sizes[L], prior.weight_var[L], prior.weight_mean[L], _exact.ForwardSecond(
-                    f2["df2"], *(f2[k] for k in ("d2a", "d2a2", "d2S", "d2S2", "d2Q", "d2aS"))),
-                y_mean, y_second - y_mean**2, prior.bias_mean[L], prior.bias_var[L])
-        preds["exact_last_layer"] = {L - 1: last}
+        preds["exact_last_layer"] = {L - 1: _exact_last_layer(
+            prior, acts, fwd, forward_model, record, law, y_mean, y_second)}
     return preds
+
+
+def _slope_moments(forward_model, record, law, fwd, acts, L):
+    """(E[f'(z[l])], E[f'(z[l])^2]) for hidden l from the forward model (None where unknown)."""
+    E_df, E_df2 = [None] * (L + 1), [None] * (L + 1)
+    for l in range(1, L):
+        if forward_model == "measured":
+            s = record.layer_summary(l, "df") if record.has("df", l) else None
+            E_df[l], E_df2[l] = (s["mean"], s["second_moment"]) if s else (None, None)
+        elif forward_model == "law" and l in law[1]:
+            E_df[l], E_df2[l] = law[1][l]["df"], law[1][l]["df2"]
+        elif forward_model == "gaussian" and acts[l - 1].elementwise:
+            E_df[l], E_df2[l] = fwd[l].E["df"], fwd[l].E["df2"]
+    return E_df, E_df2
+
+
+def _exact_last_layer(prior, acts, fwd, forward_model, record, law, y_mean, y_second):
+    """The question's exact formula at layer L - 1 (MSE, identity output): the mean, and the
+    second moment where the law's or the recorded passes' forward moments are known."""
+    sizes, L = list(prior.sizes), prior.L
+    fw = _forward_cross(fwd, acts, sizes, L - 1,
+                        record if forward_model == "measured" else None,
+                        law[1].get(L - 1) if forward_model == "law" else None)
+    last = {"mean": _exact.exact_mean(sizes[L], prior.weight_var[L], prior.weight_mean[L], fw,
+                                      y_mean, prior.bias_mean[L])}
+    if law is not None and forward_model != "gaussian":  # its forward moments: law or measured
+        f2 = law[1][L - 1]
+        last["second_moment"] = _exact.exact_second_moment(
+            sizes[L], prior.weight_var[L], prior.weight_mean[L], _exact.ForwardSecond(
+                f2["df2"], *(f2[k] for k in ("d2a", "d2a2", "d2S", "d2S2", "d2Q", "d2aS"))),
+            y_mean, y_second - y_mean**2, prior.bias_mean[L], prior.bias_var[L])
+    return last
 
 
 def mean_field_applies(prior, tol=0.05) -> bool:
