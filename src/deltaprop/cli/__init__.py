@@ -3,18 +3,22 @@
 Each subcommand lives in its own module of this package, which exposes
 ``register(subparsers)``; ``register`` adds a parser whose default ``func(args)``
 runs the command and returns the exit status.  Bad input ends with one line on
-stderr and status 2, never a traceback.
+stderr and status 2, never a traceback.  Every subcommand takes ``--config FILE`` and
+``--quiet``: a module that does not add them itself gets them here (:func:`_uniform`),
+``--quiet`` then keeping its notes and warnings off stderr (errors still print).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
 
 from .. import __version__
-from ._common import apply_config
+from ._common import add_config_option, apply_config
 
 #: modules of this package that add subcommands, in the order of ``deltaprop --help``
 COMMAND_MODULES = ["engine", "explain", "train", "stats", "sweep", "theory", "jacobian"]
@@ -41,7 +45,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(sub)
+    for command in sub.choices.values():
+        _uniform(command)
     return parser
+
+
+def _uniform(parser):
+    """Give ``parser`` the flags every subcommand takes, where its module did not add them:
+    ``--config FILE`` and ``--quiet`` (then applied by :func:`main` around the command)."""
+    flags = parser._option_string_actions  # noqa: SLF001 - argparse has no public lookup
+    if "--quiet" not in flags:
+        parser.add_argument("--quiet", action="store_true",
+                            help="no notes or warnings on stderr (errors still print)")
+        parser.set_defaults(_quiet_here=True)
+    if "--config" not in flags:
+        add_config_option(parser)
+
+
+def _run(args):
+    """Run the command; with a ``--quiet`` that :func:`_uniform` added, stderr is held
+    back while it runs (an error still reaches :func:`main`, which prints it)."""
+    if getattr(args, "_quiet_here", False) and args.quiet:
+        with contextlib.redirect_stderr(io.StringIO()):
+            return args.func(args)
+    return args.func(args)
 
 
 def main(argv=None) -> int:
@@ -53,7 +80,7 @@ def main(argv=None) -> int:
         if getattr(args, "func", None) is None:
             parser.print_help()
             return 2
-        return int(args.func(args) or 0)
+        return int(_run(args) or 0)
     except KeyboardInterrupt:
         print("deltaprop: interrupted", file=sys.stderr)
         return 130

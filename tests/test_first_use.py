@@ -1,0 +1,210 @@
+"""Trust on first use (issue 12), as a new user meets it on the command line.
+
+Each test is one promise of the issue, checked through ``deltaprop.cli.main`` exactly as the
+console script runs it: every subcommand documents and takes the common flags, bad input
+ends in one line and exit 2, a user's file is never replaced without ``--force``, gradcheck
+says PASS or FAIL, divergence stops the run with exit 1 and the health report says why.
+All cases are small (iris, a few epochs, tiny studies): the file runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from deltaprop.cli import build_parser, main
+
+pytestmark = pytest.mark.smoke
+
+COMMANDS = ["gradcheck", "trace", "explain", "train", "evaluate", "predict", "info", "stats",
+            "sweep", "theory", "jacobian"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    """A model file trained on iris for 2 epochs (its run folder's model.safetensors)."""
+    out = tmp_path_factory.mktemp("run") / "run"
+    assert main(["train", "--data", "iris", "--epochs", "2", "--out", str(out), "--quiet"]) == 0
+    return out / "model.safetensors"
+
+
+def one_error_line(capsys, argv, status=2):
+    """Run ``deltaprop argv``; assert the exit status and one 'deltaprop: error:' line."""
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("deltaprop: error: "), err
+    assert "Traceback" not in err
+    return err
+
+
+# ------------------------------------------------------------------------ the common flags
+
+def test_every_command_is_listed_and_has_help(capsys):
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001
+    assert sorted(sub.choices) == sorted(COMMANDS)
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0
+        out = capsys.readouterr().out
+        assert out.startswith(f"usage: deltaprop {name}")
+        assert "--config" in out and "--quiet" in out, name  # issue 12: on every command
+
+
+@pytest.mark.parametrize("argv", [
+    ["gradcheck"], ["trace"], ["explain"], ["theory", "--sigma-w2", "1.5"],
+    ["jacobian", "--sigma-w2", "1", "--width", "8", "--depth", "2", "--K", "2",
+     "--samples", "4"],
+    ["stats", "--hidden", "6", "--K", "2", "--samples", "8", "--bins", "0"],
+], ids=lambda a: a[0])
+def test_json_is_one_valid_document_and_quiet_leaves_stderr_empty(capsys, argv):
+    assert main([*argv, "--json", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)
+    assert captured.err == ""
+
+
+def test_evaluate_and_info_json(capsys, model):
+    assert main(["evaluate", str(model), "iris", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["m"] == 150 and 0 <= res["accuracy"] <= 1
+    assert main(["info", str(model), "--json"]) == 0
+    json.loads(capsys.readouterr().out)
+
+
+def test_evaluate_takes_a_config_file_and_the_flag_wins(capsys, model, tmp_path):
+    cfg = tmp_path / "ev.toml"
+    cfg.write_text("json = true\n")
+    assert main(["evaluate", str(model), "iris", "--config", str(cfg)]) == 0
+    assert json.loads(capsys.readouterr().out)["m"] == 150
+    cfg.write_text("no_such_setting = 1\n")
+    err = one_error_line(capsys, ["evaluate", str(model), "iris", "--config", str(cfg)])
+    assert "unknown setting 'no_such_setting'" in err
+
+
+def test_quiet_keeps_notes_off_stderr_on_evaluate_and_predict(capsys, model, tmp_path):
+    # a CSV written by pandas with its index: the loader's note names the dropped column
+    rows = "\n".join(f"{i},5.1,3.5,1.4,0.2,setosa" for i in range(6))
+    data = tmp_path / "pandas.csv"
+    data.write_text(",a,b,c,d,target\n" + rows + "\n")
+    assert main(["evaluate", str(model), str(data)]) == 0
+    assert "deltaprop: note:" in capsys.readouterr().err
+    for argv in (["evaluate", str(model), str(data)], ["predict", str(model), str(data)]):
+        assert main([*argv, "--quiet"]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == "" and captured.out
+
+
+# ----------------------------------------------------------------- bad input: one line, exit 2
+
+def _bad_files(tmp):
+    """name -> path of files a user might give by mistake."""
+    from safetensors.numpy import save_file
+
+    (tmp / "nan.csv").write_text("a,b,c,d,y\n1,2,3,4,setosa\nnan,1,1,1,setosa\n")
+    (tmp / "inf.csv").write_text("a,b,c,d,y\n1,2,3,4,setosa\ninf,1,1,1,setosa\n")
+    (tmp / "narrow.csv").write_text("a,b,y\n1,2,setosa\n3,4,versicolor\n")
+    (tmp / "label.csv").write_text("a,b,c,d,y\n1,2,3,4,tulip\n")
+    (tmp / "empty.safetensors").write_bytes(b"")
+    (tmp / "random.safetensors").write_bytes(np.random.default_rng(0).bytes(300))
+    with open(tmp / "pickle.safetensors", "wb") as fh:
+        pickle.dump({"W.1": [1.0]}, fh)
+    save_file({"weight": np.zeros(3)}, str(tmp / "foreign.safetensors"))
+    (tmp / "folder").mkdir()
+    return tmp
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "{model}", "{tmp}/nan.csv"], "NaN or inf"),
+    (["evaluate", "{model}", "{tmp}/inf.csv"], "NaN or inf"),
+    (["evaluate", "{model}", "{tmp}/narrow.csv"], "expects n_0 = 4 input columns"),
+    (["evaluate", "{model}", "{tmp}/label.csv"], "class tulip was not seen in training"),
+    (["evaluate", "{tmp}/empty.safetensors", "iris"], "too short"),
+    (["evaluate", "{tmp}/random.safetensors", "iris"], "not a valid deltaprop file"),
+    (["info", "{tmp}/pickle.safetensors"], "never loads pickles"),
+    (["info", "{tmp}/foreign.safetensors"], "foreign safetensors"),
+    (["info", "{tmp}/folder"], "is a folder"),
+    (["predict", "{model}", "{tmp}/folder"], "is a directory"),
+    (["train", "--data", "{tmp}/nan.csv", "--out", "{tmp}/r"], "NaN or inf"),
+    (["train", "--data", "iris", "--activation", "nosuch", "--out", "{tmp}/r"],
+     "unknown activation 'nosuch'"),
+    (["train", "--data", "iris", "--hidden", "100000000000", "--out", "{tmp}/r"],
+     "would need about"),
+    (["gradcheck", "--activations", "tanh,nosuch"], "unknown activation 'nosuch'"),
+    (["stats", "--weight-std", "-0.5"], "--weight-std must be"),
+    (["stats", "--inputs", "gaussian", "--input-var", "-1"], "--input-var must be"),
+    (["trace", "{tmp}/folder"], "folder"),
+    (["explain", "--config", "{tmp}/folder"], "is a folder"),
+    (["sweep", "--out", "{tmp}/table.xlsx"], ".csv and .parquet"),
+], ids=lambda v: v if isinstance(v, str) else "-".join(v[:2]))
+def test_bad_input_is_one_line_and_exit_2(capsys, model, tmp_path, argv, message):
+    tmp = _bad_files(tmp_path)
+    argv = [a.format(model=model, tmp=tmp) for a in argv]
+    err = one_error_line(capsys, argv)
+    assert message in err
+    assert not (tmp / "r").exists()  # nothing written for a refused run
+
+
+# ------------------------------------------------------------ a user's files are never lost
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "{model}", "iris", "--out", "{file}.csv"],
+    ["explain", "--out", "{file}.html"],
+    ["theory", "--sigma-w2", "1.5", "--phase-diagram", "{file}.png"],
+    ["jacobian", "--sigma-w2", "1", "--width", "8", "--depth", "2", "--K", "2", "--samples",
+     "4", "--density", "{file}.png"],
+    ["sweep", "--serial", "--K", "2", "--samples", "8", "--depth", "3", "--width", "4",
+     "--out", "{file}.csv"],
+], ids=lambda a: a[0])
+def test_an_existing_file_is_refused_without_force(capsys, model, tmp_path, argv):
+    argv = [a.format(model=model, file=tmp_path / "mine") for a in argv]
+    target = tmp_path / os.path.basename(argv[-1])
+    target.write_text("the user's own file\n")
+    err = one_error_line(capsys, argv)
+    assert "--force" in err
+    assert target.read_text() == "the user's own file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [target.name]  # nothing beside it
+
+
+def test_a_folder_holding_files_or_a_run_is_refused(capsys, model, tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    (study / "notes.txt").write_text("mine")
+    err = one_error_line(capsys, ["stats", "--hidden", "6", "--K", "2", "--samples", "8",
+                                  "--out", str(study)])
+    assert "--force" in err and os.listdir(study) == ["notes.txt"]
+    before = model.read_bytes()
+    err = one_error_line(capsys, ["train", "--data", "iris", "--epochs", "1",
+                                  "--out", str(model.parent)])
+    assert "already holds a run" in err and model.read_bytes() == before
+
+
+# --------------------------------------------------------------- saying when it went wrong
+
+def test_gradcheck_says_pass_or_fail_and_exits_1_on_fail(capsys):
+    assert main(["gradcheck"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].startswith("PASS: max relative error")
+    assert main(["gradcheck", "--tol", "1e-30"]) == 1
+    assert capsys.readouterr().out.splitlines()[-1].startswith("FAIL: max relative error")
+
+
+def test_divergence_stops_the_run_with_exit_1(capsys, tmp_path):
+    err = one_error_line(capsys, ["train", "--data", "iris", "--epochs", "5", "--lr", "1e6",
+                                  "--out", str(tmp_path / "r")], status=1)
+    assert "training diverged" in err and "smaller learning rate" in err
+
+
+def test_health_report_in_output_and_metrics(capsys, tmp_path):
+    # lr 1e6 saturates every tanh unit in one epoch: delta = 0 for every sample
+    out = tmp_path / "r"
+    assert main(["train", "--data", "iris", "--epochs", "1", "--lr", "1e6", "--divergence",
+                 "1e300", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "deltaprop: warning: layer 1: 128 of 128 tanh units are dead" in err
+    health = json.loads((out / "metrics.json").read_text())["health"]
+    assert [h["kind"] for h in health] == ["dead"] and health[0]["layer"] == 1
