@@ -39,7 +39,7 @@ def digits(m=1000):
     ds = data.load("digits")
     x = (ds.x - ds.x.mean(0)) / np.where(ds.x.std(0) > 0, ds.x.std(0), 1.0)
     i = np.random.default_rng(0).permutation(len(x))[:m]
-    return x[i], np.eye(10)[ds.y[i]]
+    return x[i], data.one_hot(ds.y[i], 10)
 
 
 def network(hidden=30, seed=0):

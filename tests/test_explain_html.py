@@ -11,8 +11,12 @@ are skipped only when no browser can be had, and say so.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import _browser
@@ -277,3 +281,15 @@ def test_screenshot_shows_a_coloured_network(browser, tmp_path):
     red = (pixels[..., 0] > 200) & (pixels[..., 1] < 150) & (pixels[..., 2] < 150)
     blue = (pixels[..., 2] > 150) & (pixels[..., 0] < 150)
     assert red.sum() > 200 and blue.sum() > 200  # coloured units and weights were drawn
+
+
+def test_page_is_the_same_on_every_run():
+    """The page's bytes do not depend on Python's string hashing (a set's order): two
+    interpreters with different PYTHONHASHSEED write the same page."""
+    code = ("import hashlib; from deltaprop.explain import solve, render; "
+            "print(hashlib.sha256(render(solve(None), 'html').encode()).hexdigest())")
+    pages = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout
+             for seed in ("1", "2", "3")}
+    assert len(pages) == 1, pages
+    assert hashlib.sha256(render_html(solve(None)).encode()).hexdigest() + "\n" in pages

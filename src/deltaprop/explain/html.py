@@ -200,9 +200,9 @@ def render_html(solution: Solution) -> str:
     data = {"stops": stops, "init": [list(t) for t in init],
             "scale": {g: (v or 1.0) for g, v in scale.items()}, "group": _COLOUR_GROUP,
             "names": _node_names(solution), "precision": min(p, 4),
-            "labels": {el: _label(el) for el in
-                       {t[0] for st in stops for t in st["set"]} | {t[0] for t in init}
-                       | {e for st in stops for e in st["els"]}}}
+            "labels": {el: _label(el) for el in  # sorted: the same page on every run
+                       sorted({t[0] for st in stops for t in st["set"]} | {t[0] for t in init}
+                              | {e for st in stops for e in st["els"]})}}
     return _fill_page(solution, lay, sections, data)
 
 
