@@ -141,6 +141,14 @@ def _bad_files(tmp):
     (["trace", "{tmp}/folder"], "folder"),
     (["explain", "--config", "{tmp}/folder"], "is a folder"),
     (["sweep", "--out", "{tmp}/table.xlsx"], ".csv and .parquet"),
+    # the message names the flag the user gave, not the library's parameter
+    (["explain", "--step", "0"], "--step must be a positive integer"),
+    (["explain", "--exercise", "--samples", "-2"], "--samples must be a positive integer"),
+    (["explain", "--precision", "20"], "--precision must be in 0..17"),
+    (["explain", "--rtol", "nan"], "--rtol must be a finite number > 0"),
+    (["jacobian", "--sigma-w2", "1", "--samples", "-1"], "--samples must be a positive"),
+    (["jacobian", "--sigma-w2", "1", "--K", "0"], "--K must be a positive integer"),
+    (["jacobian", "--sigma-w2", "1", "--depth", "0"], "--depth must be a positive integer"),
 ], ids=lambda v: v if isinstance(v, str) else "-".join(v[:2]))
 def test_bad_input_is_one_line_and_exit_2(capsys, model, tmp_path, argv, message):
     tmp = _bad_files(tmp_path)
@@ -148,6 +156,18 @@ def test_bad_input_is_one_line_and_exit_2(capsys, model, tmp_path, argv, message
     err = one_error_line(capsys, argv)
     assert message in err
     assert not (tmp / "r").exists()  # nothing written for a refused run
+
+
+def test_running_out_of_memory_is_one_line(capsys, monkeypatch):
+    # what `deltaprop theory --sigma-w2 1e10` (tanh) met: numpy's _ArrayMemoryError
+    import deltaprop.theory.signal as signal
+
+    def too_big(*args, **kwargs):
+        np.empty((2192, 14399944 * 10**6))
+
+    monkeypatch.setattr(signal, "signal_theory", too_big)
+    err = one_error_line(capsys, ["theory", "--sigma-w2", "1e10"])
+    assert "not enough memory (Unable to allocate" in err and "ask for less" in err
 
 
 # ------------------------------------------------------------ a user's files are never lost

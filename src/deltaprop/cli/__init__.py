@@ -91,6 +91,11 @@ def main(argv=None) -> int:
         print(f"deltaprop: error: this needs the optional package {name!r} ({hint})",
               file=sys.stderr)
         return 2
+    except MemoryError as exc:  # a check that should have refused this up front did not
+        msg = " ".join(str(exc).split()) or "an allocation failed"
+        print(f"deltaprop: error: not enough memory ({msg}); ask for less: smaller sizes, "
+              "fewer samples or networks, or milder values", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `deltaprop predict ... | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

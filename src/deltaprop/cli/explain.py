@@ -18,6 +18,7 @@ and J, in deltaprop's names) or, with ``--check``, the report; ``--quiet`` leave
 from __future__ import annotations
 
 import json
+import math
 import sys
 
 from ._common import RETIRED, add_config_option, add_retired, check_out_file
@@ -80,6 +81,7 @@ def register(sub):
 def _explain(args):
     from ..explain.render import formats, render
 
+    _check_numbers(args)
     if args.exercise:
         return _exercise(args)
     for flag in ("sizes", "activations", "loss", "samples"):
@@ -110,6 +112,17 @@ def _explain(args):
         if not args.quiet:
             print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _check_numbers(args):
+    """The numeric flags, checked up front so that an error names the flag the user gave."""
+    for flag, v in (("--step", args.step), ("--samples", args.samples)):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {v}")
+    if not 0 <= args.precision <= 17:
+        raise ValueError(f"--precision must be in 0..17, got {args.precision}")
+    if not (math.isfinite(args.rtol) and args.rtol > 0):
+        raise ValueError(f"--rtol must be a finite number > 0, got {args.rtol}")
 
 
 def _out_path(name, force):

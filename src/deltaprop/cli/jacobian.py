@@ -101,6 +101,10 @@ def study_from_args(args):
                     ("--sigma-b2", args.sigma_b2), ("--input-var", args.input_var)):
         if v is not None and not (math.isfinite(v) and v >= 0):
             raise ValueError(f"{flag} must be a finite number >= 0, got {v}")
+    for flag, v in (("--K", args.K), ("--samples", args.samples), ("--width", args.width),
+                    ("--depth", args.depth)):
+        if v is not None and v < 1:
+            raise ValueError(f"{flag} must be a positive integer, got {v}")
     if args.sizes is not None and (args.width is not None or args.depth is not None):
         raise ValueError("give --sizes or --width and --depth, not both")
     if args.sizes is not None and (len(args.sizes) < 2 or min(args.sizes) < 1):
