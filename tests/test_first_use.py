@@ -228,3 +228,45 @@ def test_health_report_in_output_and_metrics(capsys, tmp_path):
     assert "deltaprop: warning: layer 1: 128 of 128 tanh units are dead" in err
     health = json.loads((out / "metrics.json").read_text())["health"]
     assert [h["kind"] for h in health] == ["dead"] and health[0]["layer"] == 1
+
+
+def test_phase_diagram_shows_progress_per_row_and_draws_the_same_grid(tmp_path, monkeypatch,
+                                                                       capsys):
+    from deltaprop import plot
+    from deltaprop.cli import theory as cli_theory
+    from deltaprop.theory.signal import phase_diagram
+
+    monkeypatch.setattr(cli_theory, "GRID", (5, 3))  # a small grid: the test is of the bar
+    bars, drawn = [], []
+
+    class Bar:
+        def __init__(self, quiet, total, desc, unit="it"):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self):
+            self.n += 1
+
+        def close(self):
+            self.closed = True
+
+    def progress_bar(quiet, total, desc, unit="it"):
+        return None if quiet else Bar(quiet, total, desc, unit)
+
+    def figure(data, **kw):
+        drawn.append(data)
+        return real_figure(data, **kw)
+
+    real_figure = plot.phase_diagram
+    monkeypatch.setattr(cli_theory, "progress_bar", progress_bar)
+    monkeypatch.setattr(plot, "phase_diagram", figure)
+    png = tmp_path / "pd.png"
+    assert main(["theory", "--sigma-w2", "2.5", "--phase-diagram", str(png)]) == 0
+    assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [("phase diagram", 3, 3, True)]
+    assert capsys.readouterr().err == f"wrote {png}\n"
+    whole = phase_diagram("tanh", drawn[0]["sigma_w2"], drawn[0]["sigma_b2"])
+    for key in ("chi_1", "xi_c", "edge"):  # row by row gives the one-call grid exactly
+        np.testing.assert_array_equal(drawn[0][key], whole[key])
+    assert main(["theory", "--sigma-w2", "2.5", "--phase-diagram", str(png), "--force",
+                 "--quiet"]) == 0
+    assert len(bars) == 1 and capsys.readouterr().err == ""

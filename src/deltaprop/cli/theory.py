@@ -8,8 +8,9 @@ point of the length and correlation maps with its stability and the edge of chao
 sigma_b^2 (:func:`deltaprop.theory.signal.signal_theory`).  ``--json`` prints one object with
 exactly the keys of :data:`deltaprop.theory.signal.KEYS`.  ``--phase-diagram`` also draws
 the (sigma_w^2, sigma_b^2) plane with the edge of chaos and contours of xi_c
-(:func:`deltaprop.plot.phase_diagram`); an existing file is replaced only with ``--force``,
-and the file is written atomically.  ``--config FILE`` takes any flag's setting from a TOML
+(:func:`deltaprop.plot.phase_diagram`; a progress bar on a terminal while the grid is
+computed); an existing file is replaced only with ``--force``, and the file is written
+atomically.  ``--config FILE`` takes any flag's setting from a TOML
 or JSON file; ``--quiet`` prints nothing on stderr.
 """
 
@@ -19,7 +20,7 @@ import json
 import math
 import sys
 
-from ._common import RETIRED, add_config_option, add_retired, check_out_file
+from ._common import RETIRED, add_config_option, add_retired, check_out_file, progress_bar
 
 #: grid of the phase diagram: sigma_w^2 points x sigma_b^2 points
 GRID = (31, 21)
@@ -44,7 +45,8 @@ def register(sub):
                    help="print one JSON object: " + ", ".join(_keys()))
     p.add_argument("--phase-diagram", metavar="FILE", default=None,
                    help="also draw the (sigma_w^2, sigma_b^2) phase diagram with the edge of "
-                   "chaos and contours of xi_c into FILE (.png, .pdf or .svg; a few seconds)")
+                   "chaos and contours of xi_c into FILE (.png, .pdf or .svg; 8 s at "
+                   "sigma_w2 1.5, longer in the chaotic phase: a progress bar counts rows)")
     p.add_argument("--force", action="store_true", help="replace an existing --phase-diagram")
     p.add_argument("--quiet", action="store_true", help="nothing on stderr")
     add_config_option(p)
@@ -82,7 +84,7 @@ def _theory(args):
     else:
         print(text(th, args.q0))
     if out is not None:
-        _draw(th, out, args.q0)
+        _draw(th, out, args.q0, args.quiet)
         if not args.quiet:
             print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -93,8 +95,9 @@ def _check_out(name, force):
     return check_out_file("--phase-diagram", name, force, (".png", ".pdf", ".svg"))
 
 
-def _draw(th, out, q0):
-    """Grid, figure, atomic write (the bytes rendered in memory, then io.atomic_write_bytes)."""
+def _draw(th, out, q0, quiet=False):
+    """Grid (a progress bar on stderr, one step per sigma_b^2 row, unless ``quiet``),
+    figure, atomic write (the bytes rendered in memory, then io.atomic_write_bytes)."""
     import io as _io
 
     import numpy as np
@@ -114,8 +117,17 @@ def _draw(th, out, q0):
     w2_top = max(2 * max(edges), 1.5 * th.sigma_w2, 2.0)
     b2s = np.linspace(0.0, b2_top, GRID[1])
     b2s[0] = b2_top / 1000  # at sigma_b^2 = 0 exactly, q* = 0 and xi_c = inf in the ordered phase
-    data = phase_diagram(th.activation, np.linspace(w2_top / GRID[0], w2_top, GRID[0]), b2s,
-                         q0=q0)
+    w2s = np.linspace(w2_top / GRID[0], w2_top, GRID[0])
+    bar = progress_bar(quiet, len(b2s), "phase diagram", unit=" rows")
+    rows = []  # one sigma_b^2 row at a time (each row starts afresh), for the progress bar
+    for i in range(len(b2s)):
+        rows.append(phase_diagram(th.activation, w2s, b2s[i:i + 1], q0=q0))
+        if bar is not None:
+            bar.update()
+    if bar is not None:
+        bar.close()
+    data = {"sigma_w2": w2s, "sigma_b2": b2s, "edge": np.concatenate([r["edge"] for r in rows]),
+            **{k: np.vstack([r[k] for r in rows]) for k in ("chi_1", "xi_c")}}
     fig = plot.phase_diagram(data, point=(th.sigma_w2, th.sigma_b2),
                              title=f"{th.activation}: phase diagram of the mean-field network")
     buf = _io.BytesIO()
