@@ -284,3 +284,23 @@ def test_replace_checks_new_parameters_like_the_constructor():
         net.replace(W=W)
     same = net.replace(W=[None] + [w + 1 for w in net.W[1:]])
     assert same.sizes == net.sizes and same.activations == net.activations
+
+
+def test_one_workspace_serves_networks_and_batches_in_turn():
+    # the workspace remembers the last donated network's buffers; switching networks or batch
+    # sizes between donating steps must take each one's own buffers
+    import deltaprop as dp
+
+    rng = np.random.default_rng(6)
+    nets = [dp.Network.init(s, "sigmoid", "identity", seed=7) for s in ([4, 6, 2], [4, 3, 2])]
+    xs = [rng.standard_normal((m, 4)) for m in (5, 8)]
+    ys = [rng.standard_normal((m, 2)) for m in (5, 8)]
+    shared, own = Workspace(), [Workspace(), Workspace()]
+    a, b = [_copy(n) for n in nets], [_copy(n) for n in nets]
+    for s in range(6):
+        i, j = s % 2, (s // 2) % 2
+        a[i], Ja = bp.train_step(a[i], xs[j], ys[j], "mse", 0.2, workspace=shared, donate=True)
+        b[i], Jb = bp.train_step(b[i], xs[j], ys[j], "mse", 0.2, workspace=own[i], donate=True)
+        assert Ja == Jb
+    for p, q in zip(a, b, strict=True):
+        _assert_close(p.W, q.W, 0, "W")

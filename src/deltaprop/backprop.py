@@ -179,6 +179,7 @@ class Workspace:
 
     def __init__(self):
         self._buf = {}
+        self._last = (None, None, None)  # (W, m, buffers) of the last step
 
     def get(self, key, shape, dtype):
         """A scratch NumPy array of ``shape`` and ``dtype`` (contents undefined)."""
@@ -188,12 +189,16 @@ class Workspace:
             buf = self._buf[k] = np.empty(shape, dtype)
         return buf
 
-    def step_buffers(self, W, m):
+    def step_buffers(self, W, m, remember=False):
         """:func:`train_step`'s buffers for parameters ``W`` and a batch of ``m``, in one
         lookup: ``(ones, layers)``, ``ones`` of shape (m,) and ``layers[l]`` the tuple
         (z, a, f'(z), delta, product) of layer l (``None`` where a layer needs none).
         z and a are each layer's own; f'(z), delta (two, alternating) and the product are
-        shared by the layers of one shape, so a deep network's scratch stays in cache."""
+        shared by the layers of one shape, so a deep network's scratch stays in cache.
+        ``remember=True`` (a donating step, whose network comes back as it went in) keeps
+        ``W`` so that the next call with the same tuple skips the lookup."""
+        if W is self._last[0] and m == self._last[1]:  # the same network object: donated
+            return self._last[2]
         dt = W[1].dtype
         key = ("step", m, dt, *(w.shape for w in W[1:]))
         plan = self._buf.get(key)
@@ -214,6 +219,7 @@ class Workspace:
                                one(("delta", l % 2), shape) if hidden else None,
                                one("dW", W[l].shape)))
             plan = self._buf[key] = (np.ones(m, dt), layers)
+        self._last = (W, m, plan) if remember else (None, None, None)
         return plan
 
 
@@ -223,7 +229,7 @@ class _NoBuffers:
     def get(self, key, shape, dtype):
         return None
 
-    def step_buffers(self, W, m):
+    def step_buffers(self, W, m, remember=False):
         return None, [(None,) * 5] * len(W)
 
 
@@ -262,7 +268,7 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
         y = _checks.check_y(net, loss, y, x.shape[-2], xp)
     m = x.shape[-2]
     ws = _NoBuffers() if not is_numpy(x) else Workspace() if workspace is None else workspace
-    ones, buf = ws.step_buffers(W, m)
+    ones, buf = ws.step_buffers(W, m, remember=donate)
     z, a = [None] * (L + 1), [x] + [None] * L
     for l in range(1, L + 1):
         z[l] = eq.pre_activation(a[l - 1], W[l], b[l], out=buf[l][0])
@@ -299,9 +305,11 @@ def train_step(net: Network, x, y, loss, eta, l2=0.0, *, check=True, workspace=N
 def _rule(optimizer, state):
     """(rule, t): the optimiser's per-parameter rule (``None`` for plain gradient descent,
     which :func:`~deltaprop.equations.layer_step` fuses) and this step's number."""
+    if optimizer is None:
+        return None, None
     from . import optim  # optim builds on this module
 
-    if optimizer is None or optim.is_plain_gd(optimizer):
+    if optim.is_plain_gd(optimizer):
         return None, None
     if optimizer.rule is None:
         raise ValueError(f"optimizer {optimizer.name!r} has no per-parameter rule; use "
