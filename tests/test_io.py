@@ -3,8 +3,10 @@
 import json
 import os
 import pickle
+import re
 import stat
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -337,3 +339,25 @@ def test_remove_temp_files_clears_only_temp_files(tmp_path):
     assert [p.name for p in gone] == [names[1]]
     assert sorted(p.name for p in dio.remove_temp_files(tmp_path)) == [names[0]]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+
+
+def test_a_run_folder_or_the_other_kind_of_file_says_what_to_give(tmp_path, model_file):
+    # the natural first-use slips: `evaluate runs/X ...`, or the checkpoint for the model
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.safetensors").write_bytes(Path(model_file).read_bytes())
+    dio.save_checkpoint(run / "checkpoint.safetensors", _net(), {"t": 1},
+                        rng_state=np.random.default_rng(0).bit_generator.state, epoch=1,
+                        history=[])
+    with pytest.raises(ValueError, match=f"is a folder, not a deltaprop file: give "
+                                         f"{re.escape(str(run / 'model.safetensors'))}$"):
+        dio.load_model(run)
+    with pytest.raises(ValueError, match="give .*checkpoint.safetensors$"):
+        dio.load_checkpoint(run)
+    with pytest.raises(ValueError, match=r"a training checkpoint, read by train --resume"):
+        dio.load_model(run / "checkpoint.safetensors")
+    with pytest.raises(ValueError, match=r"\(a model file; a run's checkpoint is its "):
+        dio.load_checkpoint(run / "model.safetensors")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="is a folder, not a deltaprop file$"):
+        dio.load_model(tmp_path / "empty")  # no model inside: no hint

@@ -61,6 +61,14 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "save_checkpo
 FORMAT = "deltaprop"
 CHECKPOINT_FORMAT = "deltaprop-checkpoint"
 FORMAT_VERSION = 1
+#: the file of each format that a run folder of ``deltaprop train`` holds
+_FILE_IN_RUN = {FORMAT: "model.safetensors", CHECKPOINT_FORMAT: "checkpoint.safetensors"}
+#: what to do when one format is given for the other
+_OTHER_KIND = {
+    (CHECKPOINT_FORMAT, FORMAT): " (a training checkpoint, read by train --resume RUN_DIR; "
+                                 "give the run's model.safetensors)",
+    (FORMAT, CHECKPOINT_FORMAT): " (a model file; a run's checkpoint is its "
+                                 "checkpoint.safetensors)"}
 _DTYPES = {"F32": "float32", "F64": "float64"}
 _MAX_HEADER = 16 * 1024 * 1024
 
@@ -283,7 +291,9 @@ def _read(path, want_format):
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder, not a {want_format} file")
+        inside = path / _FILE_IN_RUN[want_format]
+        hint = f": give {inside}" if inside.is_file() else ""  # a run folder
+        raise ValueError(f"{path}: is a folder, not a {want_format} file{hint}")
     try:
         data = path.read_bytes()
     except PermissionError:
@@ -311,7 +321,8 @@ def _read(path, want_format):
     if not isinstance(meta, dict) or meta.get("format") != want_format:
         found = meta.get("format") if isinstance(meta, dict) else None
         raise bad("no deltaprop format marker (a foreign safetensors file?)" if found is None
-                  else f"format is {found!r}, expected {want_format!r}")
+                  else f"format is {found!r}, expected {want_format!r}" + _OTHER_KIND.get(
+                      (found, want_format), ""))
     if meta.get("format_version") != str(FORMAT_VERSION):
         raise bad(f"format version {meta.get('format_version')!r} is not supported "
                   f"(this deltaprop reads version {FORMAT_VERSION})")
