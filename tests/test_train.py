@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from deltaprop import Network, backprop
+from deltaprop import Network, backprop, optim
 from deltaprop import io as dio
 from deltaprop.train import History, batches, evaluate, fit
 
@@ -77,7 +77,7 @@ def test_online_and_minibatch_follow_the_shuffle():
         assert _close(res.net, ref), bs
 
 
-def test_fused_step_is_used_only_for_plain_gd_without_on_step(monkeypatch):
+def test_fused_step_is_used_for_every_rule_without_on_step(monkeypatch):
     x, y = _data(m=20)
     calls = []
     real = backprop.train_step
@@ -88,12 +88,67 @@ def test_fused_step_is_used_only_for_plain_gd_without_on_step(monkeypatch):
         def on_step(self, info):
             pass
 
-    fit(_net(), x, y, LOSS, batch_size=8, epochs=2)  # 3 batches per epoch
-    assert calls == [False, True, True] * 2  # each epoch's starting network is never donated
-    for kw in (dict(callbacks=[Steps()]), dict(optimizer="momentum"), dict(fused=False)):
+    for opt in ("gd", "momentum", "nesterov", "adam"):  # 3 batches per epoch
+        calls.clear()
+        fit(_net(), x, y, LOSS, batch_size=8, epochs=2, optimizer=opt)
+        assert calls == [False, True, True] * 2, opt  # an epoch's start is never donated
+    gd = optim.get("gd")
+    no_rule = optim.Optimizer(gd.init, gd.update, "mine", gd.hyper)  # no rule
+    for kw in (dict(callbacks=[Steps()]), dict(fused=False), dict(optimizer=no_rule)):
         calls.clear()
         fit(_net(), x, y, LOSS, batch_size=8, epochs=2, **kw)
         assert calls == [], kw
+
+
+def _close_state(s, r, rtol):
+    assert s.keys() == r.keys() and s["t"] == r["t"]
+    for k in s:
+        if k != "t":
+            assert np.max(np.abs(s[k] - r[k])) <= rtol * np.max(np.abs(r[k])), k
+
+
+@pytest.mark.parametrize("opt", ["momentum", "nesterov", "adam"])
+@pytest.mark.parametrize("loss, out", [(LOSS, "softmax"), ("mse", "identity")])
+def test_fused_stateful_step_equals_the_two_line_loop(opt, loss, out):
+    """gradients + opt.update and train_step(optimizer=, state=) in fit: the same dW and db
+    through the same rule, with L2 and a schedule; a few ulp at most (softmax's kernel)."""
+    x, y = _data(m=25)
+    if out == "identity":
+        y = np.eye(3)[y]
+    net = Network.init([4, 6, 3], "tanh", out, seed=1, bias_std=0.1)
+    kw = dict(optimizer=opt, learning_rate=0.05, batch_size=7, epochs=4, seed=2, l2=0.01,
+              schedule="step", schedule_options={"step_size": 1, "gamma": 0.5},
+              divergence=None)
+    two = fit(net, x, y, loss, fused=False, **kw)
+    one = fit(net, x, y, loss, **kw)
+    tol = 0.0 if out == "identity" else 1e-15  # no fused output kernel: bit for bit
+    assert _close(one.net, two.net, rtol=tol)
+    _close_state(one.opt_state, two.opt_state, tol)
+    assert one.opt_state["t"] == 4 * 4
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("opt, lr, div, kind, where", [
+    ("momentum", 1e-4, None, "not_finite", "at epoch 2, step"),  # a step's loss is inf
+    ("momentum", 3e-5, None, "not_finite", "after epoch 3"),  # the epoch's evaluation
+    ("adam", lambda e: 1e-3 if e < 2 else 10.0, 2.0, "diverged", "after epoch 3")])
+def test_fused_rollback_restores_the_optimiser_state(tmp_path, opt, lr, div, kind, where):
+    """A fused run stopped by a NaN step, a NaN epoch or a divergence returns the last good
+    epoch's network and optimiser state (the checkpoint's), not the half-run epoch's."""
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(20, 3)) * 100, rng.normal(size=(20, 2)) * 100
+    net = Network.init([3, 8, 2], "identity", "identity", seed=0)
+    ck = tmp_path / "ck.safetensors"
+    res = fit(net, x, y, "mse", optimizer=opt, epochs=300, batch_size=5, divergence=div,
+              checkpoint=ck, health=False,
+              **({"schedule": lr} if callable(lr) else {"learning_rate": lr}))
+    assert res.stop.kind == kind and where in str(res.stop), res.stop
+    saved = dio.load_checkpoint(ck)
+    assert saved["epoch"] == len(res.history) >= 1
+    assert _same(res.net, saved["net"])
+    assert res.opt_state.keys() == saved["opt_state"].keys()
+    assert all(np.array_equal(res.opt_state[k], saved["opt_state"][k]) for k in res.opt_state)
+    assert res.opt_state["t"] == 4 * len(res.history)
 
 
 def test_fused_loop_never_overwrites_a_network_it_hands_out():

@@ -10,21 +10,25 @@ derivation's loop, visible::
 and a callback's ``on_step(info)`` sees ``info.trace`` (``z``, ``a``) and ``info.grads``
 (``delta``, ``dW``, ``db``, ``J``) of that step, before the update.
 
-The fused step: for plain gradient descent (``optimizer="gd"``) with no ``on_step``
-callback, nobody looks at the trace or the gradients, so the two lines become one call,
-``net, J = backprop.train_step(net, xb, yb, loss, eta, l2, workspace=ws, donate=...)``:
-it folds -eta/m into delta before the weight-gradient product and, on NumPy, reuses one
-workspace of scratch buffers for the whole run (1.1-2x faster per step).  The
-rule is the same, W[l] <- W[l] - eta dW[l], but the rounding differs: the old loop rounds
-dW = delta^T a / m, then eta dW; the fused step rounds (-eta/m) delta, then its product
-with a (and J of softmax cross-entropy is fused too).  The weights therefore agree with the
-two-line loop to a few ulp per step, not bit for bit (``tests/test_train.py`` checks 1e-13
-after a few epochs); ``fused=False`` keeps the two-line loop always.  A run is still
-deterministic and a resumed run still equals an uninterrupted one bit for bit (both take
-the same path).  Donation (overwriting the network passed in) is used only for networks
-made by the previous step of the same epoch, never for the epoch's starting network, which
-the loop keeps as the last good network and which may have been handed to a callback,
-kept as early stopping's best network or be the caller's own.
+The fused step: with no ``on_step`` callback nobody looks at the trace or the gradients,
+so for every optimiser with a per-parameter rule (``Optimizer.rule``: gd, momentum,
+Nesterov, Adam) the two lines become one call, ``net, J = backprop.train_step(net, xb, yb,
+loss, eta, l2, workspace=ws, donate=..., optimizer=opt, state=state)``: each layer's dW[l]
+and db[l] go through the optimiser's rule as soon as they are known, the state's arrays
+updated in place, and on NumPy one workspace of scratch buffers serves the whole run
+(1.1-2x faster per step).  Momentum, Nesterov and Adam see the same dW and db as in the
+two-line loop and agree with it to a few ulp (the softmax output of the fused
+cross-entropy kernel), ``tests/test_train.py`` checks 1e-15.  Plain gradient descent
+folds -eta/m into delta before the weight-gradient product (the old loop rounds
+dW = delta^T a / m, then eta dW), so its weights agree with the two-line loop to a few ulp
+per step (1e-13 after a few epochs).  ``fused=False`` keeps the two-line loop always.  A
+run is still deterministic and a resumed run still equals an uninterrupted one bit for bit
+(both take the same path).  Donation (overwriting in place) is used only for networks and
+optimiser states made by the previous step of the same epoch: each epoch's first step
+writes fresh arrays, so the epoch's starting network and optimiser state, which the loop
+keeps as the last good ones (the rollback after a NaN or a divergence restores both) and
+which may have been handed to a callback, kept as early stopping's best network, be the
+caller's own or a checkpoint's, stay as they were, at no cost of a copy.
 
 Shuffling and resumption: one ``numpy.random.Generator(seed)`` draws each epoch's
 permutation; its ``bit_generator.state`` goes into the checkpoint with the weights and the
@@ -469,14 +473,17 @@ def _batch(loop, idx):
 
 def _run_epoch(loop, run, e, lr):
     """One epoch of steps; returns a ``not_finite`` StopReason (and keeps the epoch's
-    starting network) when a step's loss is NaN or inf, else None."""
-    o, good = loop.options, run.net
-    net, state = run.net, run.opt_state
+    starting network and optimiser state) when a step's loss is NaN or inf, else None."""
+    o, good, fused = loop.options, run.net, loop.workspace is not None
+    # the fused step updates the state dict in place: a shallow copy keeps the epoch's
+    # starting one (its arrays are safe: the first step, not donating, writes new ones)
+    net, state = run.net, (dict(run.opt_state) if fused else run.opt_state)
     for s, idx in enumerate(batches(loop.m, o.batch_size, run.rng)):
         xb, yb = _batch(loop, idx)
-        if loop.workspace is not None:  # never donate the epoch's starting network (`good`)
-            new, J = backprop.train_step(net, xb, yb, loop.loss, lr, o.l2, check=False,
-                                         workspace=loop.workspace, donate=net is not good)
+        if fused:  # never donate the epoch's starting network (`good`) or its state arrays
+            net, J = backprop.train_step(net, xb, yb, loop.loss, lr, o.l2, check=False,
+                                         workspace=loop.workspace, donate=net is not good,
+                                         optimizer=loop.opt, state=state)
             J = float(J)
         else:
             trace, grads = backprop.gradients(net, xb, yb, loop.loss, o.l2, check=False)
@@ -486,9 +493,7 @@ def _run_epoch(loop, run, e, lr):
             return StopReason("not_finite", f"loss became {J} at epoch {e + 1}, step {s + 1}: "
                               f"training stopped; kept the last good network and checkpoint "
                               f"(epoch {e})", e)
-        if loop.workspace is not None:  # gd's update and state, as optim.gd does them
-            net, state = new, {"t": state["t"] + 1}
-        else:
+        if not fused:
             for cb in loop.steps_cb:
                 cb(StepInfo(net, trace, grads, e + 1, s, run.iteration, idx, lr, J))
             net, state = loop.opt.update(net, grads, state, lr=lr)
@@ -498,17 +503,18 @@ def _run_epoch(loop, run, e, lr):
 
 
 def _epoch_row(loop, run, e, good):
-    """The epoch's metrics row, or a StopReason (not finite, diverged) that keeps ``good``."""
+    """The epoch's metrics row, or a StopReason (not finite, diverged) that restores
+    ``good``, the epoch's starting (network, optimiser state)."""
     row = {"epoch": e + 1, **_evaluate(run.net, loop.X, loop.Y, loop.loss)}
     if loop.val is not None:
         row.update({f"val_{k}": v for k, v in _evaluate(run.net, *loop.val, loop.loss).items()})
     keep = (f"training stopped; kept the last good network and checkpoint (epoch {e})")
     if not all(math.isfinite(v) for v in row.values()):
-        run.net = good
+        run.net, run.opt_state = good
         return StopReason("not_finite", f"loss became non-finite after epoch {e + 1}: {keep}", e)
     factor = loop.options.divergence
     if factor is not None and row["loss"] > factor * max(run.best_train_loss, 1e-300):
-        run.net = good
+        run.net, run.opt_state = good
         return StopReason("diverged", f"training diverged: loss {fmt_loss(row['loss'])} after "
                           f"epoch {e + 1} is more than {factor:g} times the best loss "
                           f"{fmt_loss(run.best_train_loss)}; {keep}; try a smaller learning "
@@ -585,7 +591,7 @@ def _train_epochs(loop, run, checkpoint, meta, progress):
             lr = float(loop.sched(e))
             if not (math.isfinite(lr) and lr > 0):
                 raise ValueError(f"the schedule gave learning rate {lr} at epoch {e + 1}")
-            t0, good = time.perf_counter(), run.net
+            t0, good = time.perf_counter(), (run.net, run.opt_state)
             run.stop = _run_epoch(loop, run, e, lr)
             if run.stop is not None:
                 break
@@ -638,8 +644,8 @@ def fit(net: Network, x, y, loss, options: TrainOptions | None = None, *, x_val=
         return the best network), ``optimizer_options``, ``schedule_options`` (dicts:
         ``momentum``, ``beta1``, ...; ``step_size``, ``gamma``, ...), ``divergence`` (stop
         when the training loss exceeds this factor, default 1e3, times its best value),
-        ``fused`` (plain gd without ``on_step`` callbacks takes each step with
-        :func:`deltaprop.backprop.train_step`: same rule, rounds differently by a few ulp),
+        ``fused`` (without ``on_step`` callbacks, every optimiser with a ``rule`` takes each
+        step with :func:`deltaprop.backprop.train_step`: same rule, a few ulp apart),
         ``health`` (default True: check the trained network's backward pass and warn).
     x_val, y_val : arrays, optional
         Validation data, evaluated after every epoch.
@@ -698,7 +704,7 @@ def _setup(net, o, loss, x, y, x_val, y_val, callbacks):
     _check_classes(loss, Y, net.xp)
     val = None if x_val is None else prepare(net, loss, x_val, y_val, "validation data")
     steps_cb, epochs_cb = _callbacks(callbacks)
-    fused = bool(o.fused) and not steps_cb and optim.is_plain_gd(opt)
+    fused = bool(o.fused) and not steps_cb and opt.rule is not None
     early = EarlyStopping(o.early_stopping) if o.early_stopping is not None else None
     loop = _Loop(X, Y, val, loss, opt, sched, o, steps_cb, epochs_cb, early,
                  backprop.Workspace() if fused else None, net.xp)
