@@ -466,6 +466,8 @@ class _Loop:
 def _batch(loop, idx):
     if len(idx) == loop.m:
         return loop.X, loop.Y
+    if _backend.is_numpy(loop.X):  # idx is a NumPy index array already
+        return loop.X.take(idx, axis=0), loop.Y.take(idx, axis=0)
     xp = loop.xp
     ix = _backend.asarray(idx, xp, like=None, device=_backend.device(loop.X))
     return xp.take(loop.X, ix, axis=0), xp.take(loop.Y, ix, axis=0)
