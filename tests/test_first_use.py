@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -270,3 +271,19 @@ def test_phase_diagram_shows_progress_per_row_and_draws_the_same_grid(tmp_path, 
     assert main(["theory", "--sigma-w2", "2.5", "--phase-diagram", str(png), "--force",
                  "--quiet"]) == 0
     assert len(bars) == 1 and capsys.readouterr().err == ""
+
+
+# ------------------------------------------------------------- the audit's remaining slips
+
+def test_huge_losses_print_in_scientific_notation(capsys, tmp_path):
+    # lr 1e300 with divergence off: losses near 1e301 (were printed as 300-digit numbers)
+    out = tmp_path / "r"
+    assert main(["train", "--data", "iris", "--epochs", "1", "--lr", "1e300", "--divergence",
+                 "1e308", "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    for argv in (["info", str(out / "model.safetensors")],
+                 ["evaluate", str(out / "model.safetensors"), "iris"]):
+        assert main(argv) == 0
+        text = capsys.readouterr().out
+        assert "loss = " in text and "e+30" in text, text
+        assert not re.search(r"\d{20}", text), text  # no 300-digit number

@@ -642,6 +642,14 @@ def _model_targets(ds, meta, net, source):
     return _encode(y, len(classes), loss)
 
 
+def _fmt(v):
+    """A metric for a line of text: a float as the training table writes a loss (fixed point
+    in [1e-3, 1e5), scientific notation outside: 1e300 is not 300 digits), else as it is."""
+    from ..train import fmt_loss
+
+    return fmt_loss(v) if isinstance(v, float) else str(v)
+
+
 def _evaluate(args):
     from .. import io as dio
     from ..train import evaluate
@@ -657,8 +665,7 @@ def _evaluate(args):
     if args.json:
         print(json.dumps(res, indent=2))
     else:
-        print("  ".join(f"{k} = {v:.4f}" if isinstance(v, float) else f"{k} = {v}"
-                        for k, v in res.items()))
+        print("  ".join(f"{k} = {_fmt(v)}" for k, v in res.items()))
     return 0
 
 
@@ -736,7 +743,7 @@ def _info(args):
               f"schedule {s.get('schedule')}, batch size {s.get('batch_size')}, "
               f"{hist.get('epochs')} epochs, l2 {s.get('l2')}, seed {s.get('seed')}")
     for split, v in (info["metrics"] or {}).items():
-        print(f"{split}: " + "  ".join(f"{k} = {x:.4f}" for k, x in v.items()))
+        print(f"{split}: " + "  ".join(f"{k} = {_fmt(x)}" for k, x in v.items()))
     if info["stopped"]:
         stop = info["stopped"]
         print(f"stopped: {stop['message'] if isinstance(stop, dict) else stop}")
