@@ -287,3 +287,17 @@ def test_huge_losses_print_in_scientific_notation(capsys, tmp_path):
         text = capsys.readouterr().out
         assert "loss = " in text and "e+30" in text, text
         assert not re.search(r"\d{20}", text), text  # no 300-digit number
+
+
+def test_predict_json(capsys, model, tmp_path):
+    assert main(["predict", str(model), "iris", "--json", "--proba"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["classes"] == ["setosa", "versicolor", "virginica"]
+    assert len(doc["predictions"]) == 150 and set(doc["predictions"]) <= set(doc["classes"])
+    p = np.array(doc["probabilities"])
+    assert p.shape == (150, 3) and np.allclose(p.sum(axis=1), 1)
+    assert [doc["classes"][i] for i in p.argmax(axis=1)] == doc["predictions"]
+    assert main(["predict", str(model), "iris"]) == 0  # the CSV names the same classes
+    assert capsys.readouterr().out.split()[1:] == doc["predictions"]
+    assert main(["predict", str(model), "iris", "--json", "--out", str(tmp_path / "p.json")]) == 0
+    assert "probabilities" not in json.loads((tmp_path / "p.json").read_text())

@@ -118,7 +118,7 @@ def _register_model_commands(sub):
     add_backend_options(p)
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="predictions of a model file, as CSV")
+    p = sub.add_parser("predict", help="predictions of a model file, as CSV (or JSON)")
     p.add_argument("model")
     p.add_argument("data", help="data set (its target column, if present, is ignored)")
     p.add_argument("--proba", action="store_true", help="add the class probabilities")
@@ -126,6 +126,8 @@ def _register_model_commands(sub):
     p.add_argument("--out", help="CSV file to write (default: standard output); an existing "
                    "file is replaced only with --force")
     p.add_argument("--force", action="store_true", help="replace an existing --out file")
+    p.add_argument("--json", action="store_true", help="JSON instead of CSV: "
+                   '{"predictions": [...], "classes": [...]} (with --proba, "probabilities")')
     add_backend_options(p)
     p.set_defaults(func=_predict)
 
@@ -685,25 +687,49 @@ def _predict(args):
     net = be.network(net)
     a = np.asarray(_backend.to_numpy(backprop.predict(net, be.asarray(x, like=net.W[1]))))
     classes = meta.get("classes")
+    text = (_predictions_json if args.json else _predictions_csv)(a, classes, args.proba)
+    if args.out is None:
+        sys.stdout.write(text)
+    else:
+        dio.atomic_write_text(args.out, text)
+    return 0
+
+
+def _class_proba(a, classes):
+    """(predicted class index (m,), probabilities (m, n_classes)) of a classifier's output."""
+    if len(classes) == 2 and a.shape[1] == 1:  # binary sigmoid output: p(class 1)
+        proba = np.column_stack([1 - a[:, 0], a[:, 0]])
+    else:  # one column per class (see _encode)
+        proba = a
+    return np.argmax(proba, axis=1), proba
+
+
+def _predictions_csv(a, classes, proba_cols):
     buf = _io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     if classes is None:
         w.writerow([f"y{k + 1}" for k in range(a.shape[1])])
         w.writerows([[repr(float(v)) for v in row] for row in a])
+        return buf.getvalue()
+    pred, proba = _class_proba(a, classes)
+    w.writerow(["prediction"] + ([f"p_{c}" for c in classes] if proba_cols else []))
+    for i, row in zip(pred, proba, strict=True):
+        w.writerow([classes[i]] + ([repr(float(v)) for v in row] if proba_cols else []))
+    return buf.getvalue()
+
+
+def _predictions_json(a, classes, proba):
+    """``{"predictions": [...], "classes": [...]}`` (a class per sample; for a regression
+    model a list of the n_L real outputs per sample and ``classes`` null); ``--proba`` adds
+    ``"probabilities"``, one list per sample in the order of ``classes``."""
+    if classes is None:
+        doc = {"predictions": a.astype(float).tolist(), "classes": None}
     else:
-        if len(classes) == 2 and a.shape[1] == 1:  # binary sigmoid output: p(class 1)
-            proba = np.column_stack([1 - a[:, 0], a[:, 0]])
-        else:  # one column per class (see _encode)
-            proba = a
-        pred = np.argmax(proba, axis=1)
-        w.writerow(["prediction"] + ([f"p_{c}" for c in classes] if args.proba else []))
-        for i, row in zip(pred, proba, strict=True):
-            w.writerow([classes[i]] + ([repr(float(v)) for v in row] if args.proba else []))
-    if args.out is None:
-        sys.stdout.write(buf.getvalue())
-    else:
-        dio.atomic_write_text(args.out, buf.getvalue())
-    return 0
+        pred, p = _class_proba(a, classes)
+        doc = {"predictions": [classes[i] for i in pred], "classes": list(classes)}
+        if proba:
+            doc["probabilities"] = p.astype(float).tolist()
+    return json.dumps(doc) + "\n"
 
 
 def _info(args):
