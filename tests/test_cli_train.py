@@ -280,7 +280,7 @@ def test_predict_features_only_csv_and_regression(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--lr", "-1"], "learning rate"), (["--schedule", "bogus"], "unknown schedule"),
     (["--optimizer", "foo"], "unknown optimizer"), (["--l2", "-1"], "l2"),
-    (["--early-stopping", "0"], "early_stopping"), (["--batch-size", "-3"], "batch_size"),
+    (["--early-stopping", "0"], "--early-stopping"), (["--batch-size", "-3"], "batch_size"),
     (["--epochs", "-1"], "epochs"), (["--threads", "0"], "--threads")])
 def test_a_bad_setting_leaves_no_run_folder(tmp_path, capsys, flags, message):
     out = tmp_path / "run"

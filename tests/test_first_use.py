@@ -301,3 +301,18 @@ def test_predict_json(capsys, model, tmp_path):
     assert capsys.readouterr().out.split()[1:] == doc["predictions"]
     assert main(["predict", str(model), "iris", "--json", "--out", str(tmp_path / "p.json")]) == 0
     assert "probabilities" not in json.loads((tmp_path / "p.json").read_text())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--val-split", "1.5"], "--val-split must be a fraction in [0, 1) of the samples, got 1.5"),
+    (["--test-split", "-0.1"], "--test-split must be a fraction in [0, 1)"),
+    (["--val-split", "0.5", "--test-split", "0.5"],
+     "--val-split 0.5 and --test-split 0.5 leave no training samples of the 150"),
+    (["--early-stopping", "0"], "--early-stopping (patience) must be an integer >= 1"),
+    (["--divergence", "1"], "--divergence must be a factor > 1"),
+    (["--epochs", "-1"], "--epochs must be an integer >= 0"),
+], ids=lambda v: v if isinstance(v, str) else "-".join(v[:2]))
+def test_train_messages_name_the_flag(capsys, tmp_path, argv, message):
+    err = one_error_line(capsys, ["train", "--data", "iris", *argv, "--out", str(tmp_path / "r")])
+    assert message in err
+    assert not (tmp_path / "r").exists()

@@ -185,8 +185,31 @@ def _settings(args) -> dict:
     s["batch_size"] = "full" if isinstance(bs, str) and bs.strip().lower() == "full" else n
     for key in ("epochs", "seed"):
         if not isinstance(s[key], int) or isinstance(s[key], bool) or s[key] < 0:
-            raise ValueError(f"{key} must be an integer >= 0, got {s[key]!r}")
+            raise ValueError(f"--{key} must be an integer >= 0, got {s[key]!r}")
+    _check_flags(s)
     return s
+
+
+def _is_number(v):
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+def _check_flags(s):
+    """The settings the library would refuse under its own parameter names (``val``,
+    ``early_stopping``, ...), refused here under the flag the user typed, with the range."""
+    for key in ("val_split", "test_split"):
+        f = s[key]
+        if not (_is_number(f) and 0 <= f < 1):
+            raise ValueError(f"--{key.replace('_', '-')} must be a fraction in [0, 1) of the "
+                             f"samples, got {f!r}")
+    p = s["early_stopping"]
+    if p is not None and not (_is_number(p) and int(p) == p and p >= 1):
+        raise ValueError(f"--early-stopping (patience) must be an integer >= 1 of epochs "
+                         f"without improvement, got {p!r}")
+    d = s["divergence"]
+    if d is not None and not (_is_number(d) and d > 1):
+        raise ValueError(f"--divergence must be a factor > 1 (the run stops when the training "
+                         f"loss exceeds it times its best value), got {d!r}")
 
 
 def _parse_hidden(hidden):
@@ -301,6 +324,11 @@ def _prepare_run(s):
     if ds.task == "classification" and ds.n_classes < 2:
         raise ValueError(f"data {s['data']!r} holds a single class ({_class_list(ds.classes)}); "
                          f"a classifier needs at least two")
+    n_test = max(round(s["test_split"] * ds.m), 1 if s["test_split"] > 0 else 0)
+    n_val = max(round(s["val_split"] * ds.m), 1 if s["val_split"] > 0 else 0)
+    if n_test + n_val >= ds.m:
+        raise ValueError(f"--val-split {s['val_split']} and --test-split {s['test_split']} leave "
+                         f"no training samples of the {ds.m}; give smaller fractions")
     train, val, test = data.train_val_test_split(ds, val=s["val_split"], test=s["test_split"],
                                                  seed=s["seed"])
     sizes = [ds.n_features, *s["hidden"], _n_outputs(ds, loss.name)]
