@@ -156,8 +156,27 @@ def test_record_float32_and_large_mean(monkeypatch):
     assert np.all(z.mean > 20) and np.all(z.m2 > 0)
 
 
+@pytest.mark.parametrize("hidden,out,loss,nL", CASES)
+def test_record_sums_slab_by_slab_change_nothing(monkeypatch, hidden, out, loss, nL):
+    """The sums of each quantity taken over slabs of one network (CHUNK forced down) give
+    the reference's statistics, and the very same bits as one slab of all K networks."""
+    rng = np.random.default_rng(5)
+    net = dp.Network.init([4, 7, 5, nL], hidden, out, K=3, seed=1, bias_std=0.1)
+    x, y = _data(rng, loss, 50, nL)
+    whole = _record(monkeypatch, net, x, y, loss, batch_size=20, bins=8)
+    monkeypatch.setattr(RECORD, "CHUNK", 1)  # one network per slab: three slabs
+    slabs = _record(monkeypatch, net, x, y, loss, batch_size=20, bins=8)
+    _assert_matches(slabs, reference(net, x, y, loss, bins=8))
+    assert set(slabs.stats) == set(whole.stats)
+    for key, moms in whole.stats.items():
+        for a, b in zip(moms, slabs.stats[key], strict=True):
+            assert np.array_equal(a.mean, b.mean) and np.array_equal(a.m2, b.m2), key
+
+
 def test_record_sub_batches_on_every_backend(monkeypatch, xp):
-    """One path for every library: sub-batches, stacked networks, histograms."""
+    """One path for every library: sub-batches, stacked networks (their sums taken network
+    by network: CHUNK forced down), histograms."""
+    monkeypatch.setattr(RECORD, "CHUNK", 1)
     rng = np.random.default_rng(3)
     net = dp.Network.init([4, 6, 5, 3], "tanh", "softmax", K=2, seed=4, bias_std=0.2)
     x, y = _data(rng, "softmax-cross-entropy", 70, 3)

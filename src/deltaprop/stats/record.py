@@ -431,14 +431,10 @@ class _Accumulator:
                 else:
                     scaled, Q = (rec.index("df"), S), Q - 1
             names, rows2 = slots[:Q], {}
-            if Q:  # XX[0]: the Q quantities, XX[1]: their squares
-                if blocks is not None:
-                    XX = blocks[l][:, :Q]
-                    _kernels.multiply_into(XX[0], XX[0], out=XX[1])
-                else:
-                    X = xp.stack([st[q] for q in names])
-                    XX = xp.stack([X, X * X])
-                part, r2 = _moments(XX, ones_m, ones_n, scaled, xp)
+            if Q:  # the Q quantities stacked (and a buffer for their squares on NumPy)
+                X, X2 = (blocks[l][0, :Q], blocks[l][1, :Q]) if blocks is not None else \
+                    (xp.stack([st[q] for q in names]), None)
+                part, r2 = _moments(X, X2, ones_m, ones_n, scaled, xp)
                 self.stats[l] = _merge(self.stats[l], part)
                 rows2 = {q: r2[i, ...] for i, q in enumerate(names)}
             if self.weight_grads:  # mean over sample i's dW entries: mean_j d_ij^2 mean_k a_ik^2
@@ -485,32 +481,43 @@ def _merge(acc, part):
     return part if acc is None else tuple(p.merge(q) for p, q in zip(acc, part, strict=True))
 
 
-def _moments(XX, ones_m, ones_n, scaled, xp):
+#: bytes of one quantity's slab of networks whose sums :func:`_moments` takes together
+#: (the slab and its squares stay in a core's cache)
+CHUNK = 1 << 19
+
+
+def _moments(X, X2, ones_m, ones_n, scaled, xp):
     """(Moments of x, of x^2) over samples -> (Q, K, n); of their unit averages -> (Q, K);
     and the unit averages of x^2 themselves, (Q, K, m).
 
-    ``XX`` is (2, Q, K, m, n): Q quantities x stacked, and x^2 (overwritten here by x^4).
-    ``scaled = (i, S)`` appends the moments of x_i S (S (K, m, 1) per sample) as a last
-    quantity without forming it: column sums S^T x_i, (S^2)^T x_i^2, (S^4)^T x_i^4 and row
-    means S mean_j x_i, S^2 mean_j x_i^2 (the E[delta] question's f'(z_j) sum_k f(z_k) term).
+    ``X`` is (Q, K, m, n): Q quantities x stacked; ``X2`` (same shape) a NumPy buffer for
+    their squares (``None``: fresh arrays).  ``scaled = (i, S)`` appends the moments of
+    x_i S (S (K, m, 1) per sample) as a last quantity without forming it: column sums
+    S^T x_i, (S^2)^T x_i^2, (S^4)^T x_i^4 and row means S mean_j x_i, S^2 mean_j x_i^2
+    (the E[delta] question's f'(z_j) sum_k f(z_k) term).
 
-    Sums over the samples and over the units are products with a vector of ones (a BLAS
-    matrix-vector product, several times faster than a reduction along an inner axis);
-    the batch's M2 is S2 - m mean^2 (and S4 - m mean2^2 for x^2), with the two-pass sum of
-    squared deviations for any quantity where that would cancel (:func:`_from_sums`).
-    Batches then merge exactly by Chan's formula (:meth:`Moments.merge`).
+    One pass per quantity: all the sums of a quantity are taken slab by slab of networks
+    (:data:`CHUNK` bytes) while the slab is in cache (:func:`_sums`).  Sums over the
+    samples and over the units are products with a vector of ones (a BLAS matrix-vector
+    product, several times faster than a reduction along an inner axis); the batch's M2 is
+    S2 - m mean^2 (and S4 - m mean2^2 for x^2), with the two-pass sum of squared deviations
+    for any quantity where that would cancel (:func:`_from_sums`).  Batches then merge
+    exactly by Chan's formula (:meth:`Moments.merge`).
     """
-    X, X2 = XX[0, ...], XX[1, ...]
-    m, n = X.shape[-2], X.shape[-1]
-    s12, r12 = (ones_m @ XX)[..., 0, :], (XX @ ones_n)[..., 0] / n
-    s1, s2, r1, r2 = s12[0, ...], s12[1, ...], r12[0, ...], r12[1, ...]
-    if scaled is not None:
-        i, S = scaled
-        St = S.mT
-        St2 = St * St
-        e1, e2 = (St @ X[i, ...])[..., 0, :], (St2 @ X2[i, ...])[..., 0, :]
-    X2 *= X2  # x^4, in place in XX
-    s4 = (ones_m @ X2)[..., 0, :]
+    Q, K, m, n = X.shape
+    G = max(1, min(K, CHUNK // max(1, m * n * xp.finfo(X.dtype).bits // 8)))
+    i, S = scaled if scaled is not None else (None, None)
+    St = None if S is None else S.mT
+    per_q, extra = [], None
+    for q in range(Q):
+        parts = [_sums(X[q, k:k + G, ...], None if X2 is None else X2[q, k:k + G, ...],
+                       ones_m, ones_n, St[k:k + G, ...] if q == i else None)
+                 for k in range(0, K, G)]
+        sums = [xp.concat(p, axis=0) if len(p) > 1 else p[0] for p in zip(*parts, strict=True)]
+        per_q.append(sums[:5])
+        if q == i:
+            extra = sums[5:]
+    s1, s2, s4, r1, r2 = (xp.stack(c) for c in zip(*per_q, strict=True))
 
     def values():
         return X if scaled is None else \
@@ -521,13 +528,31 @@ def _moments(XX, ones_m, ones_n, scaled, xp):
         return v * v
 
     if scaled is not None:
-        e4 = ((St2 * St2) @ X2[i, ...])[..., 0, :]
         S1 = S[..., 0]
-        extra = (e1, e2, e4, S1 * r1[i, ...], S1 * S1 * r2[i, ...])
+        extra = (*extra, S1 * r1[i, ...], S1 * S1 * r2[i, ...])
         s1, s2, s4, r1, r2 = (xp.concat([o, e[None, ...]]) for o, e in
                               zip((s1, s2, s4, r1, r2), extra, strict=True))
     return (_from_sums(s1, s2, m, values, xp), _from_sums(s2, s4, m, squares, xp),
             Moments.of(r1, -1), Moments.of(r2, -1)), r2
+
+
+def _sums(x, x2, ones_m, ones_n, St):
+    """The sums of one quantity over a slab x (G, m, n) of G networks, in one pass while it
+    is in cache: column sums of x, x^2, x^4 (G, n) and row means of x, x^2 (G, m); with
+    ``St`` (G, 1, m) also the column sums of S x, S^2 x^2, S^4 x^4.  ``x2`` is a buffer for
+    x^2 (then x^4), or ``None``."""
+    n = x.shape[-1]
+    x2 = x * x if x2 is None else _kernels.multiply_into(x, x, out=x2)
+    out = [(ones_m @ x)[..., 0, :], (ones_m @ x2)[..., 0, :], None,
+           (x @ ones_n)[..., 0] / n, (x2 @ ones_n)[..., 0] / n]
+    if St is not None:
+        St2 = St * St
+        out += [(St @ x)[..., 0, :], (St2 @ x2)[..., 0, :]]
+    x2 *= x2  # x^4, in place
+    out[2] = (ones_m @ x2)[..., 0, :]
+    if St is not None:
+        out.append(((St2 * St2) @ x2)[..., 0, :])
+    return out
 
 
 def _from_sums(s1, s2, m, values, xp):
