@@ -316,3 +316,14 @@ def test_train_messages_name_the_flag(capsys, tmp_path, argv, message):
     err = one_error_line(capsys, ["train", "--data", "iris", *argv, "--out", str(tmp_path / "r")])
     assert message in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--samples", "0"], "--samples must be >= 1 (samples m per network), got 0"),
+    (["--K-chunk", "0"], "--K-chunk must be >= 1 (networks drawn at a time)"),  # 0 was K
+    (["--theory-samples", "0"], "--theory-samples must be >= 1 (draws of the forward law)"),
+    (["--hidden", "8,0"], "--hidden must be positive widths, got 8,0"),
+], ids=lambda v: v if isinstance(v, str) else "-".join(v[:2]))
+def test_stats_messages_name_the_flag(capsys, argv, message):
+    err = one_error_line(capsys, ["stats", "--hidden", "6", "--K", "2", "--samples", "8", *argv])
+    assert message in err

@@ -218,6 +218,22 @@ def check_args(args):
         raise ValueError(f"--bins must be 0 (off) or a positive multiple of 4, got {args.bins}")
     if args.correlation is not None and not (-1 <= args.correlation <= 1):
         raise ValueError(f"--correlation C0 must lie in [-1, 1], got {args.correlation}")
+    _check_counts(args)
+
+
+def _check_counts(args):
+    """The counts, named as the user typed them (the library says ``m``, ``K_chunk``...)."""
+    for flag, v, low, what in (
+            ("--samples", args.samples, 1, "samples m per network"),
+            ("--K", args.K, 1, "networks"),
+            ("--K-chunk", args.K_chunk, 1, "networks drawn at a time"),
+            ("--theory-samples", args.theory_samples, 1, "draws of the forward law"),
+            ("--n-in", args.n_in, 1, "inputs"), ("--n-out", args.n_out, 1, "outputs")):
+        if v is not None and v < low:
+            raise ValueError(f"{flag} must be >= {low} ({what}), got {v}")
+    for flag, v in (("--sizes", args.sizes), ("--hidden", args.hidden)):
+        if v is not None and any(n < 1 for n in v):
+            raise ValueError(f"{flag} must be positive widths, got {text_of(v)}")
 
 
 def text_of(v):
