@@ -498,8 +498,9 @@ def test_a_cell_that_cannot_fit_is_refused_before_computing(tmp_path, capsys, mo
     assert sw.cell_memory(c) == 8 * 16 * (2 * 20 * 64 * 65 + 5 * 32 * 64 * 21)
     monkeypatch.setattr(data, "available_memory", lambda: 10**8)  # 100 MB free
     monkeypatch.setattr(sw, "run_cell", lambda *a: pytest.fail("computed a cell"))
+    monkeypatch.setattr(sw, "local_cluster", lambda *a: pytest.fail("started a cluster"))
     assert main(["sweep", *TINY[:-1], "--width", "64", "--depth", "20", "--K", "16",
-                 "--workers", "3", "--out", str(tmp_path / "t.csv")]) == 2
+                 "--samples", "32", "--workers", "3", "--out", str(tmp_path / "t.csv")]) == 2
     _one_line(capsys, "needs about 0.0488 GB each, 3 at once", "fewer workers")
     with pytest.raises(ValueError, match="width 1000, depth 6 .* more than the 0.1 GB"):
         sw.run(sw.grid(**{**SMALL, "width": [16, 1000]}), str(tmp_path / "u.csv"), serial=True)
