@@ -327,3 +327,34 @@ def test_train_messages_name_the_flag(capsys, tmp_path, argv, message):
 def test_stats_messages_name_the_flag(capsys, argv, message):
     err = one_error_line(capsys, ["stats", "--hidden", "6", "--K", "2", "--samples", "8", *argv])
     assert message in err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["stats", "--hidden", "5000", "--K", "2", "--samples", "4", "--bins", "0"],
+     "the study (sizes 64-5000-10, K = 2 networks) would need about 0.15 GiB and 0.00977 "
+     "GiB is available: use smaller --hidden widths"),
+    (["stats", "--sizes", "16,5000,4", "--inputs", "gaussian", "--K", "2", "--samples", "4"],
+     "use smaller --sizes widths"),
+    (["jacobian", "--width", "300", "--depth", "2", "--K", "2", "--samples", "4"],
+     "jacobian: 2 networks of sizes 300-...-300 (2 layers, widest 300) would need about "
+     "0.0269 GiB and 0.00977 GiB is available: use a smaller --width or --depth"),
+], ids=["stats-hidden", "stats-sizes", "jacobian"])
+def test_a_study_too_big_for_memory_is_refused_up_front(capsys, monkeypatch, argv, message):
+    # stats --hidden 1000000 ran 60 s at 6 GB silently: the estimate refuses before drawing
+    import deltaprop.data
+
+    monkeypatch.setattr(deltaprop.data, "available_memory", lambda: 10 * 2**20)
+    err = one_error_line(capsys, argv)
+    assert message in err
+
+
+def test_memory_estimates_grow_with_the_study():
+    from deltaprop.cli import jacobian, stats
+
+    small = stats.estimate_memory([64, 64, 10], 16, m=1797)
+    assert small < 2**30  # the default-sized studies are never refused on a laptop
+    assert stats.estimate_memory([64, 10**6, 10], 2, m=4) > 5 * 2**30  # measured: 6 GB
+    assert stats.estimate_memory([64, 64, 10], 16, m=1797, gradient_independence=True) > small
+    assert stats.estimate_memory([64, 64, 10], 16, m=1797, forward="measured") < small
+    assert jacobian.estimate_memory([128] * 17, 32, 4) < 2**30
+    assert jacobian.estimate_memory([2000] * 3, 4, 4) > jacobian.estimate_memory([1000] * 3, 4, 4)

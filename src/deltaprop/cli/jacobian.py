@@ -129,11 +129,41 @@ def study_from_args(args):
                          backend=be.name, device=be.device)
 
 
+def estimate_memory(sizes, K, m, itemsize=8) -> int:
+    """Bytes :func:`~deltaprop.stats.jacobian.run_jacobian` needs at its peak, estimated
+    before anything is drawn: the K networks' weights (P numbers each, drawn in float64 and
+    cast: 2 K P), the forward pass (z and a of every layer, 2 K m U numbers with U = n_0 +
+    ... + n_L) and the Jacobians J[l] (K m n_l n_0 each: the running product, the next one
+    and the SVD's workspace, about 4 of the widest)."""
+    sizes = [int(n) for n in sizes]
+    P = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    J = max(sizes[1:]) * sizes[0]
+    return int(8 * K * P + itemsize * (K * P + 2 * K * m * sum(sizes) + 4 * K * m * J))
+
+
+def _check_memory(study):
+    """Refuse (one line) a study whose networks or Jacobians would not fit in memory."""
+    from ..data import available_memory
+
+    sizes = tuple(study.sizes) if study.sizes is not None else (study.width,) * (study.depth + 1)
+    need = estimate_memory(sizes, study.K, study.m, 4 if study.dtype == "float32" else 8)
+    have = available_memory()
+    if have is None or need <= 0.8 * have:
+        return
+    gib = 2.0 ** 30
+    what = "--sizes widths" if study.sizes is not None else "--width or --depth"
+    raise ValueError(f"jacobian: {study.K} networks of sizes "
+                     f"{sizes[0]}-...-{sizes[-1]} ({len(sizes) - 1} layers, widest "
+                     f"{max(sizes)}) would need about {need / gib:.3g} GiB and {have / gib:.3g} "
+                     f"GiB is available: use a smaller {what}, fewer --K or --samples")
+
+
 def _jacobian(args):
     from .. import activations as _act
     from ..stats.jacobian import rows, run_jacobian, table
 
     study = study_from_args(args)
+    _check_memory(study)
     if not _act.get(study.activation).elementwise:
         raise ValueError(f"--activation {study.activation} is not elementwise: D[l] is not "
                          "diagonal")
@@ -166,4 +196,4 @@ def _draw(result, out):
     dio.atomic_write_bytes(out, buf.getvalue())
 
 
-__all__ = ["register", "study_from_args", "DEFAULT_Q_STAR"]
+__all__ = ["register", "study_from_args", "estimate_memory", "DEFAULT_Q_STAR"]

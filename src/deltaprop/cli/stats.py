@@ -236,6 +236,57 @@ def _check_counts(args):
             raise ValueError(f"{flag} must be positive widths, got {text_of(v)}")
 
 
+def estimate_memory(sizes, K, *, m, K_chunk=None, batch_size=1024, itemsize=8,
+                    forward="law", gradient_independence=False) -> int:
+    """Bytes a study of K networks of ``sizes`` needs at its peak, before anything is drawn.
+
+    Weights: a chunk of k = min(K_chunk or K, K) networks of P parameters each, drawn on the
+    host in float64, scaled and cast (3 k P float64 numbers and k P of the dtype; all K
+    networks are kept for --forward measured, one more chunk for --gradient-independence).
+    Recording: a batch of b = min(batch_size, m) samples holds z, a, delta and f' of every
+    layer for each network (4 k b U numbers, U = n_0 + ... + n_L).  The forward law's Monte
+    Carlo: max(min(8192, 2^22 / U), 64) draws of every unit, about 4 copies.  Measured: a
+    1.5 GB peak at --hidden 200000 --K 2 --samples 4 and 6 GB at 1000000 (this: 1.3, 6.6 GiB).
+    """
+    sizes = [int(n) for n in sizes]
+    P = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+    U = sum(sizes)
+    k = min(K_chunk or K, K)
+    nets = (K if forward == "measured" else k) + (k if gradient_independence else 0)
+    b = min(batch_size, m) if batch_size else m
+    law = max(min(8192, (1 << 22) // max(U - sizes[0], 1)), 64) * U * 4 if forward == "law" \
+        else 0
+    return int(8 * 3 * k * P + itemsize * (nets * P + 4 * k * b * U) + 8 * law)
+
+
+def _check_memory(args):
+    """Refuse (one line) a study whose networks or recorded arrays would not fit in memory.
+    The data's n_0 and n_L are not known before loading it: the estimate takes --n-in and
+    --n-out (64 and 10 by default), which the hidden widths dominate when it matters."""
+    from ..data import available_memory
+
+    if args.model:  # the model is loaded already: its size is the user's
+        return
+    if args.sizes is not None:
+        sizes = list(args.sizes)
+    else:
+        sizes = [args.n_in, *args.hidden, args.n_out or 10]
+    m = args.samples or (256 if args.inputs == "gaussian" else 1797)
+    need = estimate_memory(sizes, args.K, m=m, K_chunk=args.K_chunk,
+                           batch_size=args.batch_size,
+                           itemsize=4 if args.dtype == "float32" else 8,
+                           forward=args.forward, gradient_independence=args.gradient_independence)
+    have = available_memory()
+    if have is None or need <= 0.8 * have:
+        return
+    gib = 2.0 ** 30
+    flag = "--sizes" if args.sizes is not None else "--hidden"
+    raise ValueError(f"the study (sizes {'-'.join(map(str, sizes))}, K = {args.K} networks) "
+                     f"would need about {need / gib:.3g} GiB and {have / gib:.3g} GiB is "
+                     f"available: use smaller {flag} widths, a smaller --K-chunk or --K, or "
+                     f"fewer --samples")
+
+
 def text_of(v):
     return ",".join(f"{x:g}" for x in v) if isinstance(v, tuple) else f"{v:g}"
 
@@ -293,6 +344,7 @@ def _stats(args):
     from ..stats.report import table, to_csv, to_json
 
     check_args(args)
+    _check_memory(args)
     out = prepare_out_dir("--out", args.out, args.force, OUT_FILES) if args.out else None
     if args.probe:
         return _probe(args, out)
