@@ -175,6 +175,7 @@ def test_existing_run_and_width_mismatch_overwrite_nothing(tmp_path, capsys):
     bad = functools.partial(_one_line_exit_2, capsys=capsys)
     out = tmp_path / "run"
     assert main(["train", *SMALL, "--out", str(out)]) == 0
+    capsys.readouterr()  # (2 epochs of a small net: the health check says it underfits)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad(["train", *SMALL, "--out", out], "already holds a run")
     model = out / "model.safetensors"

@@ -358,3 +358,17 @@ def test_memory_estimates_grow_with_the_study():
     assert stats.estimate_memory([64, 64, 10], 16, m=1797, forward="measured") < small
     assert jacobian.estimate_memory([128] * 17, 32, 4) < 2**30
     assert jacobian.estimate_memory([2000] * 3, 4, 4) > jacobian.estimate_memory([1000] * 3, 4, 4)
+
+
+def test_xor_with_the_defaults_says_it_underfits(capsys, tmp_path):
+    # Adam's default lr 0.001 for 30 epochs: loss 0.680 against log 2, test accuracy 0.575
+    out = tmp_path / "r"
+    assert main(["train", "--data", "xor", "--out", str(out), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith("deltaprop: warning: the network underfits") and err.count("\n") == 1
+    assert "try a larger learning rate (--lr) or more epochs" in err
+    health = json.loads((out / "metrics.json").read_text())["health"]
+    assert [h["kind"] for h in health] == ["underfit"] and health[0]["value"] > 0.95
+    assert main(["train", "--data", "xor", "--lr", "0.01", "--out", str(tmp_path / "ok"),
+                 "--quiet"]) == 0  # the documented fix: no warning
+    assert capsys.readouterr().err == ""

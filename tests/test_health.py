@@ -42,7 +42,7 @@ def test_a_healthy_network_gives_no_warning():
     net = Network.init([4, 16, 16, 3], "tanh", "softmax", seed=0)
     assert _check(net, x, y) == []
     trained = fit(net, x, y, CE, optimizer="adam", learning_rate=0.01, epochs=20)
-    assert trained.health == [] and _check(trained.net, x, y) == []
+    assert trained.health == [] and _check(trained.net, x, y, trained=True) == []
 
 
 def test_dead_relu_units():
@@ -139,3 +139,45 @@ def test_torch_network_is_checked_alike():
     ref = _check(net, x, y)
     got = _check(net.to("torch"), torch.asarray(x), y)
     assert [f.to_dict() for f in got] == [f.to_dict() for f in ref]
+
+
+def test_underfit_after_training_that_hardly_moved_the_loss():
+    """XOR with Adam at lr 1e-4 for 3 epochs: the loss stays within 5% of the entropy of the
+    class frequencies (log 2 for balanced classes); at lr 0.03 it falls far below it."""
+    ds = data.load("xor")
+    x = (ds.x - ds.x.mean(0)) / ds.x.std(0)
+    net = Network.init([2, 16, 2], "tanh", "softmax", seed=0)
+    slow = fit(net, x, ds.y, CE, optimizer="adam", learning_rate=1e-4, epochs=3,
+               health=False).net
+    found = _check(slow, x, ds.y, trained=True)
+    assert _kinds(found) == ["underfit"] and found[0].value > 0.95, found
+    assert "try a larger learning rate (--lr) or more epochs" in str(found[0])
+    assert _check(slow, x, ds.y) == []  # only asked of a trained network
+    good = fit(net, x, ds.y, CE, optimizer="adam", learning_rate=0.03, epochs=40,
+               health=False).net
+    assert _check(good, x, ds.y, trained=True) == []
+
+
+def test_underfit_rules_by_loss():
+    from deltaprop.stats.health import underfit
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(2.0, 3.0, size=(200, 2))
+    a = np.broadcast_to(y.mean(0), y.shape)  # the mean target: J = J_0 = (1/2) sum Var y_k
+    found = underfit("mse", a, a, y)
+    assert _kinds(found) == ["underfit"] and found[0].value == pytest.approx(1.0)
+    assert "always predicting the mean target" in str(found[0])
+    assert underfit("mse", y + 0.1, y + 0.1, y) == []  # J = 0.01 << J_0 = 9
+    # a classifier that always answers the most frequent class (70%), confidently: its loss
+    # is large, and its accuracy is the majority share
+    y1 = np.eye(2)[(rng.uniform(size=200) < 0.3).astype(int)]
+    z = np.tile([5.0, -5.0], (200, 1))
+    a = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    found = underfit(CE, z, a, y1)
+    assert _kinds(found) == ["underfit"] and "training accuracy 0." in str(found[0])
+    # sigmoid cross-entropy on one output: probabilities equal to the class frequency
+    p = y1[:, 1:].mean()
+    zs = np.full((200, 1), np.log(p / (1 - p)))
+    found = underfit("sigmoid-cross-entropy", zs, 1 / (1 + np.exp(-zs)), y1[:, 1:])
+    assert found and found[0].value == pytest.approx(1.0)
+    assert underfit("sigmoid-cross-entropy", 20 * (y1[:, 1:] - 0.5), y1[:, 1:], y1[:, 1:]) == []

@@ -488,7 +488,22 @@ def _train_locked(args, s, out, be, splits, std, net, loss, options):
                      checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
                      checkpoint_meta={"settings": s}, callbacks=[stats_cb] if stats_cb else ())
     wall = time.perf_counter() - t0
+    if options.health and not result.health and not result.stop.failed:
+        result = _with_underfit(result, x_tr, y_tr, loss, s["seed"])
     return _report(args, s, out, splits, std, loss, options, data, result, wall, stats_cb)
+
+
+def _with_underfit(result, x, y, loss, seed):
+    """The result with the health check's ``underfit`` finding, where training hardly moved
+    the loss (:func:`deltaprop.stats.health.underfit`; fit's own check looks only at the
+    backward pass)."""
+    from dataclasses import replace
+
+    from ..stats.health import check
+    from ..train import prepare
+
+    X, Y = prepare(result.net, loss, x, y)
+    return replace(result, health=check(result.net, X, Y, loss, seed=seed, trained=True))
 
 
 def _on_backend(be, net, splits, std, loss):

@@ -14,7 +14,13 @@ vectors ``delta[l] = dJ/dz[l]`` per sample (:func:`deltaprop.backprop.gradients`
   falls below ``1 / ratio`` or rises above ``ratio`` (default 100) times E[delta[l+1]^2]
   from one layer to the one below it;
 * ``constant_output``: the network's output a[L] has (relative) standard deviation below
-  1e-6 across the samples: it ignores its input.
+  1e-6 across the samples: it ignores its input;
+* ``underfit`` (only for a trained network, ``trained=True``, and only where none of the
+  above explains it): the training loss J is within ``fall`` (5%) of J_0, the loss of the
+  best constant output (the class frequencies for a classifier, whose J_0 is their entropy;
+  the mean target for mse, J_0 = (1/2) sum_k Var y_k), or a classifier's training accuracy
+  is no better than always answering the most frequent class: training hardly moved it
+  (``deltaprop train --data xor`` at Adam's default learning rate ends at J / J_0 = 0.98).
 
 A healthy network gives an empty list.  This is the idea of Cockpit (Schneider, Dangel and
 Hennig, "Cockpit: A Practical Debugging Tool for the Training of Deep Neural Networks"),
@@ -31,10 +37,10 @@ import numpy as np
 from .. import _backend, backprop
 from .. import losses as _losses
 
-__all__ = ["Finding", "HealthWarning", "check", "KINDS"]
+__all__ = ["Finding", "HealthWarning", "check", "underfit", "KINDS"]
 
 #: kinds of :class:`Finding`
-KINDS = ("dead", "saturated", "vanishing", "exploding", "constant_output")
+KINDS = ("dead", "saturated", "vanishing", "exploding", "constant_output", "underfit")
 
 
 class HealthWarning(UserWarning):
@@ -121,8 +127,50 @@ def _constant_output(a, tol):
                     f"{a.shape[0]} inputs (std {spread:.3g}): the network ignores its input")]
 
 
+def _constant_loss(loss, y):
+    """J_0: the loss of the best constant output on targets y (m, n_L) in the loss's
+    encoding, and the best constant accuracy (None for mse)."""
+    p = np.mean(y, axis=0)
+    if loss.targets == "real":
+        return 0.5 * float(np.sum(np.var(y, axis=0))), None
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.where(p > 0, -p * np.log(p), 0.0)
+        if loss.targets == "distribution":  # softmax: the entropy of the class frequencies
+            return float(np.sum(h)), float(np.max(p))
+        h2 = h + np.where(p < 1, -(1 - p) * np.log1p(-p), 0.0)  # sigmoid: per output
+    return float(np.sum(h2)), float(np.mean(np.maximum(p, 1 - p)))
+
+
+def underfit(loss, z, a, y, *, fall=0.05) -> list[Finding]:
+    """The ``underfit`` finding of a trained network from its output on the training data
+    (host arrays: z[L], a[L] and the targets y in the loss's encoding, each (m, n_L)): J
+    within ``fall`` of the constant output's J_0, or a classifier's accuracy no better than
+    the most frequent class's share.  Empty when training moved the loss."""
+    loss = _losses.get(loss)
+    m = y.shape[0]
+    J = float(np.mean(loss.per_sample(z, a, y, np)))
+    J0, share = _constant_loss(loss, y)
+    if loss.targets == "distribution":
+        acc = float(np.mean(np.argmax(a, axis=-1) == np.argmax(y, axis=-1)))
+    elif loss.targets == "probability":
+        acc = float(np.mean((a > 0.5) == (y > 0.5)))
+    else:
+        acc = None
+    flat = J0 > 0 and J >= (1 - fall) * J0
+    chance = acc is not None and m >= 20 and acc <= share
+    if not (flat or chance):
+        return []
+    what = "the class frequencies" if acc is not None else "the mean target"
+    score = f"; training accuracy {acc:.3f}, {share:.3f} by always answering the most " \
+        f"frequent class" if acc is not None else ""
+    return [Finding("underfit", None, J / J0 if J0 > 0 else float("inf"),
+                    f"the network underfits: its training loss {J:.4g} is {J / J0:.3g} x "
+                    f"{J0:.4g}, the loss of always predicting {what}{score}; try a larger "
+                    f"learning rate (--lr) or more epochs")]
+
+
 def check(net, x, y, loss, *, max_samples=1024, seed=0, ratio=100.0, saturation=0.01,
-          tol=1e-6) -> list[Finding]:
+          tol=1e-6, trained=False) -> list[Finding]:
     """The health check of ``net`` on (x, y): a list of :class:`Finding` (empty if healthy).
 
     Parameters
@@ -143,6 +191,9 @@ def check(net, x, y, loss, *, max_samples=1024, seed=0, ratio=100.0, saturation=
     tol : float
         Outputs whose largest std across samples is below tol * max(1, max |a[L]|) are
         constant.
+    trained : bool
+        The network was trained on (x, y): also check that it learned something
+        (:func:`underfit`, reported only when no other finding explains it).
     """
     loss = _losses.get(loss)
     idx = _sample(x.shape[0], int(max_samples), seed)
@@ -158,4 +209,6 @@ def check(net, x, y, loss, *, max_samples=1024, seed=0, ratio=100.0, saturation=
     q = [float(np.mean(d ** 2)) for d in deltas[1:]]
     found += _depth_ratios(q, ratio)
     found += _constant_output(_host(trace.a[-1]), tol)
+    if trained and not found:
+        found += underfit(loss, _host(trace.z[-1]), _host(trace.a[-1]), _host(y))
     return found
