@@ -428,3 +428,43 @@ def test_stats_cli_correlation(tmp_path, capsys):
     assert main(base + ["--correlation", "1.5"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "[-1, 1]" in err
+
+
+def test_inner_quadrature_is_bounded_at_large_q():
+    """The inner rule for a wide conditional law (sqrt(q (1 - c^2)) > 8) has the same 117
+    panels at any q (was 18 sqrt(q): 7.5 GB at sigma_w^2 = 1e6, OOM at 1e7) and agrees
+    with the unit panels it replaces where both run (tanh, q = 1e4, 1e-11)."""
+    from deltaprop.theory import signal as sig
+
+    for s in (10.0, 1e3, 1e50):
+        u, v = sig._bend_panels(np.array([-3.0 * s, 0.0, 5.0]), s)
+        assert u.shape == v.shape == (3, 117 * 8)
+        np.testing.assert_allclose(v.sum(axis=1), 1.0, rtol=1e-12)
+    cm = sig._CMap(1e4, 1.0, 0.0, "tanh")
+    for c in (-0.9, 0.3, 0.9):
+        new = cm(c)
+        old_wide, sig._WIDE = sig._WIDE, math.inf
+        try:
+            old = cm(c)
+        finally:
+            sig._WIDE = old_wide
+        np.testing.assert_allclose(new, old, rtol=1e-11)
+
+
+def test_bounded_activation_at_huge_variance_tends_to_the_step_kernel():
+    """At q = 1e12, tanh(u) ~ sign(u): C(c) = (2/pi) arcsin c to O(q^-1/2); sigmoid ~ the
+    step H(u): C(c) = 1/2 + arcsin(c) / pi, its fixed point c* = 0.7898 (Poole et al.'s
+    chaotic limit).  sigma_w^2 = 1e100 runs without an overflow warning."""
+    import warnings
+
+    from deltaprop.theory.signal import correlation_map, signal_theory
+
+    for c in (0.2, 0.5, 0.9):
+        assert correlation_map(c, 1e12, 1.0, 0.0, "tanh") == pytest.approx(
+            2 / math.pi * math.asin(c), abs=1e-5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        st = signal_theory("sigmoid", 1e100, 0.0)
+        assert st.c_star == pytest.approx(0.5 + math.asin(st.c_star) / math.pi, abs=1e-6)
+        with pytest.raises(ValueError, match="use a smaller --sigma-w2"):
+            signal_theory("tanh", 1e100, 0.0)

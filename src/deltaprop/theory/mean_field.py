@@ -230,7 +230,7 @@ def _scan(m, start, up, first=False):
         for i in range(len(q) - 1):
             if hq[i + 1] == 0:
                 roots.append(float(q[i + 1]))
-            elif hq[i] * hq[i + 1] < 0:
+            elif np.sign(hq[i]) * np.sign(hq[i + 1]) < 0:  # (h near 1e300: no overflow)
                 roots.append(m.root(*sorted((q[i], q[i + 1]))))
         h_prev = float(hq[-1])
         if roots and first:

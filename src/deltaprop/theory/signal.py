@@ -54,7 +54,7 @@ import numpy as np
 from .. import activations as _act
 from .._checks import check_nonnegative
 from ..network import per_layer
-from .gaussian import SLOPES, expectations, hermite_nodes, numpy_pair, panel_nodes
+from .gaussian import FINE_RADIUS, SLOPES, expectations, hermite_nodes, numpy_pair, panel_nodes
 from .mean_field import (
     MARGINAL,
     LengthMap,
@@ -127,7 +127,10 @@ class _CMap:
         if q == math.inf:  # the tails: f ~ f'(+-inf) u, read at u = -+1000 as mean_field does
             slopes = tuple(float(v) for v in self.df(np.array([-1e3, 1e3])))
             if slopes == (0.0, 0.0):
-                raise ValueError(f"{self.act.name} is bounded: no C-map at q = inf")
+                raise ValueError(f"{self.act.name} is bounded: its C-map has no limit at q = "
+                                 f"inf (q* is not finite at sigma_w^2 = {self.w2:g}: beyond "
+                                 f"about 1e29 the fixed-point search gives up); use a smaller "
+                                 f"--sigma-w2 (q* grows like sigma_w^2 E[f^2])")
             self.b2 = 0.0  # negligible beside q
         self.slopes = slopes
         if slopes is not None:  # homogeneous: sigma_w^2 E[f f] = sigma_w^2 q kernel(c)
@@ -164,6 +167,12 @@ class _CMap:
         if self.q == 0:  # F(0) > 0: every input maps to the same f(0) (C = 1)
             return 1.0, 0.0
         sc = math.sqrt(self.q * max(1.0 - c * c, 0.0))
+        if sc > _WIDE:  # the nodes per outer node z_a: a bounded count at any q
+            u, v = _bend_panels(c * self.z, sc)
+            a = self.f(u)
+            ff = self.wf @ np.sum(a * v, axis=1)
+            dd = self.wdf @ np.sum(self.act.df(u, a, np) * v, axis=1)
+            return (self.w2 * ff + self.b2) / self.norm, self.w2 * self.q * dd / self.norm
         if sc <= 1.0:  # f(c u_a + sc x) analytic in a strip |Im x| < pi / (2 sc) >= pi / 2
             x, v = hermite_nodes(61)
         else:
@@ -189,6 +198,35 @@ def _unit_panels(s):
 
 
 _LEGENDRE8 = np.polynomial.legendre.leggauss(8)
+#: conditional std above which :func:`_bend_panels` replaces :func:`_unit_panels` (whose
+#: 18 s panels grew with sqrt(q): 7.5 GB and 19 s at sigma_w^2 = 1e6, OOM at 1e7)
+_WIDE = 8.0
+#: the bend cuts of :func:`_bend_panels`: u = -40..40 (gaussian.FINE_RADIUS)
+_BENDS = np.arange(-FINE_RADIUS, FINE_RADIUS + 1)
+#: its Gaussian cuts: every 1/2 conditional std over +-9
+_HALVES = np.arange(-18, 19) / 2
+
+
+def _bend_panels(mean, s):
+    """Nodes u (n, k) and weights v (n, k) with sum_j v[i, j] g(u[i, j]) ~= E[g(u)],
+    u ~ N(mean[i], s^2), for each of the n means: 8-point Gauss-Legendre on panels cut, in
+    u itself, at the integers of |u| <= FINE_RADIUS (where the activations bend: the panels
+    of :func:`_unit_panels` there) and every s/2 over mean +- 9 s (the Gaussian; beyond
+    FINE_RADIUS f is flat or linear to rounding).  The same 118 cuts (117 panels) for every
+    row, those outside mean +- 9 s clipped to its ends (panels of width 0), so the count
+    does not grow with s, and the bends are placed in u without the cancellation of
+    mean + s x.
+    """
+    mean = np.asarray(mean, dtype=np.float64)[:, None]
+    lo, hi = mean - 9 * s, mean + 9 * s
+    cuts = np.concatenate([np.broadcast_to(_BENDS, (mean.shape[0], _BENDS.size)),
+                           mean + s * _HALVES], axis=1)
+    cuts = np.sort(np.clip(cuts, lo, hi), axis=1)
+    mid, half = (cuts[:, 1:] + cuts[:, :-1]) / 2, (cuts[:, 1:] - cuts[:, :-1]) / 2
+    t, w = _LEGENDRE8
+    u = (mid[..., None] + half[..., None] * t).reshape(mean.shape[0], -1)
+    v = (half[..., None] * w).reshape(mean.shape[0], -1) / s
+    return u, v * np.exp(-0.5 * ((u - mean) / s) ** 2) / math.sqrt(2 * math.pi)
 
 
 def correlation_map(c, q, sigma_w2, sigma_b2, f):
