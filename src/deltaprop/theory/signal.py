@@ -115,9 +115,11 @@ class _CMap:
     Smooth f at 0 < q < inf: E[g(u_a) g(u_b)] (g = f and f') by quadrature of
     u_b | u_a ~ N(c u_a, q (1 - c^2)) inside u_a ~ N(0, q): outer nodes Gauss-Hermite (101,
     sqrt(q) <= 1) or the Gauss-Legendre panels of :func:`.gaussian.panel_nodes`; inner nodes
-    Gauss-Hermite (61) when sqrt(q (1 - c^2)) <= 1, else 8-point Gauss-Legendre on panels
-    of unit width in u over +-9 conditional standard deviations.  About 1e-12 relative for
-    the activations of deltaprop.
+    Gauss-Hermite (61) when sqrt(q (1 - c^2)) <= 1, 8-point Gauss-Legendre on panels of
+    unit width in u over +-9 conditional standard deviations up to 8, and beyond that the
+    117 panels of :func:`_bend_panels` (unit width where f bends, half a standard deviation
+    elsewhere), whose count does not grow with q.  About 1e-12 relative for the activations
+    of deltaprop.
     """
 
     def __init__(self, q, sigma_w2, sigma_b2, f):
