@@ -17,8 +17,8 @@ loss, eta, l2, workspace=ws, donate=..., optimizer=opt, state=state)``: each lay
 and db[l] go through the optimiser's rule as soon as they are known, the state's arrays
 updated in place, and on NumPy one workspace of scratch buffers serves the whole run
 (1.1-2x faster per step).  Momentum, Nesterov and Adam see the same dW and db as in the
-two-line loop and agree with it to a few ulp (the softmax output of the fused
-cross-entropy kernel), ``tests/test_train.py`` checks 1e-15.  Plain gradient descent
+two-line loop and agree with it bit for bit, or to a few ulp where the loss has a fused
+output kernel (softmax cross-entropy; ``tests/test_train.py`` checks 1e-15).  Plain gradient descent
 folds -eta/m into delta before the weight-gradient product (the old loop rounds
 dW = delta^T a / m, then eta dW), so its weights agree with the two-line loop to a few ulp
 per step (1e-13 after a few epochs).  ``fused=False`` keeps the two-line loop always.  A
@@ -28,7 +28,8 @@ optimiser states made by the previous step of the same epoch: each epoch's first
 writes fresh arrays, so the epoch's starting network and optimiser state, which the loop
 keeps as the last good ones (the rollback after a NaN or a divergence restores both) and
 which may have been handed to a callback, kept as early stopping's best network, be the
-caller's own or a checkpoint's, stay as they were, at no cost of a copy.
+caller's own or a checkpoint's, stay as they were (the state dict is copied shallowly at
+the epoch's start; no array is copied).
 
 Shuffling and resumption: one ``numpy.random.Generator(seed)`` draws each epoch's
 permutation; its ``bit_generator.state`` goes into the checkpoint with the weights and the
