@@ -66,7 +66,7 @@ from .network import Network
 
 __all__ = ["History", "FitResult", "StopReason", "STOP_KINDS", "TrainOptions", "StepInfo",
            "EpochInfo", "EarlyStopping", "fit", "check_options", "evaluate", "prepare", "batches",
-           "parse_batch_size", "fmt_loss", "estimate_memory", "available_memory"]
+           "parse_batch_size", "fmt_loss", "estimate_memory"]
 
 
 @dataclass
@@ -696,7 +696,7 @@ def fit(net: Network, x, y, loss, options: TrainOptions | None = None, *, x_val=
     net = run.net
     if stop.kind == "early_stop" and loop.early.best is not None:
         net = loop.early.best
-    found = _health(net, loop) if o.health else []
+    found = _health(net, loop, trained=not stop.failed) if o.health else []
     return FitResult(net, run.history, stop, run.opt_state, run.epoch - start, found)
 
 
@@ -717,13 +717,15 @@ def _setup(net, o, loss, x, y, x_val, y_val, callbacks):
     return loop, run
 
 
-def _health(net, loop):
-    """The health check's lines, each also a HealthWarning."""
+def _health(net, loop, trained):
+    """The health check's lines, each also a HealthWarning; ``trained``: also whether the
+    run learned anything (not asked of a run that diverged or became non-finite)."""
     import warnings
 
     from .stats import health
 
-    found = health.check(net, loop.X, loop.Y, loop.loss, seed=loop.options.seed)
+    found = health.check(net, loop.X, loop.Y, loop.loss, seed=loop.options.seed,
+                         trained=trained)
     for line in found:
         warnings.warn(str(line), health.HealthWarning, stacklevel=3)
     return found
@@ -749,21 +751,3 @@ def estimate_memory(sizes, m, *, batch_size=32, optimizer="gd", itemsize=8,
     units = sum(sizes)
     b = _batch_size(batch_size, max(int(m), 1))
     return int(itemsize * (copies * P + 2 * int(m) * units + 3 * b * units))
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (Linux ``MemAvailable``; else the physical memory),
-    ``None`` when neither can be read."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        import os
-
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None

@@ -290,7 +290,8 @@ def _class_list(classes):
 
 def _check_memory(sizes, m, s):
     """Refuse a network whose run would not fit in memory, before allocating it."""
-    from ..train import available_memory, estimate_memory
+    from ..data import available_memory
+    from ..train import estimate_memory
 
     kw = dict(batch_size=s["batch_size"], optimizer=s["optimizer"],
               itemsize=4 if s["dtype"] == "float32" else 8,
@@ -488,22 +489,7 @@ def _train_locked(args, s, out, be, splits, std, net, loss, options):
                      checkpoint=out / "checkpoint.safetensors", resume=bool(args.resume),
                      checkpoint_meta={"settings": s}, callbacks=[stats_cb] if stats_cb else ())
     wall = time.perf_counter() - t0
-    if options.health and not result.health and not result.stop.failed:
-        result = _with_underfit(result, x_tr, y_tr, loss, s["seed"])
     return _report(args, s, out, splits, std, loss, options, data, result, wall, stats_cb)
-
-
-def _with_underfit(result, x, y, loss, seed):
-    """The result with the health check's ``underfit`` finding, where training hardly moved
-    the loss (:func:`deltaprop.stats.health.underfit`; fit's own check looks only at the
-    backward pass)."""
-    from dataclasses import replace
-
-    from ..stats.health import check
-    from ..train import prepare
-
-    X, Y = prepare(result.net, loss, x, y)
-    return replace(result, health=check(result.net, X, Y, loss, seed=seed, trained=True))
 
 
 def _on_backend(be, net, splits, std, loss):
