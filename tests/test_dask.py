@@ -206,6 +206,7 @@ def _slow_rows(block):
     return block
 
 
+@pytest.mark.slow  # about 30 s: a worker is killed and its tasks rerun elsewhere
 def test_killed_worker_gives_the_identical_result(dask_client):
     import cloudpickle
 
