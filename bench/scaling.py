@@ -13,11 +13,11 @@ Workloads (all float64):
 
 * ``sweep``: ``--cells`` cells of the default study of ``deltaprop sweep`` (L = 20 layers
   of n = 64 tanh units, K = 16 networks, m = 32 samples, MSE; sigma_w2 spread over
-  [0.25, 4]), run by :func:`deltaprop.sweep.run` serially in this process (``serial``) and
+  [0.25, 4]), run by :func:`deltaprop.stats.sweep.run` serially in this process (``serial``) and
   as tasks on a ``LocalCluster`` of w single-threaded worker processes (``w workers``).
   The cluster is started once per w and warmed up with one cell; the time is the median
   over ``--repeats`` fresh tables of the whole sweep (submit, compute, stream the rows).
-* ``gradients``: :func:`deltaprop.dask.sums` (forward, backward and the exact tree
+* ``gradients``: :func:`deltaprop.app.dask.sums` (forward, backward and the exact tree
   reduction) over a Dask array of ``--rows`` rows x 64 in chunks of 8192 rows (held in
   this process's memory for ``serial``, persisted on the workers for the clusters),
   through a 64-128-128-10 tanh/softmax network.
@@ -58,7 +58,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 import numpy as np  # noqa: E402
 
 import deltaprop as dp  # noqa: E402
-from deltaprop import sweep as sw  # noqa: E402
+from deltaprop.stats import sweep as sw  # noqa: E402
 
 
 def _cells(n, **study):
@@ -77,7 +77,7 @@ def _time_sweep(cells, repeats, **kw):
 
 
 def _time_sums(net, X, y, repeats, scheduler):
-    from deltaprop import dask as dd
+    from deltaprop.app import dask as dd
 
     dd.sums(net, X[:8192], y[:8192], "softmax-cross-entropy", scheduler=scheduler)  # warm up
     times = []

@@ -15,7 +15,7 @@ and two solvers:
 
 Contenders:
 
-* ``deltaprop fit``: :func:`deltaprop.train.fit` exactly as ``deltaprop train`` calls it,
+* ``deltaprop fit``: :func:`deltaprop.app.train.fit` exactly as ``deltaprop train`` calls it,
   including its per-epoch evaluation of loss and accuracy on the training and validation sets;
 * ``deltaprop fit (no val)``: the same without validation data;
 * ``deltaprop step loop``: ``fit``'s inner loop alone, every step one
@@ -69,8 +69,9 @@ if ARGS is not None:
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))
 
-from deltaprop import Network, data  # noqa: E402
-from deltaprop.train import evaluate, fit  # noqa: E402
+from deltaprop import Network  # noqa: E402
+from deltaprop.app import data  # noqa: E402
+from deltaprop.app.train import evaluate, fit  # noqa: E402
 
 SOLVERS = {"adam": 0.001, "sgd": 0.1}
 
@@ -104,7 +105,7 @@ def run_step_loop(splits, solver, epochs):
     import numpy as np
 
     from deltaprop import backprop, losses, optim
-    from deltaprop.train import batches, evaluate, prepare
+    from deltaprop.app.train import batches, evaluate, prepare
 
     (x, y), _, (xt, yt) = splits
     net = Network.init([64, 128, 10], "tanh", "softmax", seed=0)

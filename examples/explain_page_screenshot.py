@@ -15,8 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from deltaprop.explain.build import solve
-from deltaprop.explain.html import render_html
+from deltaprop.app.explain.build import solve
+from deltaprop.app.explain.html import render_html
 
 OUT = Path(__file__).parent.parent / "docs" / "img" / "explain_page.png"
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from deltaprop import io as dio
+from deltaprop.app import files as dio
 from deltaprop.stats import spread as sp
 from deltaprop.stats.study import Study, run_study
 from deltaprop.theory import finite_width as fw

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from deltaprop import io as dio
+from deltaprop.app import files as dio
 from deltaprop.stats.jacobian import JacobianStudy, run_jacobian
 from deltaprop.theory.jacobian import fuss_catalan_density, jacobian_theory
 

@@ -24,11 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deltaprop import Network, data
-from deltaprop import io as dio
+from deltaprop import Network
+from deltaprop.app import data
+from deltaprop.app import files as dio
+from deltaprop.app.train import fit
 from deltaprop.stats.ensemble import prior
 from deltaprop.stats.layer_stats import LayerStatsCallback, layer_stats, table
-from deltaprop.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 LOSS = "sigmoid-cross-entropy"

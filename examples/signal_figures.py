@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from deltaprop import plot
+from deltaprop.app import plot
 from deltaprop.stats import correlation as corr
 from deltaprop.stats import ensemble
 from deltaprop.theory import signal as sg

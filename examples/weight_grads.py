@@ -20,7 +20,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from deltaprop import io as dio
+from deltaprop.app import files as dio
 from deltaprop.stats.study import Study, run_study
 from deltaprop.stats.weight_grads import KEY, z_scores
 

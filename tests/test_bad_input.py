@@ -235,7 +235,7 @@ def _stripped_model(folder):
     from safetensors import safe_open
     from safetensors.numpy import load_file, save_file
 
-    from deltaprop import io as dio
+    from deltaprop.app import files as dio
 
     path = folder / "model.safetensors"
     dio.save_model(path, Network.init([4, 3, 3], "tanh", "softmax", seed=0),
@@ -295,7 +295,7 @@ CLI_CASES = [
 @pytest.mark.parametrize(("argv", "message"), [c[1:] for c in CLI_CASES],
                          ids=[c[0] for c in CLI_CASES])
 def test_cli_bad_input_is_one_line_exit_2(argv, message, tmp_path, capsys, monkeypatch):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "file.txt").write_text("mine")
@@ -319,7 +319,7 @@ def test_cli_config_json_and_quiet_on_theory_jacobian_explain(tmp_path, capsys, 
     explain --json carries the step's values (Mazur's delta[2]) and the --check report."""
     import json
 
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     runs = {

@@ -17,8 +17,8 @@ import math
 import numpy as np
 import pytest
 
-from deltaprop import io as dio
-from deltaprop.cli import main
+from deltaprop.app import files as dio
+from deltaprop.app.cli import main
 
 torch = pytest.importorskip("torch")
 
@@ -152,15 +152,15 @@ def test_evaluate_and_predict_equal_numpy(capsys, numpy_run, flags):
 def test_threads_reach_torch_and_are_restored(tmp_path, monkeypatch):
     """``train --threads 1`` also sets PyTorch's own thread pool for the run (on 2 cores its
     default, a thread a core, made torch training 6-45x slower than NumPy), then restores it."""
-    import deltaprop.train
+    import deltaprop.app.train
 
-    seen, real_fit = [], deltaprop.train.fit
+    seen, real_fit = [], deltaprop.app.train.fit
 
     def fit(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return real_fit(*args, **kwargs)
 
-    monkeypatch.setattr(deltaprop.train, "fit", fit)
+    monkeypatch.setattr(deltaprop.app.train, "fit", fit)
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
@@ -175,7 +175,7 @@ def test_threads_reach_torch_and_are_restored(tmp_path, monkeypatch):
 def test_fit_resumes_a_torch_run(tmp_path):
     """train.fit on torch tensors: 1 epoch + resume to 2 equals 2 epochs in NumPy."""
     from deltaprop import Network
-    from deltaprop.train import fit
+    from deltaprop.app.train import fit
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaprop import io as dio
-from deltaprop.cli import main
+from deltaprop.app import files as dio
+from deltaprop.app.cli import main
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
        "MKL_NUM_THREADS": "1"}
@@ -191,8 +191,8 @@ def test_existing_run_and_width_mismatch_overwrite_nothing(tmp_path, capsys):
 #: fixed point, so the test needs no clock and no polling)
 _KILLED_IN_EPOCH_2 = """
 import os, signal, sys
-from deltaprop import io
-from deltaprop.cli import main
+from deltaprop.app import files as io
+from deltaprop.app.cli import main
 save, calls = io.save_checkpoint, []
 def save_or_die(*args, **kwargs):
     calls.append(1)

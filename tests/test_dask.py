@@ -22,7 +22,7 @@ import deltaprop as dp
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("dask.distributed")
-dd = pytest.importorskip("deltaprop.dask")
+dd = pytest.importorskip("deltaprop.app.dask")
 
 # (sizes, hidden, output, loss, K, chunk rows): ragged last chunks on purpose
 CASES = [
@@ -56,7 +56,7 @@ def _rel(got, want):
 @pytest.fixture(scope="session")
 def dask_client():
     """Two single-threaded worker processes on 127.0.0.1, shared by the cluster tests."""
-    from deltaprop.sweep import local_cluster
+    from deltaprop.stats.sweep import local_cluster
 
     cluster = local_cluster(2, memory_limit="1GiB")
     client = distributed.Client(cluster, set_as_default=False)
@@ -243,7 +243,7 @@ _RSS_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
     import deltaprop as dp
-    from deltaprop import dask as dd
+    from deltaprop.app import dask as dd
 
     def status(key):  # kB; VmHWM is this process's own peak (ru_maxrss inherits the parent's)
         with open("/proc/self/status") as f:

@@ -14,8 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deltaprop import data
-from deltaprop.data import (
+from deltaprop.app import data
+from deltaprop.app.data import (
     DataNote,
     Dataset,
     Standardizer,
@@ -640,7 +640,7 @@ def test_one_hot_is_one_function_for_every_namespace():
 
 def test_batches_share_train_batch_size_parser():
     """One batch-size check: data.batches takes what train.parse_batch_size takes."""
-    from deltaprop.train import parse_batch_size
+    from deltaprop.app.train import parse_batch_size
 
     assert [len(b) for b in batches(7, "3", None)] == [3, 3, 1]
     assert [len(b) for b in batches(7, " FULL ", None)] == [7]
@@ -676,7 +676,7 @@ def test_batches_shuffle_is_seeded():
 def test_data_module_does_not_import_sklearn_at_import_time():
     import subprocess
     import sys
-    code = "import sys, deltaprop.data; print('sklearn' in sys.modules)"
+    code = "import sys, deltaprop.app.data; print('sklearn' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert data.BUILTINS  # the registry is importable without scikit-learn loaded

@@ -186,7 +186,7 @@ def shell_commands(text: str) -> list[tuple[int, str]]:
 
 
 def _cli(argv, capsys):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     capsys.readouterr()
     rc = main(argv)
@@ -304,7 +304,7 @@ def _write_new_csv(folder):
 
 
 def _trained_model(folder):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     assert main(["train", "--epochs", "3", "--quiet", "--out", str(folder / "run")]) == 0
     (folder / "model.safetensors").write_bytes((folder / "run" / "model.safetensors")

@@ -17,13 +17,13 @@ import sys
 import numpy as np
 import pytest
 
-from deltaprop import trace
-from deltaprop.cli import main
-from deltaprop.explain import check, make_run, render, solve
-from deltaprop.explain.exercise import draw
-from deltaprop.explain.model import Matrix, Num, Step
-from deltaprop.explain.notation import NOTATIONS
-from deltaprop.explain.render import TextMath, format_number
+from deltaprop.app import trace
+from deltaprop.app.cli import main
+from deltaprop.app.explain import check, make_run, render, solve
+from deltaprop.app.explain.exercise import draw
+from deltaprop.app.explain.model import Matrix, Num, Step
+from deltaprop.app.explain.notation import NOTATIONS
+from deltaprop.app.explain.render import TextMath, format_number
 
 NG_EX4 = "examples/ng_ex4_testcase.json"
 NOTATION_KEYS = list(NOTATIONS)
@@ -188,7 +188,7 @@ def _evaluate(e):
     """The value of a substituted expression (None where it calls an opaque f)."""
     import math
 
-    from deltaprop.explain import model as M  # noqa: N812
+    from deltaprop.app.explain import model as M  # noqa: N812
 
     if isinstance(e, M.Num):
         return e.value
@@ -362,7 +362,7 @@ def test_check_all_right_and_nulls_skip():
 @pytest.mark.parametrize("notation", NOTATION_KEYS)
 @pytest.mark.parametrize("spec", [None, NG_EX4])
 def test_check_every_quantity_of_every_notation_right(notation, spec):
-    from deltaprop.explain.notation import get
+    from deltaprop.app.explain.notation import get
 
     run = make_run(spec)
     nt = get(notation, run.acts)

@@ -23,13 +23,13 @@ import _browser
 import numpy as np
 import pytest
 
-from deltaprop.cli import main
-from deltaprop.explain.build import solve
-from deltaprop.explain.html import MAX_DRAWN, render_html
-from deltaprop.explain.mathml import step_lines
-from deltaprop.explain.model import PHASES
-from deltaprop.explain.notation import names
-from deltaprop.explain.render import format_number
+from deltaprop.app.cli import main
+from deltaprop.app.explain.build import solve
+from deltaprop.app.explain.html import MAX_DRAWN, render_html
+from deltaprop.app.explain.mathml import step_lines
+from deltaprop.app.explain.model import PHASES
+from deltaprop.app.explain.notation import names
+from deltaprop.app.explain.render import format_number
 
 # Mazur (2015), 2-2-2 sigmoid: a[2], J, the output deltas, W[2] after the update
 MAZUR_NUMBERS = ("0.75136507", "0.772928465", "0.298371109", "0.138498562", "0.35891648")
@@ -286,7 +286,7 @@ def test_screenshot_shows_a_coloured_network(browser, tmp_path):
 def test_page_is_the_same_on_every_run():
     """The page's bytes do not depend on Python's string hashing (a set's order): two
     interpreters with different PYTHONHASHSEED write the same page."""
-    code = ("import hashlib; from deltaprop.explain import solve, render; "
+    code = ("import hashlib; from deltaprop.app.explain import solve, render; "
             "print(hashlib.sha256(render(solve(None), 'html').encode()).hexdigest())")
     pages = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, "PYTHONHASHSEED": seed}, check=True).stdout

@@ -1,6 +1,6 @@
 """Trust on first use (issue 12), as a new user meets it on the command line.
 
-Each test is one promise of the issue, checked through ``deltaprop.cli.main`` exactly as the
+Each test is one promise of the issue, checked through ``deltaprop.app.cli.main`` exactly as the
 console script runs it: every subcommand documents and takes the common flags, bad input
 ends in one line and exit 2, a user's file is never replaced without ``--force``, gradcheck
 says PASS or FAIL, divergence stops the run with exit 1 and the health report says why.
@@ -17,7 +17,7 @@ import re
 import numpy as np
 import pytest
 
-from deltaprop.cli import build_parser, main
+from deltaprop.app.cli import build_parser, main
 
 pytestmark = pytest.mark.smoke
 
@@ -233,8 +233,8 @@ def test_health_report_in_output_and_metrics(capsys, tmp_path):
 
 def test_phase_diagram_shows_progress_per_row_and_draws_the_same_grid(tmp_path, monkeypatch,
                                                                        capsys):
-    from deltaprop import plot
-    from deltaprop.cli import theory as cli_theory
+    from deltaprop.app import plot
+    from deltaprop.app.cli import theory as cli_theory
     from deltaprop.theory.signal import phase_diagram
 
     monkeypatch.setattr(cli_theory, "GRID", (5, 3))  # a small grid: the test is of the bar
@@ -341,15 +341,15 @@ def test_stats_messages_name_the_flag(capsys, argv, message):
 ], ids=["stats-hidden", "stats-sizes", "jacobian"])
 def test_a_study_too_big_for_memory_is_refused_up_front(capsys, monkeypatch, argv, message):
     # stats --hidden 1000000 ran 60 s at 6 GB silently: the estimate refuses before drawing
-    import deltaprop.data
+    import deltaprop.app.data
 
-    monkeypatch.setattr(deltaprop.data, "available_memory", lambda: 10 * 2**20)
+    monkeypatch.setattr(deltaprop.app.data, "available_memory", lambda: 10 * 2**20)
     err = one_error_line(capsys, argv)
     assert message in err
 
 
 def test_memory_estimates_grow_with_the_study():
-    from deltaprop.cli import jacobian, stats
+    from deltaprop.app.cli import jacobian, stats
 
     small = stats.estimate_memory([64, 64, 10], 16, m=1797)
     assert small < 2**30  # the default-sized studies are never refused on a laptop

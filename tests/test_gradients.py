@@ -242,7 +242,7 @@ def test_gradcheck_options(order):
 
 
 def _cli(capsys, *argv):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     code = main(["gradcheck", *argv])
     out = capsys.readouterr()
@@ -289,7 +289,7 @@ def test_cli_gradcheck_config_and_bad_tol(capsys, tmp_path):
 
 
 def test_cli_gradcheck_refuses_what_cannot_fit_before_allocating(capsys, monkeypatch):
-    from deltaprop import data
+    from deltaprop.app import data
     from deltaprop.gradcheck import memory_needed
 
     # 4-5-3, m = 8: 5 copies of 43 parameters and 6 x 8 x 12 floats of passes

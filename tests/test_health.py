@@ -6,9 +6,10 @@ import warnings
 import numpy as np
 import pytest
 
-from deltaprop import Network, data
+from deltaprop import Network
+from deltaprop.app import data
+from deltaprop.app.train import fit, prepare
 from deltaprop.stats.health import HealthWarning, check
-from deltaprop.train import fit, prepare
 
 CE = "softmax-cross-entropy"
 

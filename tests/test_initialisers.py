@@ -127,8 +127,8 @@ def test_prior_scales_a_named_law():
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_estimator_and_cli_take_the_new_initialisers(tmp_path):
-    from deltaprop.cli import main
-    from deltaprop.sklearn import MLPClassifier
+    from deltaprop.app.cli import main
+    from deltaprop.app.sklearn import MLPClassifier
 
     x = np.random.default_rng(0).normal(size=(40, 3))
     y = (x[:, 0] > 0).astype(int)

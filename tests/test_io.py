@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deltaprop import Network
-from deltaprop import io as dio
+from deltaprop.app import files as dio
 
 META = {"loss": "softmax-cross-entropy", "classes": [0, 1, 2],
         "standardization": {"mean": [0.0, 1.0, 2.0, 3.0], "scale": [1.0, 2.0, 3.0, 4.0]},

@@ -21,7 +21,7 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from deltaprop import Network
-from deltaprop.cli import main
+from deltaprop.app.cli import main
 from deltaprop.stats import jacobian as sj
 from deltaprop.theory import jacobian as tj
 from deltaprop.theory.mean_field import chi_at_fixed_point, fixed_point

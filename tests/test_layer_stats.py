@@ -13,7 +13,9 @@ import math
 import numpy as np
 import pytest
 
-from deltaprop import Network, data
+from deltaprop import Network
+from deltaprop.app import data
+from deltaprop.app.train import fit
 from deltaprop.stats.ensemble import prior
 from deltaprop.stats.layer_stats import (
     LayerStatsCallback,
@@ -24,7 +26,6 @@ from deltaprop.stats.layer_stats import (
     unflat,
 )
 from deltaprop.theory.batch_gradient import batch_gradient_theory, batch_second_moment
-from deltaprop.train import fit
 
 
 def sigmoid(z):
@@ -234,7 +235,7 @@ def test_plot_skips_zero_distance_and_draws_theory():
 # ---------------------------------------------------------------------- CLI
 @pytest.mark.smoke
 def test_cli_layer_stats(tmp_path, capsys):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     small = ["train", "--data", "iris", "--hidden", "8,8", "--epochs", "3"]
     assert main([*small, "--layer-stats", "--out", str(tmp_path / "run")]) == 0

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaprop import Network, trace, train
+from deltaprop import Network
+from deltaprop.app import trace, train
 from deltaprop.stats import Study, run_study
 
 NOTEBOOK = Path(__file__).parent.parent / "examples" / "notebook.ipynb"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import integrate, optimize, special
 
-from deltaprop.cli import main
+from deltaprop.app.cli import main
 from deltaprop.stats import correlation as corr
 from deltaprop.stats import ensemble
 from deltaprop.theory import signal as sg
@@ -302,7 +302,7 @@ def test_cli_bad_input_is_one_line_exit_2(args, message, capsys, tmp_path, monke
 
 
 def test_cli_phase_diagram_never_overwrites_without_force(tmp_path, monkeypatch, capsys):
-    from deltaprop.cli import theory as cli_theory
+    from deltaprop.app.cli import theory as cli_theory
 
     monkeypatch.setattr(cli_theory, "GRID", (6, 4))  # a small grid: the test is of the file
     png = tmp_path / "pd.png"

@@ -22,7 +22,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from deltaprop import Network, backprop
-from deltaprop.sklearn import MLPClassifier, MLPRegressor, adam_update, sgd_update
+from deltaprop.app.sklearn import MLPClassifier, MLPRegressor, adam_update, sgd_update
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -1,4 +1,4 @@
-"""deltaprop.sklearn against sklearn.neural_network: same parameters, same numbers.
+"""deltaprop.app.sklearn against sklearn.neural_network: same parameters, same numbers.
 
 Each case fits both libraries' estimator with the same parameters and random_state (so the
 same initial weights and shuffles) and compares every fitted attribute and prediction.
@@ -18,7 +18,7 @@ from scipy import sparse  # noqa: E402
 from sklearn import neural_network as sk  # noqa: E402
 from sklearn.datasets import load_iris, make_regression  # noqa: E402
 
-from deltaprop import sklearn as dp  # noqa: E402
+from deltaprop.app import sklearn as dp  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

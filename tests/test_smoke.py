@@ -17,7 +17,7 @@ def test_core_imports_with_numpy_alone():
 def test_numpy_training_never_imports_torch(tmp_path):
     """``--threads`` limits PyTorch only where torch is already loaded: a NumPy run (here
     with torch installed or not) does not import it."""
-    code = ("import sys; from deltaprop.cli import main; "
+    code = ("import sys; from deltaprop.app.cli import main; "
             f"rc = main(['train', '--data', 'iris', '--hidden', '4', '--epochs', '1', '--quiet', "
             f"'--threads', '1', '--out', {str(tmp_path / 'r')!r}]); "
             "print(rc, 'torch' in sys.modules)")
@@ -33,7 +33,7 @@ def test_cli_bad_input_is_one_line_exit_2():
 
 
 def test_gradcheck_bad_sizes_name_the_flag(capsys):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     assert main(["gradcheck", "--sizes", "4,,3"]) == 2
     assert "--sizes must be comma-separated integers" in capsys.readouterr().err
@@ -44,7 +44,7 @@ def test_cli_missing_optional_package_is_one_line_exit_2(monkeypatch, capsys, tm
     """A command that needs an extra (here dask, hidden) names it instead of a traceback."""
     import builtins
 
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     real_import = builtins.__import__
 

@@ -156,7 +156,7 @@ def test_backends_match_numpy(backend):
 
 
 def test_callback_records_each_epoch():
-    from deltaprop import train
+    from deltaprop.app import train
 
     net = Network.init([4, 6, 2], "tanh", seed=0)
     x, y = _data([4, 6, 2], "mse", m=40)
@@ -219,7 +219,7 @@ def test_cli_out_and_bad_input(tmp_path):
 
 
 def test_cli_model_file(tmp_path):
-    io = pytest.importorskip("deltaprop.io")
+    io = pytest.importorskip("deltaprop.app.files")
     net = Network.init([64, 16, 10], "tanh", seed=0)
     path = tmp_path / "m.safetensors"
     io.save_model(path, net, {"loss": "mse"})
@@ -281,7 +281,7 @@ def test_records_merge_after_pickling_between_processes():
 def test_cli_bad_counts_are_one_line_exit_2(capsys, args, match):
     import re
 
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     assert main(["stats", "--sizes", "64,8,10", "--K", "2", *args]) == 2
     err = capsys.readouterr().err
@@ -296,7 +296,7 @@ def test_record_of_no_samples_says_so():
 
 def test_cli_question_line_prints_no_negative_zero(capsys):
     # mu_w = 0 times a negative measured covariance is -0.0 (here for hidden 16): printed "0"
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     assert main(["stats", "--hidden", "16", "--K", "1", "--bins", "0",
                  "--forward", "measured"]) == 0
@@ -307,8 +307,8 @@ def test_cli_question_line_prints_no_negative_zero(capsys):
 
 def test_cli_model_explicit_loss_mse_is_used(tmp_path, capsys):
     # --loss mse used to be taken for "not given" and replaced by the model's own loss
-    io = pytest.importorskip("deltaprop.io")
-    from deltaprop.cli import main
+    io = pytest.importorskip("deltaprop.app.files")
+    from deltaprop.app.cli import main
 
     net = Network.init([64, 8, 10], "tanh", "softmax", seed=0)
     path = tmp_path / "m.safetensors"
@@ -338,7 +338,7 @@ TINY = ["stats", "--sizes", "4,6,2", "--inputs", "gaussian", "--K", "3", "--samp
 
 
 def test_cli_out_twice_needs_force_and_keeps_other_files(tmp_path, capsys):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     out = tmp_path / "study"
     assert main([*TINY, "--out", str(out), "--quiet"]) == 0
@@ -365,8 +365,8 @@ def test_cli_out_twice_needs_force_and_keeps_other_files(tmp_path, capsys):
 
 
 def test_cli_progress_counts_network_batches(monkeypatch, capsys):
-    from deltaprop.cli import main
-    from deltaprop.cli import stats as cli_stats
+    from deltaprop.app.cli import main
+    from deltaprop.app.cli import stats as cli_stats
 
     seen = []
 
@@ -397,7 +397,7 @@ def test_cli_progress_counts_network_batches(monkeypatch, capsys):
 
 
 def test_cli_config_file_equals_flags_and_flags_win(tmp_path, capsys):
-    from deltaprop.cli import main
+    from deltaprop.app.cli import main
 
     cfg = tmp_path / "study.toml"
     cfg.write_text('sizes = [4, 6, 2]\ninputs = "gaussian"\nK = 3\nsamples = 20\n'
@@ -449,7 +449,7 @@ def test_plots_have_titles_distinct_colours_and_no_hidden_legend(tmp_path, monke
 def test_product_figures_have_titles():
     import numpy as np
 
-    from deltaprop import plot
+    from deltaprop.app import plot
     from deltaprop.theory.signal import phase_diagram
 
     rows = [{"epoch": e, "loss": 1 / e, "accuracy": 0.5, "val_loss": 1.2 / e}

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 import deltaprop as dp
-from deltaprop import sweep as sw
-from deltaprop.cli import main
+from deltaprop.app.cli import main
+from deltaprop.stats import sweep as sw
 
 pytest.importorskip("dask.distributed")
 from test_dask import dask_client  # noqa: E402, F401 - the shared cluster fixture
@@ -492,7 +492,7 @@ def test_a_scheduler_without_workers_is_named(capsys, tmp_path):
 
 
 def test_a_cell_that_cannot_fit_is_refused_before_computing(tmp_path, capsys, monkeypatch):
-    from deltaprop import data
+    from deltaprop.app import data
 
     c = sw.grid(depth=20, width=64, K=16, m=32)[0]  # the default cell: 48.8 MB
     assert sw.cell_memory(c) == 8 * 16 * (2 * 20 * 64 * 65 + 5 * 32 * 64 * 21)

@@ -1,4 +1,4 @@
-"""``deltaprop trace`` and :mod:`deltaprop.trace`: the worked example from the literature.
+"""``deltaprop trace`` and :mod:`deltaprop.app.trace`: the worked example from the literature.
 
 Mazur, "A Step by Step Backpropagation Example" (2015), a 2-2-2 sigmoid network with MSE
 and learning rate 0.5.  His weights map to W[l][j, k] (from unit k of layer l-1 to unit j of
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deltaprop import data, trace
-from deltaprop.cli import main
+from deltaprop.app import data, trace
+from deltaprop.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def test_mazur_biases_are_updated_unlike_the_blog(mazur):
 
 def test_builtin_example_is_the_shipped_example_file():
     assert (ROOT / "examples" / "mazur_2015.json").read_bytes() == \
-        (ROOT / "src" / "deltaprop" / "_examples" / "mazur_2015.json").read_bytes()
+        (ROOT / "src" / "deltaprop" / "app" / "_examples" / "mazur_2015.json").read_bytes()
     assert json.loads(trace.example_text()) == \
         json.loads((ROOT / "examples" / "mazur_2015.json").read_text())
 

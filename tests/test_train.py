@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from deltaprop import Network, backprop, optim
-from deltaprop import io as dio
-from deltaprop.train import History, batches, evaluate, fit
+from deltaprop.app import files as dio
+from deltaprop.app.train import History, batches, evaluate, fit
 
 LOSS = "softmax-cross-entropy"
 
@@ -406,7 +406,7 @@ def test_fit_and_evaluate_refuse_a_stack_in_one_line():
 # --- options, stop reasons, divergence ----------------------------------------------------
 
 def test_options_object_and_keywords_train_alike():
-    from deltaprop.train import TrainOptions
+    from deltaprop.app.train import TrainOptions
 
     x, y = _data()
     opts = TrainOptions(optimizer="momentum", learning_rate=0.05, batch_size=7, epochs=3,
@@ -424,7 +424,7 @@ def test_options_object_and_keywords_train_alike():
 
 
 def test_learning_rate_none_is_the_optimizers_default():
-    from deltaprop.train import TrainOptions
+    from deltaprop.app.train import TrainOptions
 
     x, y = _data()
     res = fit(_net(), x, y, LOSS, optimizer="adam", epochs=1)
@@ -436,14 +436,14 @@ def test_learning_rate_none_is_the_optimizers_default():
 @pytest.mark.parametrize("value, expected", [(None, 0), ("full", 0), (" FULL ", 0), (0, 0),
                                              (1, 1), ("32", 32), (np.int64(5), 5)])
 def test_parse_batch_size(value, expected):
-    from deltaprop.train import parse_batch_size
+    from deltaprop.app.train import parse_batch_size
 
     assert parse_batch_size(value) == expected
 
 
 @pytest.mark.parametrize("value", ["half", -1, 2.5, True, "1e3"])
 def test_parse_batch_size_refuses(value):
-    from deltaprop.train import parse_batch_size
+    from deltaprop.app.train import parse_batch_size
 
     with pytest.raises(ValueError, match="batch_size"):
         parse_batch_size(value)
@@ -483,7 +483,7 @@ def test_resumed_run_counts_the_epochs_it_ran(tmp_path):
 
 
 def test_stop_reason_kinds_and_old_checkpoints():
-    from deltaprop.train import StopReason
+    from deltaprop.app.train import StopReason
 
     with pytest.raises(ValueError, match="unknown stop kind"):
         StopReason("tired", "x")
@@ -494,7 +494,7 @@ def test_stop_reason_kinds_and_old_checkpoints():
 
 
 def test_fmt_loss_uses_scientific_notation_for_huge_losses():
-    from deltaprop.train import fmt_loss
+    from deltaprop.app.train import fmt_loss
 
     assert fmt_loss(0.25) == "0.2500" and fmt_loss(1e300) == "1.0000e+300"
     assert fmt_loss(3e6) == "3.0000e+06" and fmt_loss(float("nan")) == "nan"

@@ -133,8 +133,8 @@ def parse_batch_size(value) -> int:
 
     Accepts an integer, ``None``, ``"full"`` (both -> 0) or a string of an integer (as a
     command line or a config file gives it).  Raises ``ValueError`` on anything else.  The
-    one batch-size check: :func:`deltaprop.train.parse_batch_size` and
-    :func:`deltaprop.data.batches` use it.
+    one batch-size check: :func:`deltaprop.app.train.parse_batch_size` and
+    :func:`deltaprop.app.data.batches` use it.
     """
     if value is None:
         return 0
@@ -163,7 +163,7 @@ def one_hot(y, n_classes, dtype=None, *, xp=None, name=None):
     """Integer labels y (m,) in 0..n_classes-1 -> one-hot rows (m, n_classes): 1 in column
     y[i] of row i (stacked labels (K, m) give (K, m, n_classes)).
 
-    The one one-hot helper of deltaprop (:func:`deltaprop.data.one_hot` is this function).
+    The one one-hot helper of deltaprop (:func:`deltaprop.app.data.one_hot` is this function).
     ``xp``: the array namespace of ``y`` (``None``: NumPy, ``y`` taken with
     ``numpy.asarray``); ``dtype`` float64 unless given.  Labels outside 0..n_classes-1 raise
     ``ValueError`` (its message starts with ``name``, such as "y", when given); on a lazy

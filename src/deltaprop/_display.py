@@ -230,7 +230,7 @@ def gradients_frame(grads):
 
 
 def trace_step_html(step) -> str:
-    """One step of :func:`deltaprop.trace.run`: the forward pass, the backward pass and the
+    """One step of :func:`deltaprop.app.trace.run`: the forward pass, the backward pass and the
     network after the update."""
     return (trace_html(step.trace) + gradients_html(step.grads)
             + "<div><b>after the update</b></div>" + network_html(step.net))

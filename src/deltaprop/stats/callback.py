@@ -1,4 +1,4 @@
-"""Recording during training: a callback for :func:`deltaprop.train.fit`.
+"""Recording during training: a callback for :func:`deltaprop.app.train.fit`.
 
 ``fit(..., callbacks=[cb])`` calls ``cb.on_step(info)`` with ``info.net``, ``info.trace``
 and ``info.grads`` of every step (before the update) and ``cb.on_epoch(info)`` after each

@@ -44,7 +44,7 @@ KINDS = ("dead", "saturated", "vanishing", "exploding", "constant_output", "unde
 
 
 class HealthWarning(UserWarning):
-    """Emitted by :func:`deltaprop.train.fit` for each finding of :func:`check`."""
+    """Emitted by :func:`deltaprop.app.train.fit` for each finding of :func:`check`."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def check(net, x, y, loss, *, max_samples=1024, seed=0, ratio=100.0, saturation=
     net : Network
         A single network (any backend).
     x : array (m, n_0)
-        Inputs, in the network's library (as :func:`deltaprop.train.prepare` gives them).
+        Inputs, in the network's library (as :func:`deltaprop.app.train.prepare` gives them).
     y : array
         Targets in the loss's encoding (one-hot or (m, n_L)).
     loss : str or Loss

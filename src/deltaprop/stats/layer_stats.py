@@ -16,7 +16,7 @@ set), per layer l = 1..L:
 The gradients are those of the data loss J over the whole set (no L2 term, no minibatch
 noise), from the engine's own backward pass (:func:`deltaprop.backprop.gradients`, taken
 in chunks of ``batch_size`` samples and averaged).  :class:`LayerStatsCallback` measures them
-for :func:`deltaprop.train.fit` and writes them into each epoch's history row under the keys
+for :func:`deltaprop.app.train.fit` and writes them into each epoch's history row under the keys
 ``"delta2[l]"``, ``"db_norm[l]"``, ``"dW_norm[l]"``, ``"W_distance[l]"`` (:func:`flat`), so
 they reach ``History``, the checkpoint and the run folder's metrics; the theory at
 initialisation (:func:`deltaprop.theory.batch_gradient.batch_gradient_theory`: the exact
@@ -121,7 +121,7 @@ class LayerStatsCallback:
     ----------
     x, y : arrays
         The data to measure on (the training set: its full-set gradient), as for
-        :func:`deltaprop.train.fit` (labels are one-hot encoded for softmax).
+        :func:`deltaprop.app.train.fit` (labels are one-hot encoded for softmax).
     loss : str or Loss
     initial : Network
         The network at initialisation (the one given to ``fit``): epoch 0 and W_0.

@@ -7,7 +7,7 @@
 * :func:`plot_depth`       log10 E[delta^2] against the layer index (measured, mean field).
 
 Each function writes one PNG (atomically: rendered in memory, then
-:func:`deltaprop.io.atomic_write_bytes`) and returns its path.  Every figure has a title
+:func:`deltaprop.app.files.atomic_write_bytes`) and returns its path.  Every figure has a title
 (the caller's, else one naming what it shows); the histograms use a colour-blind-safe
 palette with one distinct colour per layer, and a prediction whose line would hide under
 another (equal to it at every layer) joins that one's legend entry instead of a second.
@@ -166,7 +166,7 @@ def write_all(result, folder, title=None) -> list[Path]:
 def _save(fig, plt, path):
     import io as _io
 
-    from .. import io as dio
+    from ..app import files as dio
 
     path = Path(path)
     fig.tight_layout()

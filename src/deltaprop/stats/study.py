@@ -147,7 +147,7 @@ def load_inputs(study: Study, n_out=None, standardization=None):
             return x, rng.uniform(size=(*shape, nL)), 0.5, 1 / 3, n0, nL
         y = _ens.gaussian_targets(m, nL, study.target_mean, study.target_var, study.seed + 2, K)
         return x, y, study.target_mean, study.target_var + study.target_mean**2, n0, nL
-    from .. import data as _data
+    from ..app import data as _data
 
     ds = _data.load(study.inputs)
     x = ds.x

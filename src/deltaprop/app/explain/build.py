@@ -1,6 +1,6 @@
-"""Build a :class:`~deltaprop.explain.model.Solution` from the engine's own numbers.
+"""Build a :class:`~deltaprop.app.explain.model.Solution` from the engine's own numbers.
 
-:func:`make_run` runs the spec with :func:`deltaprop.trace.run` (the engine: forward,
+:func:`make_run` runs the spec with :func:`deltaprop.app.trace.run` (the engine: forward,
 backward, step) and gathers every array of one step in a :class:`Run`; the few numbers a
 notation needs that the engine does not keep (Bishop's dE/da for a hidden layer, Ng's
 accumulated Delta) come from the engine's own equations (``hidden_delta`` with the identity
@@ -15,10 +15,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .. import _backend, trace
-from .. import activations as _act
-from .. import equations as eq
-from .._checks import one_hot
+from ... import _backend
+from ... import activations as _act
+from ... import equations as eq
+from ..._checks import one_hot
+from .. import trace
 from .leaves import Leaves
 from .model import Section, Solution, Step
 from .notation import get as get_notation
@@ -79,7 +80,7 @@ def _np(v):
 
 
 def make_run(spec=None, step: int = 1) -> Run:
-    """Run ``spec`` (anything :func:`deltaprop.trace.load` accepts) up to step ``step``."""
+    """Run ``spec`` (anything :func:`deltaprop.app.trace.load` accepts) up to step ``step``."""
     spec = spec if isinstance(spec, trace.TraceSpec) else trace.load(spec)
     if isinstance(step, bool) or not isinstance(step, int) or step < 1:
         raise ValueError(f"step must be a positive integer, got {step!r}")
@@ -275,7 +276,7 @@ def _header(run, nt, U):
 
 
 def _evaluate(d, nt, V, m, sample, unit) -> Step:
-    """A :class:`~deltaprop.explain.notation.Def` as a :class:`Step`: three forms, a value."""
+    """A :class:`~deltaprop.app.explain.notation.Def` as a :class:`Step`: three forms, a value."""
     sym = Leaves(nt, V, "symbolic", None, m)
     lhs, equation = d.lhs(sym), d.rhs(sym)
     expanded = substituted = None

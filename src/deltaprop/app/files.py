@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import activations as _act
-from ._backend import dtype_name, to_numpy
-from .network import Network
+from .. import activations as _act
+from .._backend import dtype_name, to_numpy
+from ..network import Network
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "save_model", "load_model", "save_checkpoint",
            "load_checkpoint", "atomic_write_bytes", "atomic_write_text", "remove_temp_files"]

@@ -1,4 +1,5 @@
-"""``deltaprop sweep``: a grid of ensemble studies on a Dask cluster (:mod:`deltaprop.sweep`)."""
+"""``deltaprop sweep``: a grid of ensemble studies on a Dask cluster
+(:mod:`deltaprop.stats.sweep`)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def parse_list(text, convert):
 
 
 def _sweep(args):
-    from .. import sweep
+    from ...stats import sweep
 
     for flag, value in (("--K", args.K), ("--samples", args.samples)):
         if value < 1:
@@ -214,7 +215,7 @@ def _cluster(args, todo):
     import dask
     from dask.distributed import Client
 
-    from .. import sweep
+    from ...stats import sweep
 
     timeout = f"{args.scheduler_timeout}s"
     with dask.config.set({"distributed.comm.timeouts.connect": timeout}), _quiet_logs():

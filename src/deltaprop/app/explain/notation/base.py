@@ -173,7 +173,7 @@ class Convention:
 
     # ------------------------------------------------------------------ values
     def values(self, run) -> dict:
-        """The engine's numbers (``run``: :class:`deltaprop.explain.build.Run`) as this
+        """The engine's numbers (``run``: :class:`deltaprop.app.explain.build.Run`) as this
         notation writes them: a dict of per-layer tuples (slot 0 for the input)."""
         V = {"acts": run.acts, "m": run.m, "eta": run.eta, "lam": run.lam, "y": run.y,
              "z": run.z, "a": run.a, "df": run.df, "delta": run.delta, "W": run.W,

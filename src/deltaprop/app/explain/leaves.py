@@ -4,7 +4,7 @@ An equation template is written once, as a function of a :class:`Leaves` ``L``; 
 ``L.mode == "symbolic"`` it gives the derivation's equation, with ``"expanded"`` the same
 with the activation written out (f'(z) = a (1 - a) for sigmoid), with ``"numeric"`` the
 numbers substituted.  The numbers come from the notation's value table (``V``, see
-:meth:`deltaprop.explain.notation.Convention.values`), which holds the engine's arrays in
+:meth:`deltaprop.app.explain.notation.Convention.values`), which holds the engine's arrays in
 the notation's conventions (e.g. Haykin's delta = minus deltaprop's).
 
 Indices: ``l`` is deltaprop's layer, ``j``, ``k`` are 0-based units (printed from 1), ``i``

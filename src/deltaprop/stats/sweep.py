@@ -60,7 +60,7 @@ _FLOATS, _INTS = ("sigma_w2", "sigma_b2"), ("depth", "width", "seed", "K", "m")
 # ----------------------------------------------------------------------------- the grid
 def _canonical(cell: dict) -> dict:
     """Typed values for every parameter: floats, ints and canonical names."""
-    from . import activations, init, losses
+    from .. import activations, init, losses
 
     out = {**DEFAULTS, **STUDY, **cell}
     unknown = set(out) - set(PARAMS) - set(STUDY)
@@ -158,8 +158,8 @@ def run_cell(cell: dict, backend=None, device=None) -> dict:
         Array library for the K networks (``"torch"``, ``"cupy"``, ...); results are the
         same to rounding.  Random draws are on the host, so every backend sees one network.
     """
-    from . import _backend, losses
-    from .network import Network
+    from .. import _backend, losses
+    from ..network import Network
 
     c = _canonical(cell)
     L, n, K, m = c["depth"], c["width"], c["K"], c["m"]
@@ -182,7 +182,7 @@ def run_cell(cell: dict, backend=None, device=None) -> dict:
 def _second_moments(net, x, y, loss):
     """E[delta[l]^2] and its standard error over the K networks, l = 1..L (lists), by the
     laboratory's recorder (:func:`deltaprop.stats.record`); the s.e. is NaN for K = 1."""
-    from .stats.record import record
+    from .record import record
 
     rec = record(net, x, y, loss, quantities=("delta",), bins=None, weight_grads=False,
                  cross=False)
@@ -202,7 +202,7 @@ def cell_memory(cell: dict) -> int:
 def check_memory(cells, workers=1):
     """Refuse, before computing, a grid whose largest cell (times the ``workers`` running at
     once on this machine) needs more memory than is available (one line, ValueError)."""
-    from . import data
+    from ..app import data
 
     need, free = max(cell_memory(c) for c in cells) * workers, data.available_memory()
     if free is not None and need > free:
@@ -387,7 +387,7 @@ def _csv_text(rows) -> str:
 
 def _write(path, rows):
     """Write ``rows`` atomically (a temporary file beside ``path``, then a rename)."""
-    from .io import atomic_write_text
+    from ..app.files import atomic_write_text
 
     try:
         atomic_write_text(path, _csv_text(rows))
@@ -402,7 +402,7 @@ def _parquet(path, rows):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .io import atomic_write_bytes
+    from ..app.files import atomic_write_bytes
 
     buf = pa.BufferOutputStream()
     pq.write_table(pa.Table.from_pylist([{k: r[k] for k in COLUMNS} for r in rows]), buf)
@@ -696,7 +696,7 @@ def plot_phase(rows, path, *, edge=True):
     fmt = os.path.splitext(str(path))[1].lstrip(".").lower() or "png"
     fig.savefig(buf, dpi=120, format=fmt)
     plt.close(fig)
-    from .io import atomic_write_bytes
+    from ..app.files import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, buf.getvalue())
@@ -715,7 +715,7 @@ def _edges(v):
 
 def _edge_line(act, sigma_b2s):
     """[(sigma_w2*, sigma_b2)] from :func:`deltaprop.theory.mean_field.edge_of_chaos`."""
-    from .theory.mean_field import edge_of_chaos
+    from ..theory.mean_field import edge_of_chaos
 
     pts = []
     for b in sigma_b2s:

@@ -16,7 +16,7 @@ def learning_curves(history, *, title=None):
 
     Parameters
     ----------
-    history : deltaprop.train.History or list of dict
+    history : deltaprop.app.train.History or list of dict
         Rows with ``epoch``, ``loss`` and optionally ``accuracy``, ``val_loss``,
         ``val_accuracy``.
     title : str, optional

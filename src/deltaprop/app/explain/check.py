@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import activations as _act
-from .. import equations as eq
+from ... import activations as _act
+from ... import equations as eq
 from .build import make_run
 from .notation import get as get_notation
 from .render import TextMath, format_number
@@ -271,7 +271,7 @@ def check(answers, spec=None, notation: str | None = None, *, step: int = 1,
     Parameters
     ----------
     answers : path or Mapping
-    spec : anything :func:`deltaprop.trace.load` accepts; None: Mazur's example.
+    spec : anything :func:`deltaprop.app.trace.load` accepts; None: Mazur's example.
     notation : str, optional
         The answers' notation when the file does not say (default "deltaprop").
     step : int

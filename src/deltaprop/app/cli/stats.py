@@ -292,7 +292,7 @@ def text_of(v):
 
 
 def _study(args):
-    from ..stats.study import Study
+    from ...stats.study import Study
 
     be = backend_from_args(args)
     args.inputs = args.inputs or "digits"
@@ -317,8 +317,8 @@ def _study(args):
 
 
 def _model(args):
-    from ..io import load_model
-    from ..stats.study import Study, load_inputs, study_network
+    from ...stats.study import Study, load_inputs, study_network
+    from ..files import load_model
 
     net, meta = load_model(args.model)
     loss = args.loss or meta.get("loss") or "mse"  # an explicit --loss mse wins too
@@ -341,7 +341,7 @@ def _model(args):
 
 
 def _stats(args):
-    from ..stats.report import table, to_csv, to_json
+    from ...stats.report import table, to_csv, to_json
 
     check_args(args)
     _check_memory(args)
@@ -369,13 +369,13 @@ def _stats(args):
               f"{t['total']:.4g} = variance term M v E[f'f] {t['variance_term']:.4g} "
               f"+ covariance term {t['covariance_term']:.4g}")
     if args.gradient_independence:
-        from ..stats.independent import table as gi_table
+        from ...stats.independent import table as gi_table
 
         print(gi_table(res.rows))
     if args.correlation is not None:
         print(_correlation_table(res))
     if args.weight_grads:
-        from ..stats.weight_grads import table as wg_table
+        from ...stats.weight_grads import table as wg_table
 
         print(wg_table(res.rows, ex["prior"]))
     if args.spread:
@@ -388,7 +388,7 @@ def _stats(args):
 
 def _spread(res, args):
     """The rows with row["spread"], the spread table and the line planning K."""
-    from ..stats import spread as sp
+    from ...stats import spread as sp
 
     meas, pred, note = sp.study_spread(res.record, res.extra["prior"], res.extra["activations"],
                                        None if args.model else res.study)
@@ -399,8 +399,8 @@ def _spread(res, args):
 
 def _probe(args, out):
     """--probe: the spread of the backward pass of u . z[L] (layers 1..L-1)."""
-    from .. import io as dio
-    from ..stats.spread import probe_spread
+    from ...stats.spread import probe_spread
+    from .. import files as dio
 
     if args.model:
         raise ValueError("--probe draws an ensemble: it takes no --model")
@@ -413,14 +413,14 @@ def _probe(args, out):
 
 
 def _correlation_table(res):
-    from ..stats import correlation as corr
+    from ...stats import correlation as corr
 
     e = res.extra[corr.KEY]
     return corr.table(e["record"], e["predicted"], e["c0"], e["rule"], e["note"])
 
 
 def _run(args):
-    from ..stats.study import run_study
+    from ...stats.study import run_study
 
     study = _study(args)
     bar = progress_bar(args.quiet, None, "recording", unit=" network-batches")
@@ -441,8 +441,8 @@ def _run(args):
 
 
 def _write(res, out, table, to_csv, to_json):
-    from .. import io as dio
-    from ..stats import plots
+    from ...stats import plots
+    from .. import files as dio
 
     def put(name, text):
         dio.atomic_write_text(out / name, text)
@@ -451,17 +451,17 @@ def _write(res, out, table, to_csv, to_json):
     put("rows.csv", to_csv(res.rows))
     put("table.txt", table(res.rows) + "\n")
     if res.extra.get("gradient_independence") is not None:
-        from ..stats.independent import table as gi_table
+        from ...stats.independent import table as gi_table
 
         put("gradient_independence.txt", gi_table(res.rows) + "\n")
     if res.extra.get("correlation") is not None:
         put("correlation.txt", _correlation_table(res) + "\n")
     if res.extra.get("weight_grads") is not None:
-        from ..stats.weight_grads import table as wg_table
+        from ...stats.weight_grads import table as wg_table
 
         put("weight_grads.txt", wg_table(res.rows, res.extra["prior"]) + "\n")
     if "spread" in res.rows[0]:
-        from ..stats.spread import table as spread_table
+        from ...stats.spread import table as spread_table
 
         put("spread.txt", spread_table(res.rows) + "\n")
     info = {"sizes": list(res.extra["sizes"]), "activations": res.extra["activations"],

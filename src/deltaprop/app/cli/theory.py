@@ -8,7 +8,7 @@ point of the length and correlation maps with its stability and the edge of chao
 sigma_b^2 (:func:`deltaprop.theory.signal.signal_theory`).  ``--json`` prints one object with
 exactly the keys of :data:`deltaprop.theory.signal.KEYS`.  ``--phase-diagram`` also draws
 the (sigma_w^2, sigma_b^2) plane with the edge of chaos and contours of xi_c
-(:func:`deltaprop.plot.phase_diagram`; a progress bar on a terminal while the grid is
+(:func:`deltaprop.app.plot.phase_diagram`; a progress bar on a terminal while the grid is
 computed); an existing file is replaced only with ``--force``, and the file is written
 atomically.  ``--config FILE`` takes any flag's setting from a TOML
 or JSON file; ``--quiet`` prints nothing on stderr.
@@ -55,14 +55,14 @@ def register(sub):
 
 
 def _keys():
-    from ..theory.signal import KEYS
+    from ...theory.signal import KEYS
 
     return KEYS
 
 
 def _theory(args):
-    from .. import activations as _act
-    from ..theory.signal import signal_theory
+    from ... import activations as _act
+    from ...theory.signal import signal_theory
 
     if args.sigma_w2 is None:
         raise ValueError("theory needs --sigma-w2 (the weight variance times the fan-in, "
@@ -102,14 +102,14 @@ def _draw(th, out, q0, quiet=False):
 
     import numpy as np
 
-    from .. import io as dio
+    from ...theory.signal import phase_diagram
+    from .. import files as dio
     from .. import plot
-    from ..theory.signal import phase_diagram
 
     b2_top = max(0.3, 1.5 * th.sigma_b2)
     edges = [th.edge_of_chaos or 0.0]
     try:
-        from ..theory.mean_field import edge_of_chaos
+        from ...theory.mean_field import edge_of_chaos
 
         edges.append(edge_of_chaos(b2_top, th.activation, q0=q0))
     except ValueError:

@@ -47,7 +47,7 @@ RUN_FILES = ("config.json", "checkpoint.safetensors", "model.safetensors", "metr
              "metrics.json", "learning_curves.png", "layer_stats.png")
 #: the lock file of a run folder (holds the pid of the run that owns the folder)
 LOCK = ".deltaprop.lock"
-#: a temporary file of deltaprop.io's atomic writes, left behind by a kill
+#: a temporary file of deltaprop.app.files's atomic writes, left behind by a kill
 _TMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp$")
 _SIZES_MOVED = ("train takes the hidden widths as --hidden (e.g. --hidden 64,32, or none); "
                 "--sizes means all widths n_0..n_L in gradcheck and stats")
@@ -230,8 +230,8 @@ def _parse_hidden(hidden):
 
 
 def _options(s):
-    """The run's :class:`~deltaprop.train.TrainOptions` (checked when made)."""
-    from .. import optim
+    """The run's :class:`~deltaprop.app.train.TrainOptions` (checked when made)."""
+    from ... import optim
     from ..train import TrainOptions
 
     name = optim.get(s["optimizer"]).name
@@ -245,7 +245,7 @@ def _options(s):
 # ------------------------------------------------------------------------------ data
 
 def _load_data(source, target):
-    """:func:`deltaprop.data.load`, each :class:`~deltaprop.data.DataNote` printed as one
+    """:func:`deltaprop.app.data.load`, each :class:`~deltaprop.app.data.DataNote` printed as one
     ``deltaprop: note: ...`` line on stderr (not as a two-line Python warning)."""
     from .. import data
 
@@ -315,8 +315,9 @@ def _check_memory(sizes, m, s):
 
 def _prepare_run(s):
     """(splits, standardizer, network, loss name) for settings ``s``."""
-    from .. import Network, data
-    from .. import losses as _losses
+    from ... import Network
+    from ... import losses as _losses
+    from .. import data
 
     ds = _load_data(s["data"], s["target"])
     loss = _losses.get(s["loss"] or ("mse" if ds.task == "regression" else "softmax-cross-entropy"))
@@ -465,9 +466,9 @@ def _train(args):
 
 
 def _train_locked(args, s, out, be, splits, std, net, loss, options):
-    from .. import __version__
-    from .. import io as dio
-    from ..stats.health import HealthWarning
+    from ... import __version__
+    from ...stats.health import HealthWarning
+    from .. import files as dio
     from ..train import fit
 
     if not args.resume:
@@ -504,8 +505,8 @@ def _on_backend(be, net, splits, std, loss):
 
 def _report(args, s, out, splits, std, loss, options, data, result, wall, stats_cb):
     """Model file, metrics, plots, the printed table and warnings; the exit status."""
-    from .. import __version__
-    from .. import io as dio
+    from ... import __version__
+    from .. import files as dio
     from ..train import evaluate
 
     final = {name: evaluate(result.net, *pair, loss)
@@ -538,7 +539,7 @@ def _report(args, s, out, splits, std, loss, options, data, result, wall, stats_
 
 def _write_curves(out, history):
     """learning_curves.png, atomically; a loss too large for a log axis skips it (one line)."""
-    from .. import io as dio
+    from .. import files as dio
 
     buf = _io.BytesIO()
     try:
@@ -558,14 +559,14 @@ def _stop_line(stop, options):
 
 
 def _write_metrics(out, result, final, wall, stats_cb=None):
-    from .. import io as dio
+    from .. import files as dio
 
     rows = result.history.as_rows()
     keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
     keys = [k for k in keys if any(k in r for r in rows)] or ["epoch"]
     extra = {}
     if stats_cb is not None:  # --layer-stats: their columns, and epoch 0 first in the CSV
-        from ..stats.layer_stats import flat
+        from ...stats.layer_stats import flat
 
         first = {"epoch": 0, **flat(stats_cb.initial_stats)}
         keys += [k for k in first if k != "epoch"]
@@ -585,8 +586,8 @@ def _write_metrics(out, result, final, wall, stats_cb=None):
 def _layer_stats_callback(s, net, x, y, loss):
     """--layer-stats: the callback, with the theory at the settings' initialisation (the
     initial network's own weight statistics where the settings name no law it knows)."""
-    from ..stats.ensemble import prior
-    from ..stats.layer_stats import LayerStatsCallback
+    from ...stats.ensemble import prior
+    from ...stats.layer_stats import LayerStatsCallback
 
     try:
         p = prior(net.sizes, init=s["init"], weight_std=s["weight_std"],
@@ -598,8 +599,8 @@ def _layer_stats_callback(s, net, x, y, loss):
 
 def _write_layer_stats(out, history, cb, quiet):
     """layer_stats.png (atomically) and, unless quiet, the table of epoch 0 and the last."""
-    from .. import io as dio
-    from ..stats.layer_stats import flat, plot, table
+    from ...stats.layer_stats import flat, plot, table
+    from .. import files as dio
 
     rows = [{"epoch": 0, **flat(cb.initial_stats)}, *history.as_rows()]
     buf = _io.BytesIO()
@@ -682,7 +683,7 @@ def _fmt(v):
 
 
 def _evaluate(args):
-    from .. import io as dio
+    from .. import files as dio
     from ..train import evaluate
 
     be = backend_from_args(args)
@@ -701,8 +702,8 @@ def _evaluate(args):
 
 
 def _predict(args):
-    from .. import _backend, backprop
-    from .. import io as dio
+    from ... import _backend, backprop
+    from .. import files as dio
 
     be = backend_from_args(args)
     if args.out is not None:  # before any work: a user's file is replaced only with --force
@@ -762,7 +763,7 @@ def _predictions_json(a, classes, proba):
 
 
 def _info(args):
-    from .. import io as dio
+    from .. import files as dio
 
     net, meta = dio.load_model(args.model)
     layers = []
@@ -810,7 +811,7 @@ def _info(args):
 def _learning_rate(meta):
     """The learning rate a model was trained with (the optimizer's default resolved; model
     files written before it was stored hold only the settings)."""
-    from .. import optim
+    from ... import optim
 
     if meta.get("learning_rate") is not None:
         return meta["learning_rate"]

@@ -48,19 +48,19 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _checks
-from . import activations as _act
+from .. import _backend, _checks
+from .. import activations as _act
+from .. import equations as eq
+from .. import losses as _losses
+from ..backprop import Gradients, Trace, gradients, step
+from ..network import Network
 from . import data as _data
-from . import equations as eq
-from . import losses as _losses
-from .backprop import Gradients, Trace, gradients, step
-from .network import Network
 
 __all__ = ["EXAMPLE", "TraceSpec", "TraceStep", "example_text", "load", "parse", "iter_steps",
            "run", "step_bytes", "step_to_dict", "to_dict", "format_header",
            "format_step", "format_text"]
 
-#: file name of the built-in worked example (package data ``deltaprop/_examples/``)
+#: file name of the built-in worked example (package data ``deltaprop/app/_examples/``)
 EXAMPLE = "mazur_2015.json"
 
 _REQUIRED = ("layers", "x", "y", "loss")
@@ -120,7 +120,7 @@ class TraceStep:
     net: Network
 
     def _repr_html_(self):
-        from ._display import trace_step_html
+        from .._display import trace_step_html
 
         return trace_step_html(self)
 
@@ -128,7 +128,7 @@ class TraceStep:
 # ---------------------------------------------------------------------- reading a spec
 def example_text() -> str:
     """The JSON text of the built-in worked example (Mazur 2015)."""
-    return (resources.files("deltaprop") / "_examples" / EXAMPLE).read_text(encoding="utf-8")
+    return (resources.files("deltaprop.app") / "_examples" / EXAMPLE).read_text(encoding="utf-8")
 
 
 def load(source=None) -> TraceSpec:

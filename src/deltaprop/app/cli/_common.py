@@ -68,7 +68,7 @@ class Backend:
         """Host data ``x`` on this backend: floats in ``like``'s dtype, integers kept."""
         if x is None or self.is_numpy:
             return x
-        from .. import _backend
+        from ... import _backend
 
         x = np.asarray(x)
         if x.dtype.kind in "iub":  # class labels stay integers
@@ -87,7 +87,7 @@ def backend_from_args(args) -> Backend:
         One line: the library is not installed, or the device does not exist (e.g.
         ``--device cuda`` without a GPU), or ``--device`` names a GPU for NumPy.
     """
-    from .. import _backend
+    from ... import _backend
 
     name = getattr(args, "backend", None) or "numpy"
     device = getattr(args, "device", None) or None
@@ -297,7 +297,7 @@ def prepare_out_dir(flag, name, force, own) -> Path:
     beside the new ones, and every other file is left alone.  The hidden temporary files
     of ``own`` that a killed run left (``.<name>.<hex>.tmp``) are removed first.
     """
-    from .. import io as dio
+    from .. import files as dio
 
     out = Path(name)
     if out.exists() and not out.is_dir():

@@ -1,8 +1,8 @@
 """The worked solution as data: a list of steps, each an equation, its numbers and its result.
 
-``deltaprop explain`` never prints while it computes.  :func:`deltaprop.explain.solve` builds
-a :class:`Solution` from the engine's own numbers (:mod:`deltaprop.trace`), in one notation;
-renderers (:mod:`deltaprop.explain.render`: text, Markdown, LaTeX; HTML elsewhere) only
+``deltaprop explain`` never prints while it computes.  :func:`deltaprop.app.explain.solve` builds
+a :class:`Solution` from the engine's own numbers (:mod:`deltaprop.app.trace`), in one notation;
+renderers (:mod:`deltaprop.app.explain.render`: text, Markdown, LaTeX; HTML elsewhere) only
 walk it.  A renderer needs nothing but this module.
 
 The tree

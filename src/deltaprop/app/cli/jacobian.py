@@ -95,7 +95,7 @@ def _check_out(name, force):
 
 def study_from_args(args):
     """The :class:`~deltaprop.stats.jacobian.JacobianStudy` of the command line, checked."""
-    from ..stats.jacobian import JacobianStudy
+    from ...stats.jacobian import JacobianStudy
 
     for flag, v in (("--q-star", args.q_star), ("--sigma-w2", args.sigma_w2),
                     ("--sigma-b2", args.sigma_b2), ("--input-var", args.input_var)):
@@ -159,8 +159,8 @@ def _check_memory(study):
 
 
 def _jacobian(args):
-    from .. import activations as _act
-    from ..stats.jacobian import rows, run_jacobian, table
+    from ... import activations as _act
+    from ...stats.jacobian import rows, run_jacobian, table
 
     study = study_from_args(args)
     _check_memory(study)
@@ -187,8 +187,8 @@ def _jacobian(args):
 def _draw(result, out):
     import io as _io
 
-    from .. import io as dio
-    from ..stats.jacobian import density_figure
+    from ...stats.jacobian import density_figure
+    from .. import files as dio
 
     fig = density_figure(result)
     buf = _io.BytesIO()

@@ -74,8 +74,9 @@ def register(sub):
 
 
 def _gradcheck(args):
-    from .. import Network, data, losses
-    from ..gradcheck import gradcheck, memory_needed
+    from ... import Network, losses
+    from ...gradcheck import gradcheck, memory_needed
+    from .. import data
 
     be = backend_from_args(args)
     try:

@@ -106,7 +106,7 @@ def _explain(args):
     if out is None:
         sys.stdout.write(text)
     else:
-        from .. import io as dio
+        from .. import files as dio
 
         dio.atomic_write_text(out, text)
         if not args.quiet:

@@ -203,7 +203,7 @@ def _elide(idx):
 
 def step_lines(step: Step, precision=9) -> list[str]:
     """The step as ``<math>`` lines: ``lhs = equation``, then ``= form`` for each further
-    form of :func:`deltaprop.explain.render.step_forms` (expanded, substituted, the value)."""
+    form of :func:`deltaprop.app.explain.render.step_forms` (expanded, substituted, the value)."""
     m = MathML(precision)
     relation = "<mo>←</mo>" if step.relation == "<-" else "<mo>=</mo>"
     forms = step_forms(step)

@@ -5,7 +5,7 @@ biases in steps of 0.1 between -0.9 and 0.9 (never 0), inputs in steps of 0.5 be
 and 1, targets in steps of 0.1 in [0.1, 0.9] (MSE on a sigmoid output; 0 or 1 for sigmoid
 cross-entropy; one-hot for softmax), learning rate 0.5, one sample (``samples`` for more).
 :func:`sheet` writes the problem in a notation; the answer key is the worked solution
-(:func:`deltaprop.explain.solve`).  :func:`write` puts the three files (sheet, key, spec)
+(:func:`deltaprop.app.explain.solve`).  :func:`write` puts the three files (sheet, key, spec)
 on disk atomically and never replaces an existing one without ``force``.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import io as dio
-from .._checks import one_hot
+from ..._checks import one_hot
+from .. import files as dio
 from .build import solve
 from .model import Matrix, Num
 from .notation import get as get_notation
@@ -49,7 +49,7 @@ def draw(sizes, seed: int = 0, *, activation: str = "sigmoid", output: str | Non
     samples : int
         m, the number of samples in the batch.
     """
-    from .. import losses
+    from ... import losses
 
     sizes = [int(n) for n in sizes]
     if len(sizes) < 2 or min(sizes) < 1:

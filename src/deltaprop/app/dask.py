@@ -33,11 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import _backend
-from . import equations as eq
-from .backprop import Gradients
-from .backprop import gradients as _gradients
-from .network import Network
+from .. import _backend
+from .. import equations as eq
+from ..backprop import Gradients
+from ..backprop import gradients as _gradients
+from ..network import Network
 
 __all__ = ["ChunkSums", "NpyRows", "from_npy", "rows_for", "chunk_sums", "merge", "reduce_sums",
            "sums", "gradients", "delta_moments", "record", "iter_batches"]
@@ -131,7 +131,7 @@ def chunk_sums(net: Network, x, y, loss) -> ChunkSums:
     x : ndarray (m_c, n_0)
     y : ndarray (m_c, n_L), or integer labels (m_c,)
     """
-    from .stats.moments import Moments
+    from ..stats.moments import Moments
 
     net, x, y = net.numpy(), np.asarray(x), np.asarray(y)
     m, L = x.shape[0], net.L
@@ -213,7 +213,7 @@ def _map_reduce(fn, net, x, y, loss, options, split_every, chunk_rows, compute, 
     """fn(host_net, x_chunk, y_chunk, loss, **options) per row chunk, then a fixed tree."""
     import dask
 
-    from . import losses as _losses
+    from .. import losses as _losses
 
     if split_every < 2:
         raise ValueError(f"split_every must be >= 2, got {split_every}")
@@ -233,7 +233,7 @@ def _map_reduce(fn, net, x, y, loss, options, split_every, chunk_rows, compute, 
 
 
 def _record_chunk(net, x, y, loss, **options):
-    from .stats.record import record as _record
+    from ..stats.record import record as _record
 
     return _record(net, np.asarray(x), np.asarray(y), loss, **options).numpy()
 

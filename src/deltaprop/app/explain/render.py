@@ -1,7 +1,7 @@
-"""Renderers of a :class:`~deltaprop.explain.model.Solution`: text, Markdown, LaTeX.
+"""Renderers of a :class:`~deltaprop.app.explain.model.Solution`: text, Markdown, LaTeX.
 
 Each renderer walks the solution's sections and steps; :class:`TextMath` and
-:class:`TexMath` turn one :data:`~deltaprop.explain.model.Expr` into a string (an HTML
+:class:`TexMath` turn one :data:`~deltaprop.app.explain.model.Expr` into a string (an HTML
 renderer can reuse :class:`TexMath` or write a MathML one with the same rules).  Rules
 every renderer keeps:
 

@@ -58,11 +58,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _backend, _checks, backprop, optim
+from .. import _backend, _checks, backprop, optim
+from .. import losses as _losses
+from .._checks import parse_batch_size
+from ..network import Network
 from . import data as _data
-from . import losses as _losses
-from ._checks import parse_batch_size
-from .network import Network
 
 __all__ = ["History", "FitResult", "StopReason", "STOP_KINDS", "TrainOptions", "StepInfo",
            "EpochInfo", "EarlyStopping", "fit", "check_options", "evaluate", "prepare", "batches",
@@ -104,13 +104,13 @@ class History:
         return len(self.epochs)
 
     def _repr_html_(self):
-        from ._display import history_html
+        from .._display import history_html
 
         return history_html(self)
 
     def to_pandas(self):
         """One row per epoch, indexed by ``epoch`` (needs pandas)."""
-        from ._display import history_frame
+        from .._display import history_frame
 
         return history_frame(self)
 
@@ -181,7 +181,7 @@ class FitResult:
         return None if self.stop.kind == "completed" else self.stop
 
     def _repr_html_(self):
-        from ._display import fit_html
+        from .._display import fit_html
 
         return fit_html(self)
 
@@ -226,7 +226,7 @@ def batches(m: int, batch_size, rng: np.random.Generator | None):
     ``batch_size`` 1 is online learning, ``None``, ``0`` or ``"full"`` is the full batch
     (in order, no random draw); otherwise the samples are permuted by ``rng`` (``None``:
     kept in order) and cut into batches of ``batch_size`` (the last one may be smaller).
-    This is :func:`deltaprop.data.batches` after :func:`parse_batch_size`.
+    This is :func:`deltaprop.app.data.batches` after :func:`parse_batch_size`.
     """
     return list(_data.batches(m, _batch_size(batch_size, m), rng))
 
@@ -542,24 +542,24 @@ def _after_epoch(loop, run, e, row):
 def _save(checkpoint, loop, run, meta):
     if checkpoint is None:
         return
-    from . import io
+    from . import files
 
     fit_state = {"optimizer": loop.opt.name, "hyper": loop.opt.hyper,
                  "best_train_loss": run.best_train_loss,
                  "stopped": None if run.stop is None else run.stop.to_dict(),
                  **(loop.early.state() if loop.early is not None else {})}
-    io.save_checkpoint(checkpoint, run.net, run.opt_state, rng_state=run.rng.bit_generator.state,
-                       epoch=run.epoch, history=run.history.epochs,
-                       best=loop.early.best if loop.early is not None else None,
-                       extra={**(meta or {}), "fit": fit_state})
+    files.save_checkpoint(checkpoint, run.net, run.opt_state, rng_state=run.rng.bit_generator.state,
+                          epoch=run.epoch, history=run.history.epochs,
+                          best=loop.early.best if loop.early is not None else None,
+                          extra={**(meta or {}), "fit": fit_state})
 
 
 def _resume(checkpoint, loop, run):
     """``run`` continued from ``checkpoint`` (on the starting network's device and dtype)."""
-    from . import io
+    from . import files
 
     net, xp = run.net, loop.xp
-    ck = io.load_checkpoint(checkpoint)
+    ck = files.load_checkpoint(checkpoint)
     if ck["net"].sizes != net.sizes or ck["net"].activation_names() != net.activation_names():
         raise ValueError(f"{checkpoint}: checkpoint network {ck['net']} does not match {net}")
     fit_state = ck["extra"].get("fit", {})
@@ -722,7 +722,7 @@ def _health(net, loop, trained):
     run learned anything (not asked of a run that diverged or became non-finite)."""
     import warnings
 
-    from .stats import health
+    from ..stats import health
 
     found = health.check(net, loop.X, loop.Y, loop.loss, seed=loop.options.seed,
                          trained=trained)

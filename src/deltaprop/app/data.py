@@ -14,7 +14,7 @@ empty file, an IDX file too large for the available memory -- raises :class:`Val
 
 The moons set, the splits and the standardisation are scikit-learn's own (``make_moons``,
 ``train_test_split``, ``StandardScaler``) behind deltaprop's names; scikit-learn is
-imported lazily, on first use, so ``import deltaprop.data`` stays fast.
+imported lazily, on first use, so ``import deltaprop.app.data`` stays fast.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from ._checks import one_hot, parse_batch_size
+from .._checks import one_hot, parse_batch_size
 
 __all__ = ["Dataset", "DataNote", "load", "BUILTINS", "train_val_test_split", "Standardizer",
            "one_hot", "batches", "available_memory"]

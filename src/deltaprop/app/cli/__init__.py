@@ -17,7 +17,7 @@ import io
 import os
 import sys
 
-from .. import __version__
+from ... import __version__
 from ._common import add_config_option, apply_config
 
 #: modules of this package that add subcommands, in the order of ``deltaprop --help``

@@ -8,7 +8,7 @@ A :class:`Convention` knows, for one derivation,
   his gradient is m times deltaprop's dW; Ng's and Brawer's Theta carry the bias in
   column 0; ...);
 * its equations: ``*_defs`` methods return :class:`Def` records, each an equation template
-  (a function of :class:`~deltaprop.explain.leaves.Leaves`) and where its value lives;
+  (a function of :class:`~deltaprop.app.explain.leaves.Leaves`) and where its value lives;
 * the names a student may use in an answers file (:attr:`Convention.answer_keys`).
 
 The mapping is docs/derivation.md's.  Decisions that page leaves open are written in

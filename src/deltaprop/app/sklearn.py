@@ -51,13 +51,13 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import _check_partial_fit_first_call, type_of_target, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from . import backprop
-from . import init as _init
-from .activations import Activation
-from .activations import get as _activation
-from .losses import Loss
-from .losses import get as _loss
-from .network import Network
+from .. import backprop
+from .. import init as _init
+from ..activations import Activation
+from ..activations import get as _activation
+from ..losses import Loss
+from ..losses import get as _loss
+from ..network import Network
 
 __all__ = ["MLPClassifier", "MLPRegressor", "sgd_update", "adam_update"]
 
