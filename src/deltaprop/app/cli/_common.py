@@ -269,6 +269,20 @@ RETIRED = {"--sigma-w": "--sigma-w2 (sigma_w^2; Var W[l] = sigma_w2 / n_{l-1}) o
 
 # ------------------------------------------------------------------------------ output files
 
+def refuse_unless_fits(need, what, advice):
+    """Refuse (a one-line ValueError) ``what``, which would need ``need`` bytes, when that is
+    more than 80% of the memory available now (:func:`deltaprop.app.data.available_memory`;
+    nothing is refused where that is unknown)."""
+    from ..data import available_memory
+
+    have = available_memory()
+    if have is None or need <= 0.8 * have:
+        return
+    gib = 2.0 ** 30
+    raise ValueError(f"{what} would need about {need / gib:.3g} GiB and {have / gib:.3g} GiB "
+                     f"is available: {advice}")
+
+
 def check_out_file(flag, name, force, suffixes=None) -> Path:
     """The output file ``name`` of ``flag``, checked before any work: its format (one of
     ``suffixes``, if given), its folder, and no silent replacement without ``force``."""

@@ -30,6 +30,7 @@ from ._common import (
     backend_from_args,
     check_out_file,
     limit_threads,
+    refuse_unless_fits,
 )
 
 #: q* of the default critical point
@@ -143,19 +144,12 @@ def estimate_memory(sizes, K, m, itemsize=8) -> int:
 
 def _check_memory(study):
     """Refuse (one line) a study whose networks or Jacobians would not fit in memory."""
-    from ..data import available_memory
-
     sizes = tuple(study.sizes) if study.sizes is not None else (study.width,) * (study.depth + 1)
     need = estimate_memory(sizes, study.K, study.m, 4 if study.dtype == "float32" else 8)
-    have = available_memory()
-    if have is None or need <= 0.8 * have:
-        return
-    gib = 2.0 ** 30
     what = "--sizes widths" if study.sizes is not None else "--width or --depth"
-    raise ValueError(f"jacobian: {study.K} networks of sizes "
-                     f"{sizes[0]}-...-{sizes[-1]} ({len(sizes) - 1} layers, widest "
-                     f"{max(sizes)}) would need about {need / gib:.3g} GiB and {have / gib:.3g} "
-                     f"GiB is available: use a smaller {what}, fewer --K or --samples")
+    refuse_unless_fits(need, f"jacobian: {study.K} networks of sizes {sizes[0]}-...-{sizes[-1]} "
+                       f"({len(sizes) - 1} layers, widest {max(sizes)})",
+                       f"use a smaller {what}, fewer --K or --samples")
 
 
 def _jacobian(args):

@@ -36,6 +36,7 @@ from ._common import (
     backend_from_args,
     prepare_out_dir,
     progress_bar,
+    refuse_unless_fits,
 )
 
 #: the files a study writes into --out (replaced with --force; other files are left alone)
@@ -263,8 +264,6 @@ def _check_memory(args):
     """Refuse (one line) a study whose networks or recorded arrays would not fit in memory.
     The data's n_0 and n_L are not known before loading it: the estimate takes --n-in and
     --n-out (64 and 10 by default), which the hidden widths dominate when it matters."""
-    from ..data import available_memory
-
     if args.model:  # the model is loaded already: its size is the user's
         return
     if args.sizes is not None:
@@ -276,15 +275,10 @@ def _check_memory(args):
                            batch_size=args.batch_size,
                            itemsize=4 if args.dtype == "float32" else 8,
                            forward=args.forward, gradient_independence=args.gradient_independence)
-    have = available_memory()
-    if have is None or need <= 0.8 * have:
-        return
-    gib = 2.0 ** 30
     flag = "--sizes" if args.sizes is not None else "--hidden"
-    raise ValueError(f"the study (sizes {'-'.join(map(str, sizes))}, K = {args.K} networks) "
-                     f"would need about {need / gib:.3g} GiB and {have / gib:.3g} GiB is "
-                     f"available: use smaller {flag} widths, a smaller --K-chunk or --K, or "
-                     f"fewer --samples")
+    refuse_unless_fits(need, f"the study (sizes {'-'.join(map(str, sizes))}, K = {args.K} "
+                       "networks)", f"use smaller {flag} widths, a smaller --K-chunk or --K, or "
+                       "fewer --samples")
 
 
 def text_of(v):
