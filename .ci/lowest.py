@@ -1,7 +1,8 @@
 """The lowest versions that pyproject.toml declares, as pip requirements, one a line.
 
 Every direct dependency (``project.dependencies``) must state a floor, ``name>=X``; it is
-printed as ``name==X`` with its environment marker kept.  Then come the test tools of the
+printed as ``name==X`` with its environment marker kept, and so is the ``fast`` extra's
+(Numba: the compiled kernels run at their floor too).  Then come the test tools of the
 ``test`` extra, unpinned, leaving out what the other extras bring (PyTorch, Dask, ...): the
 lowest-versions environment runs the tests marked smoke, which skip those.
 
@@ -60,6 +61,9 @@ def main(argv):
             sys.exit(f"lowest.py: dependency {req!r} states no single floor (name>=X)")
         lines.append(f"{m[1]}=={m[2]}{m[3] or ''}")
     extras = project["optional-dependencies"]
+    for req in extras["fast"]:  # the compiled kernels: their floor is tested too
+        m = FLOOR.match(req)
+        lines.append(f"{m[1]}=={m[2]}{m[3] or ''}")
     others = {name(r) for key, reqs in extras.items() if key != "test" for r in reqs}
     lines += [r for r in extras["test"] if name(r) not in others]
     return installed(lines) if argv == ["--installed"] else lines

@@ -29,7 +29,7 @@ from ._backend import is_numpy
 from .network import Network
 
 __all__ = ["Trace", "Gradients", "Workspace", "forward", "backward", "gradients", "loss_value",
-           "step", "predict", "train_step"]
+           "step", "predict", "output_and_loss", "train_step"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,6 +96,31 @@ def forward(net: Network, x, *, check=True) -> Trace:
 def predict(net: Network, x):
     """The network's output a[L] for inputs x."""
     return forward(net, x).a[-1]
+
+
+def output_and_loss(net: Network, x, y, loss, *, workspace=None):
+    """(a[L], J): the output and the batch loss J (no L2 term), keeping no other layer.
+
+    :func:`train_step`'s forward pass (z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]), then
+    :func:`~deltaprop.equations.output_and_cost`): on NumPy the hidden layers' z and a are
+    written into ``workspace``'s buffers (a :class:`Workspace`; pass the same one every
+    time, e.g. an evaluation after every epoch: no fresh megabytes per call), and a[L]
+    (m, n_L) is a fresh array.  The data are taken as checked, as by
+    ``train_step(check=False)``: x (m, n_0) and targets y (m, n_L) of the network's dtype.
+    """
+    f, W, b = net.activations, net.W, net.b
+    L = len(W) - 1
+    xp = _backend.namespace(W[1], x)
+    ws = Workspace() if workspace is None or not is_numpy(x) else workspace
+    a, m = x, x.shape[-2]
+    for l in range(1, L + 1):
+        shape, dt = (*W[l].shape[:-2], m, W[l].shape[-2]), W[l].dtype
+        z = eq.pre_activation(a, W[l], b[l], out=ws.get(("eval z", l), shape, dt)
+                              if is_numpy(x) else None)
+        if l < L:
+            a = eq.activation(f[l], z, xp, out=ws.get(("eval a", l), shape, dt)
+                              if is_numpy(x) else None)
+    return eq.output_and_cost(loss, f[L], z, y, xp)
 
 
 def loss_value(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True):

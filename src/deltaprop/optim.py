@@ -38,13 +38,15 @@ import numbers
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import backprop
+import numpy as np
+
+from . import _compiled, backprop
 from ._backend import namespace
 from ._checks import registry_key
 from .equations import gradient_step  # p - eta d, written (-eta d) + p
 
 __all__ = ["Optimizer", "get", "names", "schedule", "schedule_names", "is_plain_gd",
-           "momentum_update", "nesterov_update", "adam_moments", "adam_update"]
+           "momentum_update", "nesterov_update", "adam_moments", "adam_update", "adam_into"]
 
 
 class Optimizer(NamedTuple):
@@ -128,6 +130,43 @@ def adam_update(p, m, v, t, eta, beta1, beta2, eps, xp, donate=False):
     r *= -step
     p += r
     return p
+
+
+@_compiled.kernel
+def adam_into(p, g, m, v, c):
+    """:func:`adam_moments` then :func:`adam_update` with ``donate=True``, as one loop.
+
+    The same operations in the same order, element by element, with the scalars
+    ``c = (b1, 1 - b1, b2, 1 - b2, sqrt(1 - b2^t), eps, -eta / (1 - b1^t))`` given as an
+    array of the parameters' dtype (as NumPy casts a Python float):
+    m <- m b1 + (1 - b1) g,  v <- v b2 + (g g)(1 - b2),
+    p <- p + (m / (sqrt(v) / sqrt(1 - b2^t) + eps)) (-eta / (1 - b1^t)).
+    p, m and v are updated in place (C contiguous arrays of one dtype and size); g is only
+    read.  Compiled by Numba where it is installed (:mod:`deltaprop._compiled`): one pass
+    instead of 13 ufunc calls.
+    """
+    p, g, m, v = p.ravel(), g.ravel(), m.ravel(), v.ravel()
+    b1, one_minus_b1, b2, one_minus_b2, c2, eps, neg_step = c[0], c[1], c[2], c[3], c[4], \
+        c[5], c[6]
+    for i in range(p.size):
+        gi = g[i]
+        mi = m[i] * b1 + one_minus_b1 * gi
+        vi = v[i] * b2 + (gi * gi) * one_minus_b2
+        m[i] = mi
+        v[i] = vi
+        p[i] += (mi / (np.sqrt(vi) / c2 + eps)) * neg_step
+
+
+def _one_block(p, g, m, v):
+    """True if p, g, m and v are C contiguous NumPy arrays of one dtype and size (what
+    :func:`adam_into` needs)."""
+    nd = np.ndarray
+    if not (type(p) is nd and type(g) is nd and type(m) is nd and type(v) is nd):
+        return False
+    dt, n = p.dtype, p.size
+    return (g.dtype == dt and m.dtype == dt and v.dtype == dt and g.size == n and m.size == n
+            and v.size == n and p.flags.c_contiguous and g.flags.c_contiguous
+            and m.flags.c_contiguous and v.flags.c_contiguous)
 
 
 # --- the optimisers -------------------------------------------------------------------
@@ -231,8 +270,18 @@ def adam(learning_rate=0.001, beta1=0.9, beta2=0.999, eps=1e-8) -> Optimizer:
     def init(net):
         return {"t": 0, **_zeros_like(net, "m"), **_zeros_like(net, "v")}
 
+    last = [None, None]  # adam_into's scalars for the last (t, eta, dtype): one per step
+
     def rule(p, g, state, key, t, eta, donate=False):
-        m, v = adam_moments(g, state[f"m.{key}"], state[f"v.{key}"], b1, b2, donate)
+        m, v = state[f"m.{key}"], state[f"v.{key}"]
+        if donate and _compiled.enabled() and _one_block(p, g, m, v):
+            if last[0] != (t, eta, p.dtype):
+                last[:] = (t, eta, p.dtype), np.array(
+                    [b1, 1 - b1, b2, 1 - b2, math.sqrt(1 - b2 ** t), eps, -(eta / (1 - b1 ** t))],
+                    p.dtype)
+            adam_into(p, g, m, v, last[1])
+            return p
+        m, v = adam_moments(g, m, v, b1, b2, donate)
         state[f"m.{key}"], state[f"v.{key}"] = m, v
         return adam_update(p, m, v, t, eta, b1, b2, eps, namespace(p), donate)
 

@@ -354,11 +354,13 @@ def _single(net, what):
                          f"K = {net.K} one by one (net[k])")
 
 
-def _evaluate(net, x, Y, loss):
-    trace = backprop.forward(net, x, check=False)
-    out = {"loss": float(backprop.loss_value(net, trace, Y, loss, check=False))}
+def _evaluate(net, x, Y, loss, workspace=None):
+    """Loss and accuracy on checked data: one forward pass keeping only the output
+    (:func:`~deltaprop.backprop.output_and_loss`, in ``workspace``'s buffers)."""
+    a, J = backprop.output_and_loss(net, x, Y, loss, workspace=workspace)
+    out = {"loss": float(J)}
     if _is_classification(loss):
-        out["accuracy"] = _accuracy(loss, trace.a[-1], Y, net.xp)
+        out["accuracy"] = _accuracy(loss, a, Y, net.xp)
     return out
 
 
@@ -458,6 +460,7 @@ class _Loop:
     early: EarlyStopping | None
     workspace: object  # a backprop.Workspace when the fused step is used, else None
     xp: object
+    buffers: object  # the per-epoch evaluation's backprop.Workspace
 
     @property
     def m(self):
@@ -508,9 +511,10 @@ def _run_epoch(loop, run, e, lr):
 def _epoch_row(loop, run, e, good):
     """The epoch's metrics row, or a StopReason (not finite, diverged) that restores
     ``good``, the epoch's starting (network, optimiser state)."""
-    row = {"epoch": e + 1, **_evaluate(run.net, loop.X, loop.Y, loop.loss)}
+    row = {"epoch": e + 1, **_evaluate(run.net, loop.X, loop.Y, loop.loss, loop.buffers)}
     if loop.val is not None:
-        row.update({f"val_{k}": v for k, v in _evaluate(run.net, *loop.val, loop.loss).items()})
+        row.update({f"val_{k}": v for k, v in
+                    _evaluate(run.net, *loop.val, loop.loss, loop.buffers).items()})
     keep = (f"training stopped; kept the last good network and checkpoint (epoch {e})")
     if not all(math.isfinite(v) for v in row.values()):
         run.net, run.opt_state = good
@@ -710,8 +714,9 @@ def _setup(net, o, loss, x, y, x_val, y_val, callbacks):
     fused = bool(o.fused) and not steps_cb and opt.rule is not None
     early = EarlyStopping(o.early_stopping) if o.early_stopping is not None else None
     loop = _Loop(X, Y, val, loss, opt, sched, o, steps_cb, epochs_cb, early,
-                 backprop.Workspace() if fused else None, net.xp)
-    start = _evaluate(net, X, Y, loss)["loss"] if o.divergence is not None else math.inf
+                 backprop.Workspace() if fused else None, net.xp, backprop.Workspace())
+    start = _evaluate(net, X, Y, loss, loop.buffers)["loss"] if o.divergence is not None \
+        else math.inf
     run = _Run(net, opt.init(net), np.random.default_rng(o.seed), History(), 0, 0,
                start if math.isfinite(start) else math.inf)
     return loop, run
