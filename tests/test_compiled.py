@@ -148,3 +148,18 @@ def test_importing_deltaprop_does_not_import_numba():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.parametrize("switch", ["0", "1"])
+def test_version_says_whether_the_compiled_kernels_run(switch):
+    import os
+
+    env = {**os.environ, "DELTAPROP_NUMBA": switch}
+    out = subprocess.run([sys.executable, "-m", "deltaprop", "--version"], capture_output=True,
+                         text=True, env=env, check=True).stdout.strip()
+    if switch == "0":
+        assert out.endswith("; compiled kernels off (DELTAPROP_NUMBA=0)")
+    elif _compiled.enabled():
+        assert "; compiled kernels on (Numba " in out
+    else:
+        assert 'compiled kernels off (pip install "deltaprop[fast]" for Numba)' in out

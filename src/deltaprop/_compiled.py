@@ -13,7 +13,8 @@ Nothing else changes: every other array library, and NumPy without Numba, takes 
 path.  ``DELTAPROP_NUMBA=0`` in the environment switches the compiled kernels off.  A kernel
 compiles on its first call (about a second) and is cached on disk (Numba's ``cache=True``:
 in ``__pycache__`` beside the source, or Numba's per-user cache where that is read-only),
-so later processes load it at once.  Importing deltaprop never imports Numba.
+so later processes load it at once (where no cache is writable, each process compiles).
+Importing deltaprop never imports Numba; the first kernel that would run does.
 """
 
 from __future__ import annotations
@@ -21,16 +22,37 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import warnings
 
-__all__ = ["enabled", "kernel"]
+__all__ = ["enabled", "describe", "kernel"]
 
 
 @functools.cache
 def enabled() -> bool:
-    """True when the compiled kernels run: Numba is installed and ``DELTAPROP_NUMBA`` is
-    not ``0`` (read once; ``enabled.cache_clear()`` reads it again)."""
-    return os.environ.get("DELTAPROP_NUMBA") != "0" and \
-        importlib.util.find_spec("numba") is not None
+    """True when the compiled kernels run: ``DELTAPROP_NUMBA`` is not ``0`` and Numba
+    imports (read once; ``enabled.cache_clear()`` reads again).  A Numba that is installed
+    but fails to import (one built for another NumPy, say) leaves the NumPy kernels
+    running, with one :class:`RuntimeWarning` saying why."""
+    if os.environ.get("DELTAPROP_NUMBA") == "0" or importlib.util.find_spec("numba") is None:
+        return False
+    try:
+        import numba  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - any failure means: run the NumPy kernels
+        warnings.warn(f"Numba is installed but does not import ({exc}); deltaprop runs its "
+                      f"NumPy kernels instead", RuntimeWarning, stacklevel=2)
+        return False
+    return True
+
+
+def describe() -> str:
+    """One line for ``deltaprop --version``: whether the compiled kernels run, and why not."""
+    if os.environ.get("DELTAPROP_NUMBA") == "0":
+        return "compiled kernels off (DELTAPROP_NUMBA=0)"
+    if not enabled():
+        return 'compiled kernels off (pip install "deltaprop[fast]" for Numba)'
+    from importlib.metadata import version
+
+    return f"compiled kernels on (Numba {version('numba')})"
 
 
 class kernel:  # noqa: N801 - used as a decorator, like numba.njit
@@ -52,5 +74,9 @@ class kernel:  # noqa: N801 - used as a decorator, like numba.njit
         if f is None:
             import numba
 
-            f = self._compiled = numba.njit(cache=True, error_model="numpy")(self.py)
+            try:
+                f = numba.njit(cache=True, error_model="numpy")(self.py)
+            except RuntimeError:  # no writable cache anywhere: compile in every process
+                f = numba.njit(error_model="numpy")(self.py)
+            self._compiled = f
         return f(*args)

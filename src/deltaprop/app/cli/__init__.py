@@ -17,7 +17,7 @@ import io
 import os
 import sys
 
-from ... import __version__
+from ... import __version__, _compiled
 from ._common import add_config_option, apply_config
 
 #: modules of this package that add subcommands, in the order of ``deltaprop --help``
@@ -41,7 +41,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="deltaprop", description="Backpropagation exactly as the "
                      "derivations write it, and the statistics of the backward pass.")
-    parser.add_argument("--version", action="version", version=f"deltaprop {__version__}")
+    parser.add_argument("--version", action="version",
+                        version=f"deltaprop {__version__}; {_compiled.describe()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(f".{name}", __name__).register(sub)
