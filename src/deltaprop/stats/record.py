@@ -543,7 +543,7 @@ def _sums(x, x2, ones_m, ones_n, St):
     ``St`` (G, 1, m) also the column sums of S x, S^2 x^2, S^4 x^4.  ``x2`` is a buffer for
     x^2 (then x^4), or ``None``.  NumPy arrays with Numba: one compiled pass
     (:func:`slab_sums`)."""
-    if type(x) is np.ndarray and _compiled.enabled():
+    if type(x) is np.ndarray and x.dtype in _CANCEL_BY_DTYPE and _compiled.enabled():
         G, m, n = x.shape
         cols = np.empty((3 if St is None else 6, G, n), x.dtype)
         rows = np.empty((2, G, m), x.dtype)
