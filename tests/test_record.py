@@ -185,6 +185,29 @@ def test_record_sub_batches_on_every_backend(monkeypatch, xp):
     _assert_matches(rec, reference(net, x, y, "softmax-cross-entropy", bins=16))
 
 
+@pytest.mark.parametrize("per_network_x", [False, True])
+def test_a_stack_is_recorded_a_few_networks_at_a_time(monkeypatch, per_network_x):
+    """A budget that fits two networks with the whole batch: the K = 5 stack goes in parts
+    of 2, 2 and 1 networks (record.chunk), each part in sub-batches of samples where it
+    must; the concatenated record is the reference's, histograms pooled over all five."""
+    rng = np.random.default_rng(5)
+    net = dp.Network.init([4, 7, 5, 3], "tanh", "identity", K=5, seed=6, bias_std=0.1)
+    x, y = _data(rng, "mse", 40, 3, lead=(5,) if per_network_x else ())
+    budget = 2 * 40 * 7 * 8
+    monkeypatch.setattr(RECORD, "BUDGET", budget)
+    assert RECORD.chunk(net, 40) == 2 and RECORD.chunk(net, 40, budget=10**9) == 5
+    assert RECORD.chunk(net, 400) == 1  # one network of 400 samples is over the budget
+    rec = record(net, x, y, "mse", bins=16)
+    assert rec.K == 5
+    _assert_matches(rec, reference(net, x, y, "mse", bins=16))
+    whole = _record(monkeypatch, net, x, y, "mse", budget=10**9, bins=16)
+    for key, moms in whole.stats.items():
+        for a, b in zip(moms, rec.stats[key], strict=True):
+            np.testing.assert_allclose(b.mean, a.mean, rtol=1e-12, atol=1e-15)
+    for l, h in whole.hist.items():
+        np.testing.assert_array_equal(rec.hist[l].counts, h.counts)
+
+
 def test_record_rejects_bad_inputs():
     net = dp.Network.init([4, 5, 2], "tanh", seed=0)
     x = np.ones((6, 4))

@@ -44,7 +44,7 @@ from .. import losses as _losses
 from .histogram import Histogram
 from .moments import Moments
 
-__all__ = ["Record", "record", "record_pass", "deltas", "QUANTITIES"]
+__all__ = ["Record", "record", "record_pass", "deltas", "chunk", "sub_batch", "QUANTITIES"]
 
 #: quantities recorded by default
 QUANTITIES = ("delta", "z", "a", "df")
@@ -239,10 +239,12 @@ def record(net, x, y=None, loss="mse", *, batch_size=None, into: Record | None =
            **options) -> Record:
     """Run forward and backward passes batch by batch and accumulate a :class:`Record`.
 
-    Memory stays constant in the number of samples: each batch is taken in sub-batches
-    of at most ``BUDGET`` bytes per layer array (K m_sub n_l), whose statistics merge
-    exactly; on NumPy every array of the pass is written into buffers reused from one
-    sub-batch to the next.
+    Memory stays constant in the number of samples and of networks: a stack is taken a
+    few networks at a time (:func:`chunk`: as many as fit ``BUDGET`` bytes per layer
+    array with the whole batch; their records concatenate), and a part that does not fit
+    in sub-batches of samples (K m_sub n_l at most ``BUDGET`` bytes), whose statistics
+    merge exactly; on NumPy every array of the pass is written into buffers reused from
+    one part and sub-batch to the next.
 
     Parameters
     ----------
@@ -278,10 +280,26 @@ def sub_batch(net, m, budget=None) -> int:
     return max(MIN_SUB, min(m, int((BUDGET if budget is None else budget) // per)))
 
 
+def chunk(net, m, budget=None) -> int:
+    """Networks of a stack taken together, each with the whole batch of ``m`` samples:
+    K when the stack's layer arrays fit ``budget`` (:data:`BUDGET`), else as many as fit,
+    at least one (which then goes in sub-batches of samples, :func:`sub_batch`).
+
+    A few networks with every sample make the matrix products few and large (one per
+    network and layer), where sub-batches of the whole stack would make K small ones
+    per sub-batch; the bookkeeping per part is the same.  (NumPy only: on other array
+    libraries, a GPU's, :func:`record` keeps the stack whole, one batched product per
+    layer.)"""
+    K = net.K or 1
+    one = m * max(net.sizes[1:]) * net.xp.finfo(net.dtype).bits // 8  # one network's array
+    return max(1, min(K, int((BUDGET if budget is None else budget) // max(one, 1))))
+
+
 def _record_batch(net, x, y, loss, arena, *, quantities=QUANTITIES, bins=None,
                   weight_grads=True, cross=True) -> Record:
-    """The :class:`Record` of one batch, sub-batch by sub-batch (see :func:`record`);
-    ``arena`` holds the NumPy buffers that every batch of one ``record`` call reuses."""
+    """The :class:`Record` of one batch, a few networks at a time (:func:`chunk`), each part
+    sub-batch by sub-batch (see :func:`record`); ``arena`` holds the NumPy buffers that
+    every part and batch of one ``record`` call reuses."""
     loss = _losses.get(loss)
     xp = _checks.check_library(net, x, "x")
     _losses.check_pair(loss, net.activations[net.L])
@@ -289,7 +307,24 @@ def _record_batch(net, x, y, loss, arena, *, quantities=QUANTITIES, bins=None,
     m = x.shape[-2]
     y = _checks.check_y(net, loss, y, m, xp)
     plan = _plan(net, quantities, cross)
+    K = net.K or 1
+    k = chunk(net, m) if _backend.is_numpy(x) else K  # other libraries: one batched pass
+    rec = None
+    for k0 in range(0, K, k):  # parts of the stack: records of k networks, concatenated
+        part, xs, ys = net, x, y
+        if k < K:
+            part = net[k0:k0 + k]
+            xs = x[k0:k0 + k] if x.ndim == 3 else x
+            ys = y[k0:k0 + k] if y.ndim == 3 else y
+        got = _record_part(part, xs, ys, loss, xp, plan, arena, bins, weight_grads)
+        rec = got if rec is None else rec.concat(got)
+    return rec
+
+
+def _record_part(net, x, y, loss, xp, plan, arena, bins, weight_grads) -> Record:
+    """The :class:`Record` of (a part of) a stack on one batch, sub-batch by sub-batch."""
     acc = _Accumulator(net, plan, bins, weight_grads)
+    m = x.shape[-2]
     mb = sub_batch(net, m)
     for s in range(0, m, mb):
         e = min(s + mb, m)
