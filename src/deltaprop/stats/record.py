@@ -86,19 +86,25 @@ class Record:
 
     __add__ = merge
 
-    def concat(self, other: Record) -> Record:
-        """Stack the networks of two records (K_a + K_b networks, same samples per network):
-        ensembles drawn in chunks combine into one, keeping memory constant in K."""
-        if not self.stats:
-            return other
-        if tuple(self.sizes) != tuple(other.sizes) or set(self.stats) != set(other.stats):
-            raise ValueError("cannot concatenate records of different networks or quantities")
-        stats = {k: tuple(_concat(a, b) for a, b in zip(v, other.stats[k], strict=True))
-                 for k, v in self.numpy().stats.items()}
-        hist = dict(self.hist)
-        for l, h in other.hist.items():
-            hist[l] = h if l not in hist else hist[l].merge(h)
-        return Record(self.sizes, self.K + other.K, stats, hist)
+    def concat(self, *others: Record) -> Record:
+        """Stack the networks of records (K_a + K_b + ... networks, same samples per
+        network): ensembles drawn in chunks combine into one, keeping memory constant in K.
+        Any number at once, each array concatenated once (on the host)."""
+        recs = [r for r in (self, *others) if r.stats]
+        if len(recs) <= 1:
+            return recs[0] if recs else others[-1] if others else self
+        first = recs[0]
+        for r in recs[1:]:
+            if tuple(first.sizes) != tuple(r.sizes) or set(first.stats) != set(r.stats):
+                raise ValueError("cannot concatenate records of different networks or "
+                                 "quantities")
+        stats = {k: tuple(_concat([r.stats[k][i] for r in recs]) for i in range(len(v)))
+                 for k, v in first.stats.items()}
+        hist = {}
+        for r in recs:
+            for l, h in r.hist.items():
+                hist[l] = h if l not in hist else hist[l].merge(h)
+        return Record(first.sizes, sum(r.K for r in recs), stats, hist)
 
     @property
     def L(self) -> int:
@@ -164,12 +170,15 @@ class Record:
         return mom.mean.mean(axis=1), sq.mean.mean(axis=1)
 
 
-def _concat(a: Moments, b: Moments) -> Moments:
-    b = b.numpy()
-    if a.count != b.count:
-        raise ValueError(f"networks saw different sample counts ({a.count} and {b.count})")
-    return Moments(a.count, np.concatenate([a.mean, b.mean], axis=0),
-                   np.concatenate([a.m2, b.m2], axis=0))
+def _concat(moments: list) -> Moments:
+    """Moments of several networks' records, stacked along the network axis (host)."""
+    ms = [m.numpy() for m in moments]
+    counts = {m.count for m in ms}
+    if len(counts) > 1:
+        seen = ", ".join(map(str, sorted(counts)))
+        raise ValueError(f"networks saw different sample counts ({seen})")
+    return Moments(ms[0].count, np.concatenate([m.mean for m in ms], axis=0),
+                   np.concatenate([m.m2 for m in ms], axis=0))
 
 
 # ---------------------------------------------------------------------- one pass
@@ -309,16 +318,15 @@ def _record_batch(net, x, y, loss, arena, *, quantities=QUANTITIES, bins=None,
     plan = _plan(net, quantities, cross)
     K = net.K or 1
     k = chunk(net, m) if _backend.is_numpy(x) else K  # other libraries: one batched pass
-    rec = None
-    for k0 in range(0, K, k):  # parts of the stack: records of k networks, concatenated
-        part, xs, ys = net, x, y
-        if k < K:
-            part = net[k0:k0 + k]
-            xs = x[k0:k0 + k] if x.ndim == 3 else x
-            ys = y[k0:k0 + k] if y.ndim == 3 else y
-        got = _record_part(part, xs, ys, loss, xp, plan, arena, bins, weight_grads)
-        rec = got if rec is None else rec.concat(got)
-    return rec
+    if k >= K:
+        return _record_part(net, x, y, loss, xp, plan, arena, bins, weight_grads)
+    parts = []  # parts of the stack: records of k networks, concatenated
+    for k0 in range(0, K, k):
+        xs = x[k0:k0 + k] if x.ndim == 3 else x
+        ys = y[k0:k0 + k] if y.ndim == 3 else y
+        parts.append(_record_part(net[k0:k0 + k], xs, ys, loss, xp, plan, arena, bins,
+                                  weight_grads))
+    return parts[0].concat(*parts[1:])
 
 
 def _record_part(net, x, y, loss, xp, plan, arena, bins, weight_grads) -> Record:
