@@ -304,3 +304,42 @@ def test_one_workspace_serves_networks_and_batches_in_turn():
         assert Ja == Jb
     for p, q in zip(a, b, strict=True):
         _assert_close(p.W, q.W, 0, "W")
+
+
+@pytest.mark.parametrize("loss,out", [("mse", "identity"), ("softmax-cross-entropy", "softmax"),
+                                      ("sigmoid-cross-entropy", "sigmoid")])
+@pytest.mark.parametrize("K", [None, 2])
+def test_output_and_loss_is_the_forward_pass_and_its_loss(loss, out, K):
+    """output_and_loss (fit's per-epoch evaluation) gives forward(...).a[L] and
+    loss_value(...); its hidden buffers are reused from call to call, its output is not."""
+    import deltaprop as dp
+    from deltaprop.app.train import prepare
+
+    rng = np.random.default_rng(8)
+    net = dp.Network.init([5, 7, 6, 3], "tanh", out, K=K, seed=9)
+    x = rng.standard_normal((40, 5))
+    y = rng.integers(0, 3, 40) if loss == "softmax-cross-entropy" else \
+        (rng.random((40, 3)) > 0.5).astype(float)
+    X, Y = prepare(net[0] if K else net, loss, x, y)
+    ws = Workspace()
+    a, J = bp.output_and_loss(net, X, Y, loss, workspace=ws)
+    trace = bp.forward(net, X)
+    np.testing.assert_allclose(a, trace.a[-1], rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(J, bp.loss_value(net, trace, Y, loss), rtol=1e-13)
+    buffers = dict(ws._buf)
+    a2, J2 = bp.output_and_loss(net, X, Y, loss, workspace=ws)
+    assert a2 is not a and np.array_equal(a2, a) and np.array_equal(J2, J)
+    assert all(ws._buf[k] is v for k, v in buffers.items()) and len(ws._buf) == len(buffers)
+
+
+def test_output_and_loss_on_torch():
+    torch = pytest.importorskip("torch")
+    import deltaprop as dp
+
+    net = dp.Network.init([4, 6, 2], "sigmoid", "identity", seed=1)
+    x, y = np.random.default_rng(2).standard_normal((9, 4)), np.zeros((9, 2))
+    a, J = bp.output_and_loss(net.to("torch"), torch.asarray(x), torch.asarray(y), "mse",
+                              workspace=Workspace())
+    trace = bp.forward(net, x)
+    np.testing.assert_allclose(a.numpy(), trace.a[-1], rtol=1e-14)
+    np.testing.assert_allclose(float(J), bp.loss_value(net, trace, y, "mse"), rtol=1e-13)

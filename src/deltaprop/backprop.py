@@ -104,23 +104,26 @@ def output_and_loss(net: Network, x, y, loss, *, workspace=None):
     :func:`train_step`'s forward pass (z[l] = a[l-1] W[l]^T + b[l], a[l] = f_l(z[l]), then
     :func:`~deltaprop.equations.output_and_cost`): on NumPy the hidden layers' z and a are
     written into ``workspace``'s buffers (a :class:`Workspace`; pass the same one every
-    time, e.g. an evaluation after every epoch: no fresh megabytes per call), and a[L]
-    (m, n_L) is a fresh array.  The data are taken as checked, as by
-    ``train_step(check=False)``: x (m, n_0) and targets y (m, n_L) of the network's dtype.
+    time, e.g. an evaluation after every epoch: no fresh megabytes per call); z[L] and
+    a[L] (m, n_L) are fresh arrays, so the a[L] returned is never overwritten.  The data
+    are taken as checked, as by ``train_step(check=False)``: x (m, n_0) and targets y
+    (m, n_L) of the network's dtype.  A stack of K adds a leading K axis.
     """
+    loss = _losses.get(loss)
     f, W, b = net.activations, net.W, net.b
     L = len(W) - 1
     xp = _backend.namespace(W[1], x)
     ws = Workspace() if workspace is None or not is_numpy(x) else workspace
     a, m = x, x.shape[-2]
-    for l in range(1, L + 1):
+    buffers = is_numpy(x)
+    for l in range(1, L):
         shape, dt = (*W[l].shape[:-2], m, W[l].shape[-2]), W[l].dtype
         z = eq.pre_activation(a, W[l], b[l], out=ws.get(("eval z", l), shape, dt)
-                              if is_numpy(x) else None)
-        if l < L:
-            a = eq.activation(f[l], z, xp, out=ws.get(("eval a", l), shape, dt)
-                              if is_numpy(x) else None)
-    return eq.output_and_cost(loss, f[L], z, y, xp)
+                              if buffers else None)
+        a = eq.activation(f[l], z, xp, out=ws.get(("eval a", l), shape, dt)
+                          if buffers else None)
+    # z[L] fresh: the identity's a[L] is z[L] itself, and a[L] is the caller's
+    return eq.output_and_cost(loss, f[L], eq.pre_activation(a, W[L], b[L]), y, xp)
 
 
 def loss_value(net: Network, trace: Trace, y, loss, l2=0.0, *, check=True):
