@@ -296,4 +296,4 @@ def test_cli_gradcheck_refuses_what_cannot_fit_before_allocating(capsys, monkeyp
     assert memory_needed([4, 5, 3], 8) == 8 * (5 * 43 + 6 * 96)
     monkeypatch.setattr(data, "available_memory", lambda: 10**9)
     code, _, err = _cli(capsys, "--sizes", "100000,100000,10")  # 400 GB: was a traceback
-    assert code == 2 and err.count("\n") == 1 and "needs about 400 GB, more than the 1 GB" in err
+    assert code == 2 and err.count("\n") == 1 and "would need about 373 GiB and 0.931 GiB" in err

@@ -501,7 +501,8 @@ def test_a_cell_that_cannot_fit_is_refused_before_computing(tmp_path, capsys, mo
     monkeypatch.setattr(sw, "local_cluster", lambda *a: pytest.fail("started a cluster"))
     assert main(["sweep", *TINY[:-1], "--width", "64", "--depth", "20", "--K", "16",
                  "--samples", "32", "--workers", "3", "--out", str(tmp_path / "t.csv")]) == 2
-    _one_line(capsys, "needs about 0.0488 GB each, 3 at once", "fewer workers")
-    with pytest.raises(ValueError, match="width 1000, depth 6 .* more than the 0.1 GB"):
+    _one_line(capsys, "3 cells at once of width 64, depth 20 and K = 16 networks (0.0455 GiB "
+              "each) would need about 0.136 GiB and 0.0931 GiB is available", "fewer workers")
+    with pytest.raises(ValueError, match="width 1000, depth 6 .* and 0.0931 GiB is available"):
         sw.run(sw.grid(**{**SMALL, "width": [16, 1000]}), str(tmp_path / "u.csv"), serial=True)
     assert list(tmp_path.iterdir()) == []

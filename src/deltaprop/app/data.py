@@ -37,7 +37,7 @@ import numpy as np
 from .._checks import one_hot, parse_batch_size
 
 __all__ = ["Dataset", "DataNote", "load", "BUILTINS", "train_val_test_split", "Standardizer",
-           "one_hot", "batches", "available_memory"]
+           "one_hot", "batches", "available_memory", "refuse_unless_fits"]
 
 TASKS = ("classification", "regression")
 
@@ -583,14 +583,31 @@ def available_memory() -> int | None:
     return min(found) if found else None
 
 
+def refuse_unless_fits(need, what, advice, *, fraction=0.8, error=ValueError):
+    """Refuse ``what``, which would need ``need`` bytes, when that is more than ``fraction``
+    (80%) of the memory available now (:func:`available_memory`; nothing is refused where
+    that is unknown): one line, "<what> would need about X GiB and Y GiB is available:
+    <advice>", sizes in GiB to 3 significant digits.
+
+    The one memory check of every command and of the library's own refusals.  ``advice`` is
+    a string, or a function of the budget (``fraction`` of what is available, in bytes) that
+    is called only on refusal (train's widest layer that fits).  ``error`` is the exception
+    raised: ValueError, which the command line prints as one line with exit status 2.
+    """
+    have = available_memory()
+    if have is None or need <= fraction * have:
+        return
+    if callable(advice):
+        advice = advice(fraction * have)
+    gib = 2.0 ** 30
+    raise error(f"{what} would need about {need / gib:.3g} GiB and {have / gib:.3g} GiB "
+                f"is available: {advice}")
+
+
 def _check_memory(path, shape, need):
     """Refuse, before allocating, an IDX array whose loading would not fit in memory."""
-    avail = available_memory()
-    if avail is not None and need > avail:
-        raise ValueError(f"{path}: IDX header says shape {shape}, which needs "
-                         f"{need / 2**30:.3g} GiB of memory to load as float64 features, but "
-                         f"only {avail / 2**30:.3g} GiB is available (use a smaller file, or "
-                         "a machine with more memory)")
+    refuse_unless_fits(need, f"{path}: IDX header says shape {shape}; loading it as float64 "
+                       "features", "use a smaller file, or a machine with more memory")
 
 
 def _labels_path(images):

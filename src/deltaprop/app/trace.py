@@ -333,23 +333,18 @@ def run(spec: TraceSpec | Mapping | str | None = None) -> list[TraceStep]:
     Raises
     ------
     MemoryError
-        Before computing anything, when keeping every step would need more memory than is
-        available: :func:`iter_steps` handles one step at a time.
+        Before computing anything, when keeping every step would need more than 80% of the
+        memory available (:func:`deltaprop.app.data.refuse_unless_fits`): :func:`iter_steps`
+        handles one step at a time.
     """
     spec = spec if isinstance(spec, TraceSpec) else load(spec)
-    need, free = spec.steps * step_bytes(spec), _data.available_memory()
-    if free is not None and need > free:
-        raise MemoryError(f"keeping all {spec.steps} steps of this trace takes about "
-                          f"{_size(need)}, more than the {_size(free)} of memory available; "
-                          "use trace.iter_steps(spec), which computes one step at a time")
+    # MemoryError, not the commands' ValueError: this is the library's run(), documented
+    # (and tested) to raise it; the trace command streams and refuses one step instead
+    _data.refuse_unless_fits(spec.steps * step_bytes(spec),
+                             f"keeping all {spec.steps} steps of this trace",
+                             "use trace.iter_steps(spec), which computes one step at a time",
+                             error=MemoryError)
     return list(iter_steps(spec))
-
-
-def _size(n) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB", "PB"):
-        if n < 1000 or unit == "PB":
-            return f"{n:.3g} {unit}" if unit != "bytes" else f"{n} bytes"
-        n /= 1000
 
 
 def step_to_dict(s: TraceStep) -> dict:

@@ -201,22 +201,17 @@ def cell_memory(cell: dict) -> int:
 
 def check_memory(cells, workers=1):
     """Refuse, before computing, a grid whose largest cell (times the ``workers`` running at
-    once on this machine) needs more memory than is available (one line, ValueError)."""
+    once on this machine) needs more than 80% of the memory available (one line, ValueError:
+    :func:`deltaprop.app.data.refuse_unless_fits`)."""
     from ..app import data
 
-    need, free = max(cell_memory(c) for c in cells) * workers, data.available_memory()
-    if free is not None and need > free:
-        big = max(cells, key=cell_memory)
-        each = f" each, {workers} at once" if workers > 1 else ""
-        raise ValueError(f"a cell of width {big['width']}, depth {big['depth']} and K = "
-                         f"{big['K']} networks needs about {_gb(cell_memory(big))}"
-                         f"{each}, more than the {_gb(free)} of memory available; "
-                         "use a smaller width, depth or K" + (", or fewer workers"
-                                                              if workers > 1 else ""))
-
-
-def _gb(n) -> str:
-    return f"{n / 1e9:,.0f} GB" if n >= 1e11 else f"{n / 1e9:.3g} GB"
+    big = max(cells, key=cell_memory)
+    each = cell_memory(big)
+    what = f"of width {big['width']}, depth {big['depth']} and K = {big['K']} networks"
+    what = f"{workers} cells at once {what} ({each / 2**30:.3g} GiB each)" if workers > 1 \
+        else f"a cell {what}"
+    data.refuse_unless_fits(each * workers, what, "use a smaller width, depth or K"
+                            + (", or fewer workers" if workers > 1 else ""))
 
 
 # ----------------------------------------------------------------------------- the table

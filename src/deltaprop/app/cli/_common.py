@@ -7,6 +7,8 @@
 * flags that were renamed (:func:`add_retired`): one line naming the flag to use;
 * output files and folders that are never replaced without ``--force``
   (:func:`check_out_file`, :func:`prepare_out_dir`);
+* a run that would not fit in memory, refused before allocating (:func:`refuse_unless_fits`,
+  which is :func:`deltaprop.app.data.refuse_unless_fits`);
 * a progress bar on stderr, silent with ``--quiet`` (:func:`progress_bar`).
 
 Every command that computes takes ``--backend`` and ``--device``.  The network and the data are
@@ -25,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..data import refuse_unless_fits  # the one memory check, re-exported for the commands
 
 #: values of ``--backend``
 BACKENDS = ("numpy", "torch", "cupy")
@@ -269,20 +273,6 @@ RETIRED = {"--sigma-w": "--sigma-w2 (sigma_w^2; Var W[l] = sigma_w2 / n_{l-1}) o
 
 # ------------------------------------------------------------------------------ output files
 
-def refuse_unless_fits(need, what, advice):
-    """Refuse (a one-line ValueError) ``what``, which would need ``need`` bytes, when that is
-    more than 80% of the memory available now (:func:`deltaprop.app.data.available_memory`;
-    nothing is refused where that is unknown)."""
-    from ..data import available_memory
-
-    have = available_memory()
-    if have is None or need <= 0.8 * have:
-        return
-    gib = 2.0 ** 30
-    raise ValueError(f"{what} would need about {need / gib:.3g} GiB and {have / gib:.3g} GiB "
-                     f"is available: {advice}")
-
-
 def check_out_file(flag, name, force, suffixes=None) -> Path:
     """The output file ``name`` of ``flag``, checked before any work: its format (one of
     ``suffixes``, if given), its folder, and no silent replacement without ``force``."""
@@ -351,4 +341,5 @@ def progress_bar(quiet, total, desc, unit="it"):
 
 __all__ = ["BACKENDS", "Backend", "RETIRED", "add_backend_options", "add_config_option",
            "add_retired", "apply_config", "backend_from_args", "check_out_file",
-           "limit_threads", "load_config_file", "prepare_out_dir", "progress_bar", "read_config"]
+           "limit_threads", "load_config_file", "prepare_out_dir", "progress_bar", "read_config",
+           "refuse_unless_fits"]

@@ -17,6 +17,7 @@ from ._common import (
     add_retired,
     backend_from_args,
     progress_bar,
+    refuse_unless_fits,
 )
 
 #: the default PASS threshold of ``gradcheck`` on the largest relative error, by dtype:
@@ -76,7 +77,6 @@ def register(sub):
 def _gradcheck(args):
     from ... import Network, losses
     from ...gradcheck import gradcheck, memory_needed
-    from .. import data
 
     be = backend_from_args(args)
     try:
@@ -86,12 +86,10 @@ def _gradcheck(args):
             from None
     loss = losses.get(args.loss)
     if all(n > 0 for n in sizes) and args.samples > 0 and (args.K or 1) > 0:
-        need, free = memory_needed(sizes, args.samples, args.K), data.available_memory()
-        if free is not None and need > free:
-            raise ValueError(f"gradcheck of a {'-'.join(map(str, sizes))} network needs about "
-                             f"{need / 1e9:.3g} GB, more than the {free / 1e9:.3g} GB of memory "
-                             "available; check a smaller network (the check is per entry: "
-                             "small widths show the same errors)")
+        refuse_unless_fits(memory_needed(sizes, args.samples, args.K),
+                           f"gradcheck of a {'-'.join(map(str, sizes))} network",
+                           "check a smaller network (the check is per entry: small widths "
+                           "show the same errors)")
     acts = args.activations.split(",")
     output = args.output or loss.output or "identity"
     if len(acts) == 1:
@@ -136,7 +134,7 @@ def _gradcheck(args):
 
 
 def _trace(args):
-    from .. import data, trace
+    from .. import trace
 
     if not 0 <= args.precision <= 17:
         raise ValueError(f"--precision must be in 0..17, got {args.precision}")
@@ -150,11 +148,9 @@ def _trace(args):
         return 0
     be = backend_from_args(args)
     spec = trace.load(args.spec)
-    need, free = 3 * trace.step_bytes(spec), data.available_memory()  # the step, its
-    if free is not None and need > free:  # network before and after: all that is kept
-        raise ValueError(f"one step of this trace needs about {need / 1e9:.3g} GB, more than "
-                         f"the {free / 1e9:.3g} GB of memory available; trace a smaller network "
-                         "or batch")
+    # the step, its network before and after: all that is kept
+    refuse_unless_fits(3 * trace.step_bytes(spec), "one step of this trace",
+                       "trace a smaller network or batch")
     net = be.network(spec.net)
     spec = replace(spec, net=net, x=be.asarray(spec.x, like=net.W[1]),
                    y=be.asarray(spec.y, like=net.W[1]))

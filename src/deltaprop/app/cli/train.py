@@ -290,27 +290,25 @@ def _class_list(classes):
 
 def _check_memory(sizes, m, s):
     """Refuse a network whose run would not fit in memory, before allocating it."""
-    from ..data import available_memory
+    from ..data import refuse_unless_fits
     from ..train import estimate_memory
 
     kw = dict(batch_size=s["batch_size"], optimizer=s["optimizer"],
               itemsize=4 if s["dtype"] == "float32" else 8,
               early_stopping=s["early_stopping"] is not None)
-    need, have = estimate_memory(sizes, m, **kw), available_memory()
-    if have is None or need <= 0.8 * have:
-        return
-    lo, hi = 1, max(max(sizes[1:-1], default=1), 1)  # widest single hidden layer that fits
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if estimate_memory([sizes[0], mid, sizes[-1]], m, **kw) <= 0.8 * have:
-            lo = mid
-        else:
-            hi = mid - 1
-    gib = 2.0 ** 30
-    raise ValueError(f"the network {'-'.join(map(str, sizes))} would need about "
-                     f"{need / gib:.3g} GiB to train on {m} samples, and {have / gib:.3g} GiB "
-                     f"is available: use smaller --hidden widths (one hidden layer fits up to "
-                     f"about {lo} units here)")
+
+    def advice(budget):  # the widest single hidden layer that fits the same budget
+        lo, hi = 1, max(max(sizes[1:-1], default=1), 1)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if estimate_memory([sizes[0], mid, sizes[-1]], m, **kw) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return f"use smaller --hidden widths (one hidden layer fits up to about {lo} units here)"
+
+    refuse_unless_fits(estimate_memory(sizes, m, **kw),
+                       f"training the network {'-'.join(map(str, sizes))} on {m} samples", advice)
 
 
 def _prepare_run(s):
