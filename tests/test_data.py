@@ -449,7 +449,7 @@ def test_idx_header_too_big_for_memory_is_one_line(tmp_path):
     p = write(tmp_path, "huge-images-idx3-ubyte.gz", gzip.compress(header + bytes(100)))
     assert len(open(p, "rb").read()) < 200
     with pytest.raises(ValueError, match=r"shape \(60000, 28000, 28000\); loading it as float64 "
-                       r"features would need about 3.\d+e\+05 GiB and .* GiB is available") as e:
+                       r"features would need about 394,000 GiB and .* GiB is available") as e:
         load(p)
     assert "\n" not in str(e.value) and str(e.value).startswith(p)
 
@@ -680,3 +680,11 @@ def test_data_module_does_not_import_sklearn_at_import_time():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert data.BUILTINS  # the registry is importable without scikit-learn loaded
+
+
+def test_memory_messages_print_gibibytes_without_an_exponent():
+    from deltaprop.app.data import gibibytes
+
+    gib = 2 ** 30
+    assert [gibibytes(v * gib) for v in (394_123, 2_894.4, 999.6, 264.4, 0.9312)] == \
+        ["394,000", "2,890", "1,000", "264", "0.931"]

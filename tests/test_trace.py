@@ -362,7 +362,7 @@ def test_run_refuses_before_computing_what_cannot_be_kept(monkeypatch):
     monkeypatch.setattr(data, "available_memory", lambda: 10**12)  # 1 TB free
     real = trace.iter_steps
     monkeypatch.setattr(trace, "iter_steps", lambda s: pytest.fail("computed a step"))
-    with pytest.raises(MemoryError, match=r"all 1000000000 steps .* 2.89e\+03 GiB and 931 GiB "
+    with pytest.raises(MemoryError, match=r"all 1000000000 steps .* 2,890 GiB and 931 GiB "
                        r"is available: use trace.iter_steps"):
         trace.run(spec)
     monkeypatch.setattr(trace, "iter_steps", real)

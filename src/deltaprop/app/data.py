@@ -37,7 +37,7 @@ import numpy as np
 from .._checks import one_hot, parse_batch_size
 
 __all__ = ["Dataset", "DataNote", "load", "BUILTINS", "train_val_test_split", "Standardizer",
-           "one_hot", "batches", "available_memory", "refuse_unless_fits"]
+           "one_hot", "batches", "available_memory", "refuse_unless_fits", "gibibytes"]
 
 TASKS = ("classification", "regression")
 
@@ -587,7 +587,7 @@ def refuse_unless_fits(need, what, advice, *, fraction=0.8, error=ValueError):
     """Refuse ``what``, which would need ``need`` bytes, when that is more than ``fraction``
     (80%) of the memory available now (:func:`available_memory`; nothing is refused where
     that is unknown): one line, "<what> would need about X GiB and Y GiB is available:
-    <advice>", sizes in GiB to 3 significant digits.
+    <advice>", sizes in GiB to 3 significant digits (:func:`gibibytes`).
 
     The one memory check of every command and of the library's own refusals.  ``advice`` is
     a string, or a function of the budget (``fraction`` of what is available, in bytes) that
@@ -599,9 +599,17 @@ def refuse_unless_fits(need, what, advice, *, fraction=0.8, error=ValueError):
         return
     if callable(advice):
         advice = advice(fraction * have)
-    gib = 2.0 ** 30
-    raise error(f"{what} would need about {need / gib:.3g} GiB and {have / gib:.3g} GiB "
+    raise error(f"{what} would need about {gibibytes(need)} GiB and {gibibytes(have)} GiB "
                 f"is available: {advice}")
+
+
+def gibibytes(n) -> str:
+    """``n`` bytes in GiB for a message: 3 significant digits, whole GiB with thousands
+    separators from 1000 GiB on (never an exponent: ``394,000``, ``0.931``, ``8.67e-06`` only
+    below a kibibyte)."""
+    g = n / 2.0 ** 30
+    rounded = float(f"{g:.3g}")
+    return f"{rounded:,.0f}" if rounded >= 1000 else f"{g:.3g}"
 
 
 def _check_memory(path, shape, need):
