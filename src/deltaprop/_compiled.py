@@ -23,7 +23,11 @@ path.  ``DELTAPROP_NUMBA=0`` in the environment switches the compiled kernels of
 compiles on its first call (0.2 to 1.5 s) and is cached on disk (Numba's ``cache=True``:
 in ``__pycache__`` beside the source, or Numba's per-user cache where that is read-only),
 so later processes load it at once (where no cache is writable, each process compiles).
-Importing deltaprop never imports Numba; the first kernel that would run does.
+Importing deltaprop never imports Numba; the first kernel that would run does, and that
+costs about 0.4 s in each process (importing Numba 0.16 s, starting its compiler 0.24 s,
+measured): the kernels pay in runs of more than a few seconds (a training run with Adam, a
+study or sweep of real size), not in a one-second command; ``DELTAPROP_NUMBA=0`` for many
+short ones.
 """
 
 from __future__ import annotations
