@@ -491,8 +491,8 @@ class _Accumulator:
                 self.dW2[l] = _merge(self.dW2[l], part)
                 rows2_prev = rows2["a"]
             if self.hist:
-                size = K * m * max(self.sizes[1:])  # host scratch for the binning
-                if self.work is None or self.work[0].size < size:
+                size = K * m * max(self.sizes[1:])  # host scratch for NumPy's binning
+                if not _compiled.enabled() and (self.work is None or self.work[0].size < size):
                     self.work = (np.empty(size, np.float64), np.empty(size, np.intp))
                 self.hist[l] = self.hist[l].add(st["delta"], work=self.work)
 
