@@ -256,6 +256,15 @@ class _Retired(argparse.Action):
         raise argparse.ArgumentError(self, f"renamed; use {self.use}")
 
 
+def int_list(text) -> tuple:
+    """argparse type of ``--sizes 64,32,10`` and the like: integers separated by commas."""
+    try:
+        return tuple(int(v) for v in str(text).split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") \
+            from None
+
+
 def add_retired(parser, retired):
     """Register old spellings (``{"--sigma-w": "--sigma-w2 (sigma_w squared)"}``) so that
     each ends in one line naming the flag to use, instead of being taken by argparse for
@@ -340,6 +349,6 @@ def progress_bar(quiet, total, desc, unit="it"):
 
 
 __all__ = ["BACKENDS", "Backend", "RETIRED", "add_backend_options", "add_config_option",
-           "add_retired", "apply_config", "backend_from_args", "check_out_file",
+           "add_retired", "apply_config", "backend_from_args", "check_out_file", "int_list",
            "limit_threads", "load_config_file", "prepare_out_dir", "progress_bar", "read_config",
            "refuse_unless_fits"]

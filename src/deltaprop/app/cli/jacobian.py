@@ -17,7 +17,6 @@ atomically).  ``--config FILE`` takes any flag's setting from a TOML or JSON fil
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -29,20 +28,13 @@ from ._common import (
     add_retired,
     backend_from_args,
     check_out_file,
+    int_list,
     limit_threads,
     refuse_unless_fits,
 )
 
 #: q* of the default critical point
 DEFAULT_Q_STAR = 0.01
-
-
-def _ints(text):
-    try:
-        return tuple(int(v) for v in str(text).split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") \
-            from None
 
 
 def register(sub):
@@ -64,7 +56,7 @@ def register(sub):
     a.add_argument("--sigma-b2", type=float, default=None, help="bias variance (0)")
     a.add_argument("--width", type=int, default=None, help="units of every layer (128)")
     a.add_argument("--depth", type=int, default=None, help="layers L (16)")
-    a.add_argument("--sizes", type=_ints, default=None,
+    a.add_argument("--sizes", type=int_list, default=None,
                    help="all layer sizes n_0,...,n_L instead of --width and --depth")
     r = p.add_argument_group("ensemble and run")
     r.add_argument("--input-var", type=float, default=None,
@@ -72,7 +64,7 @@ def register(sub):
                    "(q* - sigma_b^2) / sigma_w^2)")
     r.add_argument("--K", type=int, default=32, help="networks (32)")
     r.add_argument("--samples", type=int, default=4, help="inputs m per network (4)")
-    r.add_argument("--depths", type=_ints, default=None,
+    r.add_argument("--depths", type=int_list, default=None,
                    help="depths to record, e.g. 1,2,4,8 (default every layer)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--dtype", choices=["float32", "float64"], default="float64")

@@ -34,6 +34,7 @@ from ._common import (
     add_config_option,
     add_retired,
     backend_from_args,
+    int_list,
     prepare_out_dir,
     progress_bar,
     refuse_unless_fits,
@@ -54,14 +55,6 @@ def _floats(text):
     return vals[0] if len(vals) == 1 else tuple(vals)
 
 
-def _ints(text):
-    try:
-        return tuple(int(v) for v in str(text).split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers separated by commas, got {text!r}") \
-            from None
-
-
 def register(sub):
     p = sub.add_parser("stats", help="measure and predict the statistics of the error vectors",
                        description="Record delta[l] over an ensemble of networks and inputs, "
@@ -80,9 +73,9 @@ def register(sub):
 
 
 def _architecture_options(g):
-    g.add_argument("--sizes", type=_ints, default=None,
+    g.add_argument("--sizes", type=int_list, default=None,
                    help="all layer sizes n_0,...,n_L (default: --hidden with the data's sizes)")
-    g.add_argument("--hidden", type=_ints, default=(64, 64, 64, 64),
+    g.add_argument("--hidden", type=int_list, default=(64, 64, 64, 64),
                    help="hidden widths (default 64,64,64,64)")
     g.add_argument("--n-in", type=int, default=64, help="inputs for --inputs gaussian (64)")
     g.add_argument("--n-out", type=int, default=None,
